@@ -1,0 +1,59 @@
+//! The one place where request errors become HTTP responses.
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use crate::http_util::{Body, Reply};
+use crate::registry::error::{ApiError, Code};
+
+/// The status code of each error. No catch-all arm: a new code must choose its status here.
+pub fn status_of(code: Code) -> StatusCode {
+    match code {
+        Code::BlobUnknown
+        | Code::BlobUploadUnknown
+        | Code::ManifestUnknown
+        | Code::NameUnknown
+        | Code::NotFound => StatusCode::NOT_FOUND,
+        Code::BlobUploadInvalid
+        | Code::DigestInvalid
+        | Code::ManifestBlobUnknown
+        | Code::ManifestInvalid
+        | Code::NameInvalid
+        | Code::SizeInvalid
+        | Code::PaginationNumberInvalid => StatusCode::BAD_REQUEST,
+        Code::ManifestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
+        Code::Unauthorized => StatusCode::UNAUTHORIZED,
+        Code::Denied => StatusCode::FORBIDDEN,
+        Code::Unsupported => StatusCode::BAD_REQUEST,
+        Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The spec's JSON envelope `{"errors":[{"code","message","detail"}]}` with the error's
+/// status and any headers it carries.
+pub fn api_error(err: &ApiError) -> Response<Body> {
+    let body = json!({
+        "errors": [{ "code": err.code.as_str(), "message": err.message, "detail": null }]
+    });
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut reply = Reply::new(status_of(err.code))
+        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_LENGTH, bytes.len());
+    for (name, value) in &err.headers {
+        reply = reply.header(name.clone(), value);
+    }
+    reply.body(crate::http_util::full(bytes))
+}
+
+/// A short plain-text answer for the non-API paths (`/`, `/healthz`, unknown paths).
+pub fn text(status: StatusCode, message: &'static str) -> Response<Body> {
+    Reply::new(status)
+        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(CONTENT_LENGTH, message.len())
+        .body(crate::http_util::full(message))
+}

@@ -1,0 +1,10 @@
+//! wharf: a private container registry with its own front door, in one binary.
+//!
+//! See `docs/ARCHITECTURE.md` for the map: `server` accepts connections and hands requests
+//! to `gateway`, which dispatches them to the `registry` engine on top of its `storage`.
+
+pub mod config;
+pub mod gateway;
+pub mod http_util;
+pub mod registry;
+pub mod server;

@@ -1,0 +1,249 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::request::Parts;
+use http::{HeaderName, Response, StatusCode};
+
+use super::blobs::DOCKER_CONTENT_DIGEST;
+use super::cache::CachedManifest;
+use super::error::{ApiError, ApiResult, Code};
+use super::manifest::Manifest;
+use super::reference::{Algorithm, Digest, Reference, RepoName};
+use super::storage::{ByteStream, LinkKind};
+use super::Registry;
+use crate::http_util::{self, Body, Reply};
+
+const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+
+impl Registry {
+    pub(super) async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        with_body: bool,
+    ) -> ApiResult<Response<Body>> {
+        let key = reference.to_string();
+        let m = match self.cache.get(repo, &key) {
+            Some(m) => m,
+            None => {
+                let m = self.load_manifest(repo, reference).await?;
+                self.cache.insert(repo, &key, m.clone());
+                m
+            }
+        };
+        let reply = Reply::new(StatusCode::OK)
+            .header(CONTENT_TYPE, &m.media_type)
+            .header(CONTENT_LENGTH, m.bytes.len())
+            .header(DOCKER_CONTENT_DIGEST, &m.digest);
+        Ok(match with_body {
+            true => reply.body(http_util::full(m.bytes.clone())),
+            false => reply.empty(),
+        })
+    }
+
+    async fn load_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> ApiResult<Arc<CachedManifest>> {
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => self
+                .storage
+                .read_tag(repo, t)
+                .await?
+                .ok_or_else(|| manifest_unknown(reference))?,
+        };
+        let media_type = self
+            .storage
+            .read_link(repo, LinkKind::Manifest, &digest)
+            .await?
+            .ok_or_else(|| manifest_unknown(reference))?;
+        let bytes = self
+            .storage
+            .read_small_blob(&digest)
+            .await?
+            .ok_or_else(|| {
+                tracing::error!(%repo, %digest, "manifest is linked but its bytes are missing");
+                manifest_unknown(reference)
+            })?;
+        Ok(Arc::new(CachedManifest {
+            digest,
+            media_type: String::from_utf8_lossy(&media_type).into_owned(),
+            bytes,
+        }))
+    }
+
+    pub(super) async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        req: &Parts,
+        body: ByteStream,
+    ) -> ApiResult<Response<Body>> {
+        let content_type = req
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = read_limited(body, self.options.max_manifest_bytes).await?;
+        let algorithm = match reference {
+            Reference::Digest(d) => d.algorithm(),
+            Reference::Tag(_) => Algorithm::Sha256,
+        };
+        let digest = Digest::of(algorithm, &bytes);
+        if let Reference::Digest(claimed) = reference {
+            if *claimed != digest {
+                return Err(ApiError::new(
+                    Code::DigestInvalid,
+                    format!("manifest content has digest {digest}, not {claimed}"),
+                ));
+            }
+        }
+        let manifest = Manifest::parse(&bytes, content_type.as_deref())?;
+        self.check_references(repo, &manifest).await?;
+
+        self.storage.put_small_blob(&digest, bytes.clone()).await?;
+        self.storage
+            .link(
+                repo,
+                LinkKind::Manifest,
+                &digest,
+                manifest.media_type.as_bytes(),
+            )
+            .await?;
+        if let Some(subject) = &manifest.subject {
+            let descriptor = manifest.referrer_descriptor(&digest, bytes.len());
+            let descriptor = serde_json::to_vec(&descriptor).unwrap_or_default();
+            self.storage
+                .add_referrer(repo, subject, &digest, &descriptor)
+                .await?;
+        }
+        if let Reference::Tag(tag) = reference {
+            self.storage.write_tag(repo, tag, &digest).await?;
+            self.cache.forget(repo, tag.as_str());
+        }
+        let mut reply = Reply::new(StatusCode::CREATED)
+            .header(LOCATION, format!("/v2/{repo}/manifests/{digest}"))
+            .header(DOCKER_CONTENT_DIGEST, &digest)
+            .header(CONTENT_LENGTH, 0);
+        if let Some(subject) = &manifest.subject {
+            reply = reply.header(OCI_SUBJECT, subject);
+        }
+        Ok(reply.empty())
+    }
+
+    /// Every blob and child manifest a manifest names must already be in the repository.
+    async fn check_references(&self, repo: &RepoName, m: &Manifest) -> ApiResult<()> {
+        let wanted = m
+            .blobs
+            .iter()
+            .map(|d| (LinkKind::Layer, d))
+            .chain(m.children.iter().map(|d| (LinkKind::Manifest, d)));
+        for (kind, digest) in wanted {
+            if self.storage.read_link(repo, kind, digest).await?.is_none() {
+                let what = match kind {
+                    LinkKind::Layer => "blob",
+                    LinkKind::Manifest => "manifest",
+                };
+                return Err(ApiError::new(
+                    Code::ManifestBlobUnknown,
+                    format!("the manifest refers to {what} {digest}, which is not in {repo}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> ApiResult<Response<Body>> {
+        match reference {
+            Reference::Tag(tag) => {
+                if !self.storage.delete_tag(repo, tag).await? {
+                    return Err(manifest_unknown(reference));
+                }
+                self.cache.forget(repo, tag.as_str());
+            }
+            Reference::Digest(digest) => self.delete_revision(repo, digest).await?,
+        }
+        Ok(Reply::new(StatusCode::ACCEPTED)
+            .header(CONTENT_LENGTH, 0)
+            .empty())
+    }
+
+    /// Removes a manifest from a repository, with the tags pointing at it and its entry in
+    /// its subject's referrers. The bytes stay: other repositories may share them.
+    async fn delete_revision(&self, repo: &RepoName, digest: &Digest) -> ApiResult<()> {
+        let Some(media_type) = self
+            .storage
+            .read_link(repo, LinkKind::Manifest, digest)
+            .await?
+        else {
+            return Err(manifest_unknown(&Reference::Digest(digest.clone())));
+        };
+        if let Some(bytes) = self.storage.read_small_blob(digest).await? {
+            let media_type = String::from_utf8_lossy(&media_type);
+            if let Ok(Manifest {
+                subject: Some(subject),
+                ..
+            }) = Manifest::parse(&bytes, Some(&media_type))
+            {
+                self.storage.remove_referrer(repo, &subject, digest).await?;
+            }
+        }
+        for tag in self.storage.list_tags(repo).await?.unwrap_or_default() {
+            if self.storage.read_tag(repo, &tag).await?.as_ref() == Some(digest) {
+                self.storage.delete_tag(repo, &tag).await?;
+            }
+        }
+        self.storage
+            .unlink(repo, LinkKind::Manifest, digest)
+            .await?;
+        self.cache.forget_repo(repo);
+        Ok(())
+    }
+}
+
+fn manifest_unknown(reference: &Reference) -> ApiError {
+    ApiError::new(
+        Code::ManifestUnknown,
+        format!("manifest {reference} is unknown"),
+    )
+}
+
+/// Reads a whole (small) body, refusing with 413 once it passes `limit` bytes.
+async fn read_limited(mut body: ByteStream, limit: u64) -> ApiResult<Bytes> {
+    let too_large = || {
+        ApiError::new(
+            Code::ManifestTooLarge,
+            format!("manifest is larger than the {limit}-byte limit"),
+        )
+    };
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                Code::ManifestInvalid,
+                format!("the request body broke off: {e}"),
+            )
+        })?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if buf.is_empty() {
+        return Err(ApiError::new(
+            Code::ManifestInvalid,
+            "the manifest body is empty",
+        ));
+    }
+    Ok(buf.freeze())
+}

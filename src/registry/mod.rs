@@ -1,0 +1,106 @@
+//! The OCI Distribution API engine: routes `/v2/...` (and docker's `/v1/search`) to
+//! handlers that stream bodies to and from [`storage`].
+
+pub mod error;
+pub mod reference;
+pub mod route;
+pub mod storage;
+
+mod blobs;
+mod cache;
+mod listing;
+mod manifest;
+mod manifests;
+mod referrers;
+mod search;
+mod uploads;
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+
+use self::cache::ManifestCache;
+use self::error::{ApiError, ApiResult, Code};
+use self::route::Route;
+use self::storage::{ByteStream, Storage};
+use crate::http_util::{Body, Reply};
+
+/// Limits and knobs of the engine, from the config.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    /// Manifests larger than this are refused with 413.
+    pub max_manifest_bytes: u64,
+    /// Memory the manifest cache may use.
+    pub manifest_cache_bytes: u64,
+}
+
+/// One registry: a storage backend plus the API on top of it.
+pub struct Registry {
+    storage: Arc<dyn Storage>,
+    cache: ManifestCache,
+    options: RegistryOptions,
+}
+
+impl Registry {
+    pub fn new(storage: Arc<dyn Storage>, options: RegistryOptions) -> Self {
+        Self {
+            storage,
+            cache: ManifestCache::new(options.manifest_cache_bytes),
+            options,
+        }
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Serves one `/v2/...` request.
+    pub async fn handle(&self, req: Request<ByteStream>) -> ApiResult<Response<Body>> {
+        let route = route::parse(req.uri().path())?;
+        let (parts, body) = req.into_parts();
+        let method = parts.method.clone();
+        match (route, method) {
+            (Route::Base, Method::GET | Method::HEAD) => {
+                Ok(Reply::new(StatusCode::OK).json(&serde_json::json!({})))
+            }
+            (Route::Catalog, Method::GET) => self.catalog(&parts).await,
+            (Route::Tags(name), Method::GET) => self.tags(&name, &parts).await,
+            (Route::Manifest(name, r), Method::GET) => self.get_manifest(&name, &r, true).await,
+            (Route::Manifest(name, r), Method::HEAD) => self.get_manifest(&name, &r, false).await,
+            (Route::Manifest(name, r), Method::PUT) => {
+                self.put_manifest(&name, &r, &parts, body).await
+            }
+            (Route::Manifest(name, r), Method::DELETE) => self.delete_manifest(&name, &r).await,
+            (Route::Blob(name, d), Method::GET) => self.get_blob(&name, &d, &parts, true).await,
+            (Route::Blob(name, d), Method::HEAD) => self.get_blob(&name, &d, &parts, false).await,
+            (Route::Blob(name, d), Method::DELETE) => self.delete_blob(&name, &d).await,
+            (Route::UploadStart(name), Method::POST) => {
+                self.start_upload(&name, &parts, body).await
+            }
+            (Route::Upload(name, id), Method::GET) => self.upload_status(&name, id).await,
+            (Route::Upload(name, id), Method::PATCH) => {
+                self.patch_upload(&name, id, &parts, body).await
+            }
+            (Route::Upload(name, id), Method::PUT) => {
+                self.put_upload(&name, id, &parts, body).await
+            }
+            (Route::Upload(name, id), Method::DELETE) => self.cancel_upload(&name, id).await,
+            (Route::Referrers(name, d), Method::GET) => self.referrers(&name, &d, &parts).await,
+            (_, method) => Err(ApiError::new(
+                Code::MethodNotAllowed,
+                format!("{method} is not supported on this endpoint"),
+            )),
+        }
+    }
+
+    /// `GET /healthz`: storage accepts writes.
+    pub async fn health(&self) -> ApiResult<()> {
+        Ok(self.storage.check_writable().await?)
+    }
+
+    /// Serves docker's `/v1/_ping` and `/v1/search`.
+    pub async fn handle_v1(&self, req: &Parts) -> ApiResult<Response<Body>> {
+        search::handle(self, req).await
+    }
+}

@@ -1,0 +1,169 @@
+//! Parsing `/v2/...` paths into typed routes.
+//!
+//! Repository names contain `/`, so a path is read from the right: the trailing
+//! components say which endpoint it is, and everything before them is the name.
+
+use super::error::{ApiError, ApiResult, Code};
+use super::reference::{Digest, Reference, RepoName};
+use super::storage::UploadId;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `/v2/`
+    Base,
+    /// `/v2/_catalog`
+    Catalog,
+    /// `/v2/<name>/tags/list`
+    Tags(RepoName),
+    /// `/v2/<name>/manifests/<reference>`
+    Manifest(RepoName, Reference),
+    /// `/v2/<name>/blobs/<digest>`
+    Blob(RepoName, Digest),
+    /// `/v2/<name>/blobs/uploads/`
+    UploadStart(RepoName),
+    /// `/v2/<name>/blobs/uploads/<id>`
+    Upload(RepoName, UploadId),
+    /// `/v2/<name>/referrers/<digest>`
+    Referrers(RepoName, Digest),
+}
+
+impl Route {
+    /// The repository a route acts on, if any.
+    pub fn repo(&self) -> Option<&RepoName> {
+        match self {
+            Route::Base | Route::Catalog => None,
+            Route::Tags(n)
+            | Route::Manifest(n, _)
+            | Route::Blob(n, _)
+            | Route::UploadStart(n)
+            | Route::Upload(n, _)
+            | Route::Referrers(n, _) => Some(n),
+        }
+    }
+}
+
+/// Parses a request path (still percent-encoded) that starts with `/v2`.
+pub fn parse(path: &str) -> ApiResult<Route> {
+    let rest = path.strip_prefix("/v2").ok_or_else(|| not_found(path))?;
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Ok(Route::Base);
+    }
+    if rest == "_catalog" {
+        return Ok(Route::Catalog);
+    }
+    let decoded: Vec<String> = rest
+        .split('/')
+        .map(|c| {
+            percent_encoding::percent_decode_str(c)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let n = parts.len();
+    let name_of = |upto: usize| name(&parts[..upto]);
+    match parts.as_slice() {
+        [.., "tags", "list"] if n > 2 => Ok(Route::Tags(name_of(n - 2)?)),
+        [.., "blobs", "uploads", ""] | [.., "blobs", "uploads"] if n > 2 => {
+            let upto = if parts[n - 1].is_empty() {
+                n - 3
+            } else {
+                n - 2
+            };
+            Ok(Route::UploadStart(name_of(upto)?))
+        }
+        [.., "blobs", "uploads", id] if n > 3 => {
+            let name = name_of(n - 3)?;
+            let id = UploadId::parse(id).ok_or_else(|| {
+                ApiError::new(
+                    Code::BlobUploadUnknown,
+                    "upload id is not a valid session id",
+                )
+            })?;
+            Ok(Route::Upload(name, id))
+        }
+        [.., "blobs", d] if n > 2 => Ok(Route::Blob(name_of(n - 2)?, digest(d)?)),
+        [.., "referrers", d] if n > 2 => Ok(Route::Referrers(name_of(n - 2)?, digest(d)?)),
+        [.., "manifests", r] if n > 2 => {
+            let name = name_of(n - 2)?;
+            let reference = Reference::parse(r).map_err(|why| {
+                let code = if r.contains(':') {
+                    Code::DigestInvalid
+                } else {
+                    Code::ManifestInvalid
+                };
+                ApiError::new(code, format!("invalid reference {r:?}: {why}"))
+            })?;
+            Ok(Route::Manifest(name, reference))
+        }
+        _ => Err(not_found(path)),
+    }
+}
+
+fn name(parts: &[&str]) -> ApiResult<RepoName> {
+    let joined = parts.join("/");
+    RepoName::parse(&joined).map_err(|why| ApiError::new(Code::NameInvalid, why))
+}
+
+fn digest(s: &str) -> ApiResult<Digest> {
+    Digest::parse(s).map_err(|why| ApiError::new(Code::DigestInvalid, why))
+}
+
+fn not_found(path: &str) -> ApiError {
+    ApiError::new(Code::NotFound, format!("no API endpoint at {path:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d() -> String {
+        format!("sha256:{}", "a".repeat(64))
+    }
+
+    #[test]
+    fn routes_are_read_from_the_right() {
+        assert_eq!(parse("/v2/").unwrap(), Route::Base);
+        assert_eq!(parse("/v2").unwrap(), Route::Base);
+        assert_eq!(parse("/v2/_catalog").unwrap(), Route::Catalog);
+        let r = parse("/v2/a/manifests/b/manifests/latest").unwrap();
+        assert!(matches!(r, Route::Manifest(n, _) if n.as_str() == "a/manifests/b"));
+        let r = parse(&format!("/v2/x/blobs/blobs/{}", d())).unwrap();
+        assert!(matches!(r, Route::Blob(n, _) if n.as_str() == "x/blobs"));
+        assert!(
+            matches!(parse("/v2/team/app/blobs/uploads/").unwrap(), Route::UploadStart(n) if n.as_str() == "team/app")
+        );
+        let id = uuid::Uuid::new_v4();
+        assert!(matches!(
+            parse(&format!("/v2/a/blobs/uploads/{id}")).unwrap(),
+            Route::Upload(..)
+        ));
+        assert!(
+            matches!(parse("/v2/a/b/tags/list").unwrap(), Route::Tags(n) if n.as_str() == "a/b")
+        );
+        assert!(matches!(
+            parse(&format!("/v2/a/referrers/{}", d())).unwrap(),
+            Route::Referrers(..)
+        ));
+        let encoded = format!("/v2/a/blobs/{}", d().replace(':', "%3A"));
+        assert!(matches!(parse(&encoded).unwrap(), Route::Blob(..)));
+    }
+
+    #[test]
+    fn bad_parts_get_their_codes() {
+        let code = |p: &str| parse(p).unwrap_err().code;
+        assert_eq!(code("/v2/../x/tags/list"), Code::NameInvalid);
+        assert_eq!(code("/v2/a%2F..%2Fb/tags/list"), Code::NameInvalid);
+        assert_eq!(code("/v2/Upper/tags/list"), Code::NameInvalid);
+        assert_eq!(code("/v2/a/blobs/sha256:zz"), Code::DigestInvalid);
+        assert_eq!(code("/v2/a/manifests/sha256:zz"), Code::DigestInvalid);
+        assert_eq!(code("/v2/a/manifests/-bad"), Code::ManifestInvalid);
+        assert_eq!(
+            code("/v2/a/blobs/uploads/not-a-uuid"),
+            Code::BlobUploadUnknown
+        );
+        assert_eq!(code("/v2/a/whatever"), Code::NotFound);
+        assert_eq!(code("/v2/tags/list"), Code::NotFound);
+    }
+}

@@ -1,0 +1,343 @@
+//! The filesystem backend: everything under one root directory, laid out as [`layout`]
+//! describes. All file I/O runs on tokio's blocking pool.
+
+mod atomic;
+mod layout;
+mod stream;
+mod uploads;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use self::layout::Layout;
+use super::{Append, ByteStream, Finish, LinkKind, Storage, StorageError, StorageResult, UploadId};
+use crate::registry::reference::{Digest, RepoName, Tag};
+
+pub struct FsStorage {
+    layout: Layout,
+    sessions: uploads::Sessions,
+}
+
+impl FsStorage {
+    /// Opens (creating if needed) a storage root, and clears staging files a crash left.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let layout = Layout::new(root.to_path_buf());
+        for dir in [
+            root.join("blobs"),
+            layout.repositories(),
+            layout.uploads(),
+            layout.tmp(),
+        ] {
+            fs::create_dir_all(&dir)?;
+        }
+        for entry in fs::read_dir(layout.tmp())? {
+            let _ = fs::remove_file(entry?.path());
+        }
+        Ok(Self {
+            layout,
+            sessions: uploads::Sessions::default(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.layout.root()
+    }
+}
+
+/// Runs blocking file work on the blocking pool, naming the operation for the log.
+async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> StorageResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Io {
+            op,
+            source: io::Error::other(e),
+        })?
+        .map_err(StorageError::io(op))
+}
+
+/// Sorted names of the entries of `dir`; empty when `dir` does not exist.
+fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if let Some(name) = entry?.file_name().to_str() {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// Walks `repositories/` for directories holding `_layers` or `_manifests`.
+fn walk_repositories(base: &Path, prefix: &str, out: &mut Vec<RepoName>) -> io::Result<()> {
+    for name in sorted_names(base)? {
+        let path = base.join(&name);
+        if name.starts_with('_') || !path.is_dir() {
+            continue;
+        }
+        let full = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if path.join("_layers").is_dir() || path.join("_manifests").is_dir() {
+            if let Ok(repo) = RepoName::parse(&full) {
+                out.push(repo);
+            }
+        }
+        walk_repositories(&path, &full, out)?;
+    }
+    Ok(())
+}
+
+fn parse_digest_file(path: PathBuf, bytes: &[u8]) -> StorageResult<Digest> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| Digest::parse(s.trim()).ok())
+        .ok_or_else(|| StorageError::Corrupt {
+            what: format!("{} does not hold a digest", path.display()),
+        })
+}
+
+#[async_trait]
+impl Storage for FsStorage {
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        let path = self.layout.blob(digest);
+        blocking("stat blob", move || match fs::metadata(path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn read_blob(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> StorageResult<Option<ByteStream>> {
+        let path = self.layout.blob(digest);
+        let file = blocking("open blob", move || match fs::File::open(path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await?;
+        Ok(file.map(|f| stream::read_range(f, offset, len)))
+    }
+
+    async fn read_small_blob(&self, digest: &Digest) -> StorageResult<Option<Bytes>> {
+        let path = self.layout.blob(digest);
+        let bytes = blocking("read manifest", move || atomic::read_optional(&path)).await?;
+        Ok(bytes.map(Bytes::from))
+    }
+
+    async fn put_small_blob(&self, digest: &Digest, bytes: Bytes) -> StorageResult<()> {
+        let (tmp, path) = (self.layout.tmp(), self.layout.blob(digest));
+        blocking("write manifest", move || {
+            if path.exists() {
+                return Ok(()); // content-addressed: the same digest is the same bytes
+            }
+            atomic::write_file(&tmp, &path, &bytes)
+        })
+        .await
+    }
+
+    async fn link(
+        &self,
+        repo: &RepoName,
+        kind: LinkKind,
+        digest: &Digest,
+        payload: &[u8],
+    ) -> StorageResult<()> {
+        let (tmp, path) = (self.layout.tmp(), self.layout.link(repo, kind, digest));
+        let payload = payload.to_vec();
+        blocking("write link", move || {
+            if atomic::read_optional(&path)?.as_deref() == Some(&payload[..]) {
+                return Ok(());
+            }
+            atomic::write_file(&tmp, &path, &payload)
+        })
+        .await
+    }
+
+    async fn read_link(
+        &self,
+        repo: &RepoName,
+        kind: LinkKind,
+        digest: &Digest,
+    ) -> StorageResult<Option<Bytes>> {
+        let path = self.layout.link(repo, kind, digest);
+        let bytes = blocking("read link", move || atomic::read_optional(&path)).await?;
+        Ok(bytes.map(Bytes::from))
+    }
+
+    async fn unlink(
+        &self,
+        repo: &RepoName,
+        kind: LinkKind,
+        digest: &Digest,
+    ) -> StorageResult<bool> {
+        let path = self.layout.link(repo, kind, digest);
+        blocking("remove link", move || atomic::remove_file(&path)).await
+    }
+
+    async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>> {
+        let path = self.layout.tag(repo, tag);
+        let p = path.clone();
+        match blocking("read tag", move || atomic::read_optional(&p)).await? {
+            None => Ok(None),
+            Some(bytes) => parse_digest_file(path, &bytes).map(Some),
+        }
+    }
+
+    async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
+        let (tmp, path) = (self.layout.tmp(), self.layout.tag(repo, tag));
+        let value = digest.to_string();
+        blocking("write tag", move || {
+            atomic::write_file(&tmp, &path, value.as_bytes())
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool> {
+        let path = self.layout.tag(repo, tag);
+        blocking("delete tag", move || atomic::remove_file(&path)).await
+    }
+
+    async fn list_tags(&self, repo: &RepoName) -> StorageResult<Option<Vec<Tag>>> {
+        let (repo_dir, tags_dir) = (self.layout.repo(repo), self.layout.tags(repo));
+        blocking("list tags", move || {
+            if !repo_dir.is_dir() {
+                return Ok(None);
+            }
+            let tags = sorted_names(&tags_dir)?
+                .iter()
+                .filter_map(|t| Tag::parse(t).ok())
+                .collect();
+            Ok(Some(tags))
+        })
+        .await
+    }
+
+    async fn add_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+        descriptor: &[u8],
+    ) -> StorageResult<()> {
+        let (tmp, path) = (
+            self.layout.tmp(),
+            self.layout.referrer(repo, subject, referrer),
+        );
+        let descriptor = descriptor.to_vec();
+        blocking("write referrer", move || {
+            atomic::write_file(&tmp, &path, &descriptor)
+        })
+        .await
+    }
+
+    async fn remove_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> StorageResult<()> {
+        let path = self.layout.referrer(repo, subject, referrer);
+        blocking("remove referrer", move || {
+            atomic::remove_file(&path).map(drop)
+        })
+        .await
+    }
+
+    async fn list_referrers(&self, repo: &RepoName, subject: &Digest) -> StorageResult<Vec<Bytes>> {
+        let dir = self.layout.referrers(repo, subject);
+        blocking("list referrers", move || {
+            let mut out = Vec::new();
+            for name in sorted_names(&dir)? {
+                if let Some(bytes) = atomic::read_optional(&dir.join(name))? {
+                    out.push(Bytes::from(bytes));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_repositories(&self) -> StorageResult<Vec<RepoName>> {
+        let base = self.layout.repositories();
+        blocking("list repositories", move || {
+            let mut out = Vec::new();
+            walk_repositories(&base, "", &mut out)?;
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_upload(&self, repo: &RepoName) -> StorageResult<UploadId> {
+        uploads::create(&self.layout, repo).await
+    }
+
+    async fn upload_size(&self, repo: &RepoName, id: UploadId) -> StorageResult<Option<u64>> {
+        uploads::size(&self.layout, repo, id).await
+    }
+
+    async fn append_upload(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        expected_offset: Option<u64>,
+        body: ByteStream,
+    ) -> StorageResult<Append> {
+        uploads::append(
+            &self.layout,
+            &self.sessions,
+            repo,
+            id,
+            expected_offset,
+            body,
+        )
+        .await
+    }
+
+    async fn finish_upload(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        digest: &Digest,
+    ) -> StorageResult<Finish> {
+        uploads::finish(&self.layout, &self.sessions, repo, id, digest).await
+    }
+
+    async fn cancel_upload(&self, repo: &RepoName, id: UploadId) -> StorageResult<bool> {
+        uploads::cancel(&self.layout, &self.sessions, repo, id).await
+    }
+
+    async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize> {
+        uploads::purge(&self.layout, &self.sessions, max_age).await
+    }
+
+    async fn check_writable(&self) -> StorageResult<()> {
+        let (tmp, probe) = (self.layout.tmp(), self.layout.tmp().join("health-probe"));
+        blocking("health probe", move || {
+            atomic::write_file(&tmp, &probe, b"ok")?;
+            atomic::remove_file(&probe).map(drop)
+        })
+        .await
+    }
+}

@@ -1,0 +1,223 @@
+//! Upload sessions on disk: `_uploads/<uuid>/data` holds the bytes received so far and
+//! `_uploads/<uuid>/owner` the repository that opened the session.
+//!
+//! The bytes on disk are the truth, so a session survives a restart. What lives only in
+//! memory is an optimisation: the sha256 state after the last append, so finishing a
+//! session that streamed through this process does not read the blob back. When that
+//! state is missing (after a restart) the file is hashed from disk instead.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest as _, Sha256};
+
+use super::atomic;
+use super::layout::Layout;
+use super::{blocking, stream};
+use crate::registry::reference::{Algorithm, Digest, RepoName};
+use crate::registry::storage::{Append, ByteStream, Finish, StorageError, StorageResult, UploadId};
+
+/// sha256 state of a session after exactly `offset` bytes.
+type HashState = Option<(u64, Sha256)>;
+
+/// Per-session locks, so two requests on one session never interleave their writes, each
+/// holding the session's streamed hash state.
+#[derive(Default)]
+pub struct Sessions {
+    locks: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<HashState>>>>,
+}
+
+impl Sessions {
+    fn lock_of(&self, id: UploadId) -> Arc<tokio::sync::Mutex<HashState>> {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id).or_default().clone()
+    }
+
+    fn forget(&self, id: UploadId) {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&id);
+    }
+}
+
+/// Whether the session exists and belongs to `repo`.
+fn owned_by(layout: &Layout, id: UploadId, repo: &RepoName) -> io::Result<bool> {
+    let owner = atomic::read_optional(&layout.upload_dir(id).join("owner"))?;
+    Ok(owner.as_deref() == Some(repo.as_str().as_bytes()))
+}
+
+pub async fn create(layout: &Layout, repo: &RepoName) -> StorageResult<UploadId> {
+    let id = UploadId::new();
+    let dir = layout.upload_dir(id);
+    let tmp = layout.tmp();
+    let owner = repo.as_str().to_owned();
+    blocking("create upload", move || {
+        fs::create_dir_all(&dir)?;
+        File::create(dir.join("data"))?;
+        // The owner file is written last and atomically: a session without one is unknown.
+        atomic::write_file(&tmp, &dir.join("owner"), owner.as_bytes())
+    })
+    .await?;
+    Ok(id)
+}
+
+pub async fn size(layout: &Layout, repo: &RepoName, id: UploadId) -> StorageResult<Option<u64>> {
+    let (layout, repo) = (layout.clone(), repo.clone());
+    blocking("upload status", move || {
+        if !owned_by(&layout, id, &repo)? {
+            return Ok(None);
+        }
+        Ok(Some(
+            fs::metadata(layout.upload_dir(id).join("data"))?.len(),
+        ))
+    })
+    .await
+}
+
+pub async fn append(
+    layout: &Layout,
+    sessions: &Sessions,
+    repo: &RepoName,
+    id: UploadId,
+    expected_offset: Option<u64>,
+    body: ByteStream,
+) -> StorageResult<Append> {
+    let lock = sessions.lock_of(id);
+    let mut hash_state = lock.lock().await;
+    let (l, r) = (layout.clone(), repo.clone());
+    let opened = blocking("open upload", move || {
+        if !owned_by(&l, id, &r)? {
+            return Ok(None);
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(l.upload_dir(id).join("data"))?;
+        let size = file.metadata()?.len();
+        Ok(Some((file, size)))
+    })
+    .await?;
+    let Some((file, size)) = opened else {
+        return Ok(Append::UnknownUpload);
+    };
+    if expected_offset.is_some_and(|o| o != size) {
+        return Ok(Append::OffsetMismatch { size });
+    }
+    let hasher = match hash_state.take() {
+        Some((offset, h)) if offset == size => Some(h),
+        _ if size == 0 => Some(Sha256::new()),
+        _ => None,
+    };
+    let done = stream::append(file, hasher, body)
+        .await
+        .map_err(StorageError::io("append upload"))?;
+    let new_size = size + done.written;
+    *hash_state = done.hasher.map(|h| (new_size, h));
+    Ok(match done.body_error {
+        None => Append::Written { size: new_size },
+        Some(error) => Append::BodyFailed {
+            size: new_size,
+            error,
+        },
+    })
+}
+
+pub async fn finish(
+    layout: &Layout,
+    sessions: &Sessions,
+    repo: &RepoName,
+    id: UploadId,
+    digest: &Digest,
+) -> StorageResult<Finish> {
+    let lock = sessions.lock_of(id);
+    let mut hash_state = lock.lock().await;
+    let streamed = hash_state.take();
+    let (l, r, d) = (layout.clone(), repo.clone(), digest.clone());
+    let outcome = blocking("finish upload", move || {
+        if !owned_by(&l, id, &r)? {
+            return Ok(Finish::UnknownUpload);
+        }
+        let dir = l.upload_dir(id);
+        let data = dir.join("data");
+        let mut file = File::open(&data)?;
+        let size = file.metadata()?.len();
+        let actual = match streamed {
+            Some((offset, h)) if offset == size && d.algorithm() == Algorithm::Sha256 => {
+                Digest::from_hash(Algorithm::Sha256, &h.finalize())
+            }
+            _ => stream::hash_file(&mut file, d.algorithm())?,
+        };
+        if actual != d {
+            fs::remove_dir_all(&dir)?;
+            return Ok(Finish::DigestMismatch { actual });
+        }
+        // Durable before visible: the rename publishes only fsynced bytes. A concurrent
+        // finish of the same digest renames identical bytes over it, which is harmless.
+        file.sync_all()?;
+        atomic::place(&data, &l.blob(&d))?;
+        fs::remove_dir_all(&dir)?;
+        Ok(Finish::Done { size })
+    })
+    .await?;
+    drop(hash_state);
+    if !matches!(outcome, Finish::UnknownUpload) {
+        sessions.forget(id);
+    }
+    Ok(outcome)
+}
+
+pub async fn cancel(
+    layout: &Layout,
+    sessions: &Sessions,
+    repo: &RepoName,
+    id: UploadId,
+) -> StorageResult<bool> {
+    let lock = sessions.lock_of(id);
+    let _held = lock.lock().await;
+    let (l, r) = (layout.clone(), repo.clone());
+    let removed = blocking("cancel upload", move || {
+        if !owned_by(&l, id, &r)? {
+            return Ok(false);
+        }
+        fs::remove_dir_all(l.upload_dir(id))?;
+        Ok(true)
+    })
+    .await?;
+    sessions.forget(id);
+    Ok(removed)
+}
+
+/// Removes sessions whose data was last written more than `max_age` ago.
+pub async fn purge(
+    layout: &Layout,
+    sessions: &Sessions,
+    max_age: Duration,
+) -> StorageResult<usize> {
+    let dir = layout.uploads();
+    let stale = blocking("purge uploads", move || {
+        let mut stale = Vec::new();
+        let now = SystemTime::now();
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let Some(id) = entry.file_name().to_str().and_then(UploadId::parse) else {
+                continue;
+            };
+            let touched = match fs::metadata(entry.path().join("data")) {
+                Ok(m) => m.modified()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => entry.metadata()?.modified()?,
+                Err(e) => return Err(e),
+            };
+            if now.duration_since(touched).unwrap_or_default() > max_age {
+                fs::remove_dir_all(entry.path())?;
+                stale.push(id);
+            }
+        }
+        Ok(stale)
+    })
+    .await?;
+    for id in &stale {
+        sessions.forget(*id);
+    }
+    Ok(stale.len())
+}

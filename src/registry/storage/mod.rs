@@ -1,0 +1,216 @@
+//! What the registry may rely on from storage, and the filesystem implementation of it.
+//!
+//! # Contract
+//!
+//! Every implementation of [`Storage`] promises:
+//!
+//! - **Blobs are content-addressed and immutable.** A blob becomes visible (through
+//!   [`Storage::blob_size`] and [`Storage::read_blob`]) only after its digest was verified
+//!   over the bytes actually stored. A crash at any moment leaves either no blob or the
+//!   whole, verified blob; never a partial one.
+//! - **Streaming.** No method holds a whole blob in memory. Only manifests, which the
+//!   registry bounds by size before calling, go through the `*_small_blob` methods.
+//! - **Upload sessions live in storage**, not in process memory: a session can be continued
+//!   after a restart (and, for shared backends, by another node). Sessions belong to the
+//!   repository that opened them; asking for one under another repository is "unknown".
+//! - **Idempotence and concurrency.** Deletes of missing things report `false`, never fail.
+//!   Two concurrent finishes of the same blob both succeed and leave one intact blob.
+//!   Writes of small metadata (links, tags, referrers) are atomic: readers see the old or
+//!   the new value.
+//! - **Validated inputs only.** Every name, tag, digest and upload id arrives already
+//!   validated ([`RepoName`], [`Tag`], [`Digest`], [`UploadId`]), so an implementation may
+//!   build paths or object keys from them directly.
+//!
+//! Errors are [`StorageError`]s; they carry the internal cause for the log, never for the client.
+
+pub mod fs;
+
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::reference::{Digest, RepoName, Tag};
+
+/// A stream of body bytes, in or out.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// The identifier of an upload session (a UUID, validated before use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UploadId(uuid::Uuid);
+
+impl UploadId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        uuid::Uuid::try_parse(s).ok().map(Self)
+    }
+}
+
+impl Default for UploadId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.as_hyphenated().fmt(f)
+    }
+}
+
+/// Which kind of repository membership a link records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A blob pushed or mounted into the repository (layers, configs).
+    Layer,
+    /// A manifest revision of the repository; the link holds the manifest's media type.
+    Manifest,
+}
+
+/// The result of appending a body to an upload session.
+#[derive(Debug)]
+pub enum Append {
+    /// The whole body was stored; the session now holds `size` bytes.
+    Written { size: u64 },
+    /// No such session in this repository.
+    UnknownUpload,
+    /// The client's chunk does not start where the session ends.
+    OffsetMismatch { size: u64 },
+    /// The request body broke off (client gone, truncated body). What arrived is kept,
+    /// so the session holds `size` bytes and can be resumed from there.
+    BodyFailed { size: u64, error: io::Error },
+}
+
+/// The result of finishing an upload session into a blob.
+#[derive(Debug)]
+pub enum Finish {
+    /// The blob is stored and visible.
+    Done {
+        size: u64,
+    },
+    UnknownUpload,
+    /// The bytes do not hash to the claimed digest; the session was discarded and no blob
+    /// became visible.
+    DigestMismatch {
+        actual: Digest,
+    },
+}
+
+/// A storage failure. The fields are for the log; the client sees a generic message.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{op}: {source}")]
+    Io { op: &'static str, source: io::Error },
+    /// The backend is unreachable or overloaded; retrying later may work.
+    #[error("{op}: backend unavailable: {source}")]
+    Unavailable { op: &'static str, source: io::Error },
+    #[error("corrupt data: {what}")]
+    Corrupt { what: String },
+}
+
+impl StorageError {
+    pub fn io(op: &'static str) -> impl FnOnce(io::Error) -> StorageError {
+        move |source| StorageError::Io { op, source }
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// The storage behind one registry. See the module docs for the contract.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// The size of a stored blob, or `None` when it does not exist.
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>>;
+    /// Streams `len` bytes of a blob starting at `offset` (the caller checked the range
+    /// against [`Storage::blob_size`]). `None` when the blob does not exist.
+    async fn read_blob(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> StorageResult<Option<ByteStream>>;
+    /// Reads a small blob (a manifest) whole. `None` when it does not exist.
+    async fn read_small_blob(&self, digest: &Digest) -> StorageResult<Option<Bytes>>;
+    /// Stores a small blob whose digest the caller computed over `bytes`.
+    async fn put_small_blob(&self, digest: &Digest, bytes: Bytes) -> StorageResult<()>;
+
+    /// Records that `repo` contains `digest`, with an optional small payload.
+    async fn link(
+        &self,
+        repo: &RepoName,
+        kind: LinkKind,
+        digest: &Digest,
+        payload: &[u8],
+    ) -> StorageResult<()>;
+    /// The payload of a link, or `None` when `repo` does not contain `digest`.
+    async fn read_link(
+        &self,
+        repo: &RepoName,
+        kind: LinkKind,
+        digest: &Digest,
+    ) -> StorageResult<Option<Bytes>>;
+    /// Removes a link; `false` when there was none.
+    async fn unlink(&self, repo: &RepoName, kind: LinkKind, digest: &Digest)
+        -> StorageResult<bool>;
+
+    async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>>;
+    async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()>;
+    /// Removes a tag; `false` when there was none.
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool>;
+    /// All tags of a repository, sorted; `None` when the repository does not exist.
+    async fn list_tags(&self, repo: &RepoName) -> StorageResult<Option<Vec<Tag>>>;
+
+    /// Records that manifest `referrer` (described by the JSON `descriptor`) refers to `subject`.
+    async fn add_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+        descriptor: &[u8],
+    ) -> StorageResult<()>;
+    async fn remove_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> StorageResult<()>;
+    /// The descriptors recorded for `subject`, in digest order.
+    async fn list_referrers(&self, repo: &RepoName, subject: &Digest) -> StorageResult<Vec<Bytes>>;
+
+    /// Every repository, sorted by name.
+    async fn list_repositories(&self) -> StorageResult<Vec<RepoName>>;
+
+    /// Opens an empty upload session owned by `repo`.
+    async fn create_upload(&self, repo: &RepoName) -> StorageResult<UploadId>;
+    /// The number of bytes a session holds, or `None` when it is unknown in `repo`.
+    async fn upload_size(&self, repo: &RepoName, id: UploadId) -> StorageResult<Option<u64>>;
+    /// Appends a body to a session. With `expected_offset`, the append happens only when the
+    /// session currently holds exactly that many bytes.
+    async fn append_upload(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        expected_offset: Option<u64>,
+        body: ByteStream,
+    ) -> StorageResult<Append>;
+    /// Verifies the session's bytes against `digest` and makes them the blob `digest`.
+    async fn finish_upload(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        digest: &Digest,
+    ) -> StorageResult<Finish>;
+    /// Discards a session; `false` when it was unknown.
+    async fn cancel_upload(&self, repo: &RepoName, id: UploadId) -> StorageResult<bool>;
+    /// Discards sessions not touched for `max_age`; returns how many.
+    async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize>;
+
+    /// Proves the backend accepts writes (for `/healthz`).
+    async fn check_writable(&self) -> StorageResult<()>;
+}

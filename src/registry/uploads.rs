@@ -1,0 +1,246 @@
+//! Blob uploads: `POST /v2/<name>/blobs/uploads/` (session, monolithic, or mount) and
+//! `GET`/`PATCH`/`PUT`/`DELETE /v2/<name>/blobs/uploads/<id>`.
+
+use http::header::{CONTENT_LENGTH, LOCATION, RANGE};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, Response, StatusCode};
+
+use super::blobs::DOCKER_CONTENT_DIGEST;
+use super::error::{ApiError, ApiResult, Code};
+use super::reference::{Digest, RepoName};
+use super::storage::{Append, ByteStream, Finish, LinkKind, UploadId};
+use super::Registry;
+use crate::http_util::{query_param, Body, Reply};
+
+const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+
+impl Registry {
+    pub(super) async fn start_upload(
+        &self,
+        repo: &RepoName,
+        req: &Parts,
+        body: ByteStream,
+    ) -> ApiResult<Response<Body>> {
+        let query = req.uri.query();
+        if let (Some(mount), Some(from)) = (query_param(query, "mount"), query_param(query, "from"))
+        {
+            let digest = parse_digest(&mount)?;
+            let from = RepoName::parse(&from)
+                .map_err(|why| ApiError::new(Code::NameInvalid, format!("from: {why}")))?;
+            if self.mount(repo, &from, &digest).await? {
+                return Ok(blob_created(repo, &digest));
+            }
+            // The spec's fallback when the source lacks the blob: an ordinary session.
+        }
+        let digest = query_param(query, "digest")
+            .map(|d| parse_digest(&d))
+            .transpose()?;
+        let id = self.storage.create_upload(repo).await?;
+        match digest {
+            Some(digest) => {
+                if let Err(e) = self.append(repo, id, &req.headers, body).await {
+                    // Nobody knows this session's id; don't leave it for the purge.
+                    self.storage.cancel_upload(repo, id).await?;
+                    return Err(e);
+                }
+                self.finish(repo, id, &digest).await
+            }
+            None => Ok(session_reply(StatusCode::ACCEPTED, repo, id, 0)),
+        }
+    }
+
+    /// Links `digest` from `from` into `repo`; `false` when `from` does not have it.
+    async fn mount(&self, repo: &RepoName, from: &RepoName, digest: &Digest) -> ApiResult<bool> {
+        let has = self
+            .storage
+            .read_link(from, LinkKind::Layer, digest)
+            .await?
+            .is_some()
+            && self.storage.blob_size(digest).await?.is_some();
+        if has {
+            self.storage
+                .link(repo, LinkKind::Layer, digest, b"")
+                .await?;
+        }
+        Ok(has)
+    }
+
+    pub(super) async fn upload_status(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+    ) -> ApiResult<Response<Body>> {
+        let size = self
+            .storage
+            .upload_size(repo, id)
+            .await?
+            .ok_or_else(upload_unknown)?;
+        Ok(session_reply(StatusCode::NO_CONTENT, repo, id, size))
+    }
+
+    pub(super) async fn patch_upload(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        req: &Parts,
+        body: ByteStream,
+    ) -> ApiResult<Response<Body>> {
+        let size = self.append(repo, id, &req.headers, body).await?;
+        Ok(session_reply(StatusCode::ACCEPTED, repo, id, size))
+    }
+
+    pub(super) async fn put_upload(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        req: &Parts,
+        body: ByteStream,
+    ) -> ApiResult<Response<Body>> {
+        let digest = query_param(req.uri.query(), "digest")
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::DigestInvalid,
+                    "the digest query parameter is required",
+                )
+            })
+            .and_then(|d| parse_digest(&d))?;
+        let has_body = req.headers.get(CONTENT_LENGTH).is_none_or(|v| v != "0");
+        if has_body {
+            self.append(repo, id, &req.headers, body).await?;
+        }
+        self.finish(repo, id, &digest).await
+    }
+
+    pub(super) async fn cancel_upload(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+    ) -> ApiResult<Response<Body>> {
+        if !self.storage.cancel_upload(repo, id).await? {
+            return Err(upload_unknown());
+        }
+        Ok(Reply::new(StatusCode::NO_CONTENT).empty())
+    }
+
+    /// Appends a request body to a session, honouring `Content-Range` when the client sent
+    /// one. Returns the session's new size.
+    async fn append(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        headers: &HeaderMap,
+        body: ByteStream,
+    ) -> ApiResult<u64> {
+        let expected = content_range(headers)?;
+        match self.storage.append_upload(repo, id, expected, body).await? {
+            Append::Written { size } => Ok(size),
+            Append::UnknownUpload => Err(upload_unknown()),
+            Append::OffsetMismatch { size } => Err(ApiError::new(
+                Code::RangeInvalid,
+                format!("chunk must start at byte {size}, where the upload ends"),
+            )
+            .with_header(RANGE, range_value(size))
+            .with_header(LOCATION, session_location(repo, id))),
+            Append::BodyFailed { size, error } => {
+                tracing::warn!(%repo, upload = %id, size, %error, "upload body broke off");
+                Err(ApiError::new(
+                    Code::BlobUploadInvalid,
+                    format!("the request body ended early; the upload holds {size} bytes and can be resumed"),
+                ))
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        digest: &Digest,
+    ) -> ApiResult<Response<Body>> {
+        match self.storage.finish_upload(repo, id, digest).await? {
+            Finish::Done { .. } => {
+                self.storage.link(repo, LinkKind::Layer, digest, b"").await?;
+                Ok(blob_created(repo, digest))
+            }
+            Finish::UnknownUpload => Err(upload_unknown()),
+            Finish::DigestMismatch { actual } => Err(ApiError::new(
+                Code::DigestInvalid,
+                format!("the uploaded content has digest {actual}, not {digest}; the upload was discarded"),
+            )),
+        }
+    }
+}
+
+/// The start offset of a `Content-Range: <start>-<end>` chunk, checked against
+/// `Content-Length` when both are present.
+fn content_range(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    let Some(value) = headers.get(http::header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(
+            Code::RangeInvalid,
+            "Content-Range must be <start>-<end> with start <= end, matching Content-Length",
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?;
+    let text = text
+        .trim()
+        .trim_start_matches("bytes=")
+        .trim_start_matches("bytes ");
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let start: u64 = a.trim().parse().map_err(|_| bad())?;
+    let end: u64 = b.trim().parse().map_err(|_| bad())?;
+    if end < start {
+        return Err(bad());
+    }
+    if let Some(len) = headers.get(CONTENT_LENGTH) {
+        let len: u64 = len
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(bad)?;
+        if len != end - start + 1 {
+            return Err(bad());
+        }
+    }
+    Ok(Some(start))
+}
+
+fn parse_digest(s: &str) -> ApiResult<Digest> {
+    Digest::parse(s).map_err(|why| ApiError::new(Code::DigestInvalid, why))
+}
+
+fn upload_unknown() -> ApiError {
+    ApiError::new(
+        Code::BlobUploadUnknown,
+        "upload session is unknown to this repository",
+    )
+}
+
+fn session_location(repo: &RepoName, id: UploadId) -> String {
+    // Relative, so it is right whatever scheme, host and port the client came through.
+    format!("/v2/{repo}/blobs/uploads/{id}")
+}
+
+/// The spec's `Range: 0-<last byte>` of a session (`0-0` when it is empty).
+fn range_value(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+fn session_reply(status: StatusCode, repo: &RepoName, id: UploadId, size: u64) -> Response<Body> {
+    Reply::new(status)
+        .header(LOCATION, session_location(repo, id))
+        .header(RANGE, range_value(size))
+        .header(DOCKER_UPLOAD_UUID, id)
+        .header(CONTENT_LENGTH, 0)
+        .empty()
+}
+
+fn blob_created(repo: &RepoName, digest: &Digest) -> Response<Body> {
+    Reply::new(StatusCode::CREATED)
+        .header(LOCATION, format!("/v2/{repo}/blobs/{digest}"))
+        .header(DOCKER_CONTENT_DIGEST, digest)
+        .header(CONTENT_LENGTH, 0)
+        .empty()
+}
