@@ -64,6 +64,7 @@ impl Server {
                 manifest_cache_bytes: config.registry.manifest_cache_bytes,
             },
         ));
+        maintenance::purge_uploads_once(&registry, config.storage.upload_max_age).await;
         let gateway = Arc::new(Gateway::new(registry.clone(), config.log.access_log));
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -106,7 +107,7 @@ impl Server {
                 stop_rx.clone(),
             )));
         }
-        let purge = tokio::spawn(maintenance::purge_uploads(
+        let purge = tokio::spawn(maintenance::purge_uploads_forever(
             self.registry.clone(),
             self.config.storage.upload_max_age,
         ));

@@ -1,0 +1,1 @@
+//! End-to-end with podman and skopeo (filled in below).

@@ -1,0 +1,1 @@
+//! Crash safety (filled in below).

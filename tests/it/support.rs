@@ -1,0 +1,232 @@
+//! Test harness: a wharf server started in-process on 127.0.0.1:0 with a temporary
+//! storage root, plus helpers shared by the API tests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::oneshot;
+
+use wharf::config::Config;
+use wharf::server::Server;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// A running in-process server. Dropping it shuts the server down.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub root: PathBuf,
+    pub http: Client,
+    _dir: Option<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// Starts a server whose config is `extra` TOML plus a listener on port 0 and a fresh
+    /// storage root.
+    pub async fn start_with(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::start_on(dir.path(), extra).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts a server on an existing storage root (to test restarts).
+    pub async fn start_on(root: &Path, extra: &str) -> Self {
+        let root_line = format!("[storage]\nroot = {:?}\n", root.display().to_string());
+        let extra = match extra.contains("[storage]") {
+            true => extra.replace("[storage]\n", &root_line),
+            false => format!("{root_line}{extra}"),
+        };
+        let toml = format!("[[listener]]\naddress = \"127.0.0.1:0\"\n{extra}\n[log]\naccess_log = false\n");
+        let config = Config::from_toml(&toml, "test").expect("test config is valid");
+        let server = Server::bind(config).await.expect("server binds");
+        let addr = server.local_addrs()[0];
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            root: root.to_path_buf(),
+            http: Client::new(),
+            _dir: None,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Pushes a blob monolithically into `repo`; returns its digest.
+    pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        let digest = sha256(bytes);
+        let r = self
+            .http
+            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "push blob: {}", r.text().await.unwrap());
+        digest
+    }
+
+    /// Pushes a manifest; returns the response.
+    pub async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &Value) -> Response {
+        self.http
+            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .header("Content-Type", media_type)
+            .body(serde_json::to_vec(body).unwrap())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Pushes a one-layer image; returns (manifest digest, manifest bytes, layer digest).
+    pub async fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> (String, Vec<u8>, String) {
+        let config = format!("{{\"layer\":{}}}", layer.len()).into_bytes();
+        let config_digest = self.push_blob(repo, &config).await;
+        let layer_digest = self.push_blob(repo, layer).await;
+        let manifest = image_manifest(&config_digest, config.len(), &[(&layer_digest, layer.len())]);
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let r = self
+            .http
+            .put(self.url(&format!("/v2/{repo}/manifests/{tag}")))
+            .header("Content-Type", OCI_MANIFEST)
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "push manifest: {}", r.text().await.unwrap());
+        (sha256(&bytes), bytes, layer_digest)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+pub fn image_manifest(config: &str, config_size: usize, layers: &[(&str, usize)]) -> Value {
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config, "size": config_size},
+        "layers": layers.iter().map(|(d, s)| serde_json::json!({"mediaType": OCI_LAYER, "digest": d, "size": s})).collect::<Vec<_>>(),
+    })
+}
+
+/// Asserts an OCI error response: status, the envelope's code, and the API version header.
+pub async fn assert_error(r: Response, status: StatusCode, code: &str) {
+    assert_eq!(r.status(), status, "status for expected {code}");
+    assert_eq!(
+        r.headers().get("docker-distribution-api-version").map(|v| v.to_str().unwrap()),
+        Some("registry/2.0")
+    );
+    let body: Value = r.json().await.expect("error body is JSON");
+    assert_eq!(body["errors"][0]["code"], code, "body: {body}");
+    assert!(body["errors"][0]["message"].is_string());
+}
+
+/// Random-looking but deterministic bytes.
+pub fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = seed as u32 | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Whether an external program is available. In CI (`CI` set) a missing program fails the
+/// test, because CI must install it; elsewhere the test is skipped with a message naming
+/// the Debian package.
+pub fn have_program(program: &str, package: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!("{program} is missing; CI must install the Debian package {package}");
+        }
+        eprintln!("SKIPPED: {program} not found; install it with `apt-get install {package}`");
+    }
+    found
+}
+
+/// wharf as a separate process (for tests that kill it or drive it with external clients).
+pub struct WharfProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl WharfProcess {
+    /// Runs `wharf serve --config <dir>/wharf.toml` with storage at `root` on port 0 and
+    /// waits for its "listening on" line.
+    pub fn spawn(root: &Path, config_dir: &Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        let config = config_dir.join("wharf.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n",
+                root.display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start wharf");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Self { child, addr }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WharfProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
