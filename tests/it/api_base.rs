@@ -10,7 +10,10 @@ async fn base_endpoint_answers_200_with_api_version() {
     let s = TestServer::start().await;
     let r = s.http.get(s.url("/v2/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
+    assert_eq!(
+        r.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
     assert_eq!(r.text().await.unwrap(), "{}");
     let r = s.http.head(s.url("/v2/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -28,15 +31,28 @@ async fn banner_and_healthz() {
     std::fs::remove_dir_all(&s.root).unwrap();
     let r = s.http.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(!r.text().await.unwrap().contains(s.root.to_str().unwrap()), "no paths leak");
+    assert!(
+        !r.text().await.unwrap().contains(s.root.to_str().unwrap()),
+        "no paths leak"
+    );
 }
 
 #[tokio::test]
 async fn unknown_paths_and_methods() {
     let s = TestServer::start().await;
-    let r = s.http.get(s.url("/v2/team/app/whatever")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/team/app/whatever"))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "UNSUPPORTED").await;
-    let r = s.http.post(s.url("/v2/team/app/tags/list")).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/v2/team/app/tags/list"))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED").await;
     let r = s.http.get(s.url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
@@ -50,7 +66,12 @@ async fn docker_search_matches_repository_names() {
     }
     let r = s.http.get(s.url("/v1/_ping")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = s.http.get(s.url("/v1/search?q=team&n=1")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v1/search?q=team&n=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["query"], "team");
@@ -61,8 +82,21 @@ async fn docker_search_matches_repository_names() {
     for key in ["description", "star_count", "is_official", "is_automated"] {
         assert!(results[0].get(key).is_some(), "{key}");
     }
-    let body: Value = s.http.get(s.url("/v1/search?q=zzz")).send().await.unwrap().json().await.unwrap();
+    let body: Value = s
+        .http
+        .get(s.url("/v1/search?q=zzz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["num_results"], 0);
-    let r = s.http.get(s.url("/v1/search?q=a&n=x")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v1/search?q=a&n=x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }

@@ -4,11 +4,11 @@ mod support;
 
 mod api_base;
 mod blobs;
-mod manifests;
-mod listing;
-mod referrers;
-mod uploads;
-mod malformed;
-mod oci_client;
 mod clients;
 mod crash;
+mod listing;
+mod malformed;
+mod manifests;
+mod oci_client;
+mod referrers;
+mod uploads;

@@ -19,7 +19,9 @@ async fn raw(s: &TestServer, request: &[u8]) -> String {
             Ok(Ok(0)) | Err(_) => break,
             Ok(Ok(n)) => {
                 out.extend_from_slice(&buf[..n]);
-                if out.windows(4).any(|w| w == b"\r\n\r\n") && String::from_utf8_lossy(&out).contains("\"errors\"") {
+                if out.windows(4).any(|w| w == b"\r\n\r\n")
+                    && String::from_utf8_lossy(&out).contains("\"errors\"")
+                {
                     break;
                 }
             }
@@ -47,7 +49,9 @@ async fn path_tricks_never_leave_the_root() {
         let answer = raw(&s, &get(path)).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
         assert!(
-            answer.contains("NAME_INVALID") || answer.contains("DIGEST_INVALID") || answer.contains("MANIFEST_INVALID"),
+            answer.contains("NAME_INVALID")
+                || answer.contains("DIGEST_INVALID")
+                || answer.contains("MANIFEST_INVALID"),
             "{path}: {answer}"
         );
     }
@@ -60,13 +64,32 @@ async fn path_tricks_never_leave_the_root() {
 async fn bad_names_are_name_invalid() {
     let s = TestServer::start().await;
     let long = "a".repeat(300);
-    for name in ["Upper/case", long.as_str(), "a//b", "-leading", "trailing-", "a..b"] {
-        let r = s.http.get(s.url(&format!("/v2/{name}/tags/list"))).send().await.unwrap();
+    for name in [
+        "Upper/case",
+        long.as_str(),
+        "a//b",
+        "-leading",
+        "trailing-",
+        "a..b",
+    ] {
+        let r = s
+            .http
+            .get(s.url(&format!("/v2/{name}/tags/list")))
+            .send()
+            .await
+            .unwrap();
         assert_error(r, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
-        let r = s.http.post(s.url(&format!("/v2/{name}/blobs/uploads/"))).send().await.unwrap();
+        let r = s
+            .http
+            .post(s.url(&format!("/v2/{name}/blobs/uploads/")))
+            .send()
+            .await
+            .unwrap();
         assert_error(r, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
     }
-    let entries = std::fs::read_dir(s.root.join("repositories")).unwrap().count();
+    let entries = std::fs::read_dir(s.root.join("repositories"))
+        .unwrap()
+        .count();
     assert_eq!(entries, 0, "nothing was created for invalid names");
 }
 
@@ -74,10 +97,21 @@ async fn bad_names_are_name_invalid() {
 async fn broken_http_gets_400_and_the_server_keeps_serving() {
     let s = TestServer::start().await;
     let answer = raw(&s, b"THIS IS NOT HTTP\r\n\r\n").await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
-    let huge = format!("GET /v2/ HTTP/1.1\r\nHost: r\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20));
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    let huge = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: r\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
     let answer = raw(&s, huge.as_bytes()).await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431") || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.is_empty()
+            || answer.starts_with("HTTP/1.1 431")
+            || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
     let r = s.http.get(s.url("/v2/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
@@ -85,7 +119,12 @@ async fn broken_http_gets_400_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn truncated_chunk_keeps_what_arrived_and_the_session_resumes() {
     let s = TestServer::start().await;
-    let r = s.http.post(s.url("/v2/team/app/blobs/uploads/")).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/v2/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     let loc = r.headers()["location"].to_str().unwrap().to_owned();
     // Promise 1000 bytes, send 10, hang up.
     let mut conn = TcpStream::connect(s.addr).await.unwrap();

@@ -14,14 +14,23 @@ async fn push_then_get_and_head_by_tag_and_digest() {
     let (digest, bytes, _) = s.push_image("team/app", "v1", b"layer").await;
     for reference in ["v1", digest.as_str()] {
         let url = s.url(&format!("/v2/team/app/manifests/{reference}"));
-        let r = s.http.get(&url).header("Accept", OCI_MANIFEST).send().await.unwrap();
+        let r = s
+            .http
+            .get(&url)
+            .header("Accept", OCI_MANIFEST)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["content-type"], OCI_MANIFEST);
         assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
         assert_eq!(r.bytes().await.unwrap(), bytes, "stored byte-exact");
         let r = s.http.head(&url).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(r.headers()["content-length"], bytes.len().to_string().as_str());
+        assert_eq!(
+            r.headers()["content-length"],
+            bytes.len().to_string().as_str()
+        );
         assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
     }
 }
@@ -45,8 +54,16 @@ async fn bytes_are_kept_exactly_and_put_by_digest_works() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
-    assert_eq!(r.headers()["location"], format!("/v2/team/app/manifests/{digest}").as_str());
-    let got = s.http.get(s.url(&format!("/v2/team/app/manifests/{digest}"))).send().await.unwrap();
+    assert_eq!(
+        r.headers()["location"],
+        format!("/v2/team/app/manifests/{digest}").as_str()
+    );
+    let got = s
+        .http
+        .get(s.url(&format!("/v2/team/app/manifests/{digest}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.text().await.unwrap(), text);
 
     let wrong = sha256(b"other");
@@ -74,7 +91,12 @@ async fn manifest_referring_to_a_missing_blob_is_refused() {
     let m = image_manifest(&config, 2, &[(&elsewhere, 9)]);
     let r = s.put_manifest("team/app", "v1", OCI_MANIFEST, &m).await;
     assert_error(r, StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN").await;
-    let r = s.http.get(s.url("/v2/team/app/manifests/v1")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/team/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
 }
 
@@ -102,7 +124,10 @@ async fn invalid_manifests_are_manifest_invalid() {
     let r = s
         .http
         .put(s.url("/v2/team/app/manifests/v1"))
-        .header("Content-Type", "application/vnd.docker.distribution.manifest.v1+prettyjws")
+        .header(
+            "Content-Type",
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        )
         .body("{\"schemaVersion\": 1}")
         .send()
         .await
@@ -134,11 +159,25 @@ async fn indexes_need_their_children() {
             })).collect::<Vec<_>>()
         })
     };
-    let r = s.put_manifest("team/app", "multi", OCI_INDEX, &index(&[(&missing, 10)])).await;
+    let r = s
+        .put_manifest("team/app", "multi", OCI_INDEX, &index(&[(&missing, 10)]))
+        .await;
     assert_error(r, StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN").await;
-    let r = s.put_manifest("team/app", "multi", OCI_INDEX, &index(&[(&amd, amd_bytes.len())])).await;
+    let r = s
+        .put_manifest(
+            "team/app",
+            "multi",
+            OCI_INDEX,
+            &index(&[(&amd, amd_bytes.len())]),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = s.http.get(s.url("/v2/team/app/manifests/multi")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/team/app/manifests/multi"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-type"], OCI_INDEX);
 }
 
@@ -152,9 +191,14 @@ async fn docker_schema2_and_manifest_list() {
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config, "size": 2},
         "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer, "size": 12}],
     });
-    let r = s.put_manifest("team/app", "docker", DOCKER_MANIFEST, &m).await;
+    let r = s
+        .put_manifest("team/app", "docker", DOCKER_MANIFEST, &m)
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let digest = r.headers()["docker-content-digest"].to_str().unwrap().to_owned();
+    let digest = r.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let size = serde_json::to_vec(&m).unwrap().len();
     let list = json!({
         "schemaVersion": 2, "mediaType": DOCKER_LIST,
@@ -163,9 +207,19 @@ async fn docker_schema2_and_manifest_list() {
     });
     let r = s.put_manifest("team/app", "list", DOCKER_LIST, &list).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = s.http.get(s.url("/v2/team/app/manifests/docker")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/team/app/manifests/docker"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-type"], DOCKER_MANIFEST);
-    let r = s.http.get(s.url("/v2/team/app/manifests/list")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/team/app/manifests/list"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-type"], DOCKER_LIST);
 }
 
@@ -173,10 +227,20 @@ async fn docker_schema2_and_manifest_list() {
 async fn retagging_is_seen_at_once() {
     let s = TestServer::start().await;
     let (first, _, _) = s.push_image("team/app", "latest", b"one").await;
-    let r = s.http.head(s.url("/v2/team/app/manifests/latest")).send().await.unwrap();
+    let r = s
+        .http
+        .head(s.url("/v2/team/app/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["docker-content-digest"], first.as_str());
     let (second, _, _) = s.push_image("team/app", "latest", b"two").await;
-    let r = s.http.head(s.url("/v2/team/app/manifests/latest")).send().await.unwrap();
+    let r = s
+        .http
+        .head(s.url("/v2/team/app/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["docker-content-digest"], second.as_str());
 }
 
@@ -184,13 +248,33 @@ async fn retagging_is_seen_at_once() {
 async fn deleting_a_tag_keeps_the_manifest() {
     let s = TestServer::start().await;
     let (digest, _, _) = s.push_image("team/app", "v1", b"layer").await;
-    let r = s.http.delete(s.url("/v2/team/app/manifests/v1")).send().await.unwrap();
+    let r = s
+        .http
+        .delete(s.url("/v2/team/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = s.http.get(s.url("/v2/team/app/manifests/v1")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/team/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
-    let r = s.http.get(s.url(&format!("/v2/team/app/manifests/{digest}"))).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/team/app/manifests/{digest}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = s.http.delete(s.url("/v2/team/app/manifests/v1")).send().await.unwrap();
+    let r = s
+        .http
+        .delete(s.url("/v2/team/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
 }
 
@@ -199,21 +283,58 @@ async fn deleting_by_digest_removes_manifest_and_its_tags() {
     let s = TestServer::start().await;
     let (digest, bytes, _) = s.push_image("team/app", "v1", b"layer").await;
     let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(s.put_manifest("team/app", "v2", OCI_MANIFEST, &m).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        s.put_manifest("team/app", "v2", OCI_MANIFEST, &m)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
     let (keep, _, _) = s.push_image("team/app", "keep", b"other").await;
     // Warm the cache so the delete has to invalidate it.
-    s.http.head(s.url("/v2/team/app/manifests/v1")).send().await.unwrap();
-    let r = s.http.delete(s.url(&format!("/v2/team/app/manifests/{digest}"))).send().await.unwrap();
+    s.http
+        .head(s.url("/v2/team/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    let r = s
+        .http
+        .delete(s.url(&format!("/v2/team/app/manifests/{digest}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     for reference in ["v1", "v2", digest.as_str()] {
-        let r = s.http.get(s.url(&format!("/v2/team/app/manifests/{reference}"))).send().await.unwrap();
+        let r = s
+            .http
+            .get(s.url(&format!("/v2/team/app/manifests/{reference}")))
+            .send()
+            .await
+            .unwrap();
         assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
     }
-    let tags: serde_json::Value = s.http.get(s.url("/v2/team/app/tags/list")).send().await.unwrap().json().await.unwrap();
+    let tags: serde_json::Value = s
+        .http
+        .get(s.url("/v2/team/app/tags/list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(tags["tags"], json!(["keep"]));
-    let r = s.http.head(s.url(&format!("/v2/team/app/manifests/{keep}"))).send().await.unwrap();
+    let r = s
+        .http
+        .head(s.url(&format!("/v2/team/app/manifests/{keep}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = s.http.delete(s.url(&format!("/v2/team/app/manifests/{digest}"))).send().await.unwrap();
+    let r = s
+        .http
+        .delete(s.url(&format!("/v2/team/app/manifests/{digest}")))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
 }
 
@@ -225,9 +346,19 @@ async fn manifests_survive_a_restart() {
         s.push_image("team/app", "v1", b"persistent").await
     };
     let s = TestServer::start_on(dir.path(), "").await;
-    let r = s.http.get(s.url("/v2/team/app/manifests/v1")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/team/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
     assert_eq!(r.bytes().await.unwrap(), bytes);
-    let r = s.http.get(s.url(&format!("/v2/team/app/blobs/{layer}"))).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/team/app/blobs/{layer}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap(), &b"persistent"[..]);
 }

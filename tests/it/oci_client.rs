@@ -31,9 +31,20 @@ async fn multi_layer_image_round_trip() {
     ];
     let config = Config::oci_v1(br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), None);
     let image = reference(&s, "team/app:v1");
-    c.push(&image, &layers, config.clone(), &RegistryAuth::Anonymous, None).await.unwrap();
+    c.push(
+        &image,
+        &layers,
+        config.clone(),
+        &RegistryAuth::Anonymous,
+        None,
+    )
+    .await
+    .unwrap();
 
-    let pulled = client().pull(&image, &RegistryAuth::Anonymous, vec![LAYER]).await.unwrap();
+    let pulled = client()
+        .pull(&image, &RegistryAuth::Anonymous, vec![LAYER])
+        .await
+        .unwrap();
     assert_eq!(pulled.layers.len(), 3);
     // oci-client returns layers in download-completion order.
     let mut got: Vec<&[u8]> = pulled.layers.iter().map(|l| &l.data[..]).collect();
@@ -42,7 +53,10 @@ async fn multi_layer_image_round_trip() {
     sent.sort();
     assert!(got == sent, "pulled layers equal pushed layers");
     assert_eq!(pulled.config.data, config.data);
-    let tags = c.list_tags(&image, &RegistryAuth::Anonymous, None, None).await.unwrap();
+    let tags = c
+        .list_tags(&image, &RegistryAuth::Anonymous, None, None)
+        .await
+        .unwrap();
     assert_eq!(tags.tags, vec!["v1"]);
 }
 
@@ -53,12 +67,31 @@ async fn index_round_trip() {
     let mut entries = Vec::new();
     for arch in ["amd64", "arm64"] {
         let image = reference(&s, &format!("team/multi:{arch}"));
-        let layers = vec![ImageLayer::new(arch.as_bytes().to_vec(), LAYER.into(), None)];
-        let config = Config::oci_v1(format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).into_bytes(), None);
-        c.push(&image, &layers, config, &RegistryAuth::Anonymous, None).await.unwrap();
-        let (manifest, digest) = c.pull_manifest(&image, &RegistryAuth::Anonymous).await.unwrap();
+        let layers = vec![ImageLayer::new(
+            arch.as_bytes().to_vec(),
+            LAYER.into(),
+            None,
+        )];
+        let config = Config::oci_v1(
+            format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).into_bytes(),
+            None,
+        );
+        c.push(&image, &layers, config, &RegistryAuth::Anonymous, None)
+            .await
+            .unwrap();
+        let (manifest, digest) = c
+            .pull_manifest(&image, &RegistryAuth::Anonymous)
+            .await
+            .unwrap();
         let size = serde_json::to_vec(&manifest).unwrap().len();
-        let raw = c.pull_manifest_raw(&image, &RegistryAuth::Anonymous, &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE]).await.unwrap();
+        let raw = c
+            .pull_manifest_raw(
+                &image,
+                &RegistryAuth::Anonymous,
+                &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE],
+            )
+            .await
+            .unwrap();
         assert_eq!(raw.0.len(), size.max(raw.0.len()));
         entries.push(serde_json::json!({
             "mediaType": oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
@@ -73,8 +106,13 @@ async fn index_round_trip() {
     }))
     .unwrap();
     let multi = reference(&s, "team/multi:latest");
-    c.push_manifest_list(&multi, &RegistryAuth::Anonymous, index).await.unwrap();
-    let (pulled, _) = c.pull_manifest(&multi, &RegistryAuth::Anonymous).await.unwrap();
+    c.push_manifest_list(&multi, &RegistryAuth::Anonymous, index)
+        .await
+        .unwrap();
+    let (pulled, _) = c
+        .pull_manifest(&multi, &RegistryAuth::Anonymous)
+        .await
+        .unwrap();
     match pulled {
         OciManifest::ImageIndex(i) => assert_eq!(i.manifests.len(), 2),
         other => panic!("expected an index, got {other:?}"),
@@ -88,15 +126,32 @@ async fn artifact_with_subject_then_referrers() {
     let image = reference(&s, "team/app:v1");
     let layers = vec![ImageLayer::new(b"app".to_vec(), LAYER.into(), None)];
     let config = Config::oci_v1(br#"{"os":"linux"}"#.to_vec(), None);
-    c.push(&image, &layers, config, &RegistryAuth::Anonymous, None).await.unwrap();
-    let (_, image_digest) = c.pull_manifest(&image, &RegistryAuth::Anonymous).await.unwrap();
+    c.push(&image, &layers, config, &RegistryAuth::Anonymous, None)
+        .await
+        .unwrap();
+    let (_, image_digest) = c
+        .pull_manifest(&image, &RegistryAuth::Anonymous)
+        .await
+        .unwrap();
     let (raw, _) = c
-        .pull_manifest_raw(&image, &RegistryAuth::Anonymous, &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE])
+        .pull_manifest_raw(
+            &image,
+            &RegistryAuth::Anonymous,
+            &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE],
+        )
         .await
         .unwrap();
 
-    let sig_layers = vec![ImageLayer::new(b"signature bytes".to_vec(), "application/vnd.example.sig.v1".into(), None)];
-    let empty = Config::new(b"{}".to_vec(), "application/vnd.oci.empty.v1+json".into(), None);
+    let sig_layers = vec![ImageLayer::new(
+        b"signature bytes".to_vec(),
+        "application/vnd.example.sig.v1".into(),
+        None,
+    )];
+    let empty = Config::new(
+        b"{}".to_vec(),
+        "application/vnd.oci.empty.v1+json".into(),
+        None,
+    );
     let mut manifest = OciImageManifest::build(&sig_layers, &empty, None);
     manifest.artifact_type = Some("application/vnd.example.signature".into());
     manifest.subject = Some(OciDescriptor {
@@ -106,15 +161,32 @@ async fn artifact_with_subject_then_referrers() {
         ..Default::default()
     });
     let sig_ref = reference(&s, "team/app:sig");
-    c.push(&sig_ref, &sig_layers, empty, &RegistryAuth::Anonymous, Some(manifest)).await.unwrap();
+    c.push(
+        &sig_ref,
+        &sig_layers,
+        empty,
+        &RegistryAuth::Anonymous,
+        Some(manifest),
+    )
+    .await
+    .unwrap();
 
     let by_digest = reference(&s, &format!("team/app@{image_digest}"));
     let referrers = c.pull_referrers(&by_digest, None).await.unwrap();
     assert_eq!(referrers.manifests.len(), 1);
-    let (_, sig_digest) = c.pull_manifest(&sig_ref, &RegistryAuth::Anonymous).await.unwrap();
+    let (_, sig_digest) = c
+        .pull_manifest(&sig_ref, &RegistryAuth::Anonymous)
+        .await
+        .unwrap();
     assert_eq!(referrers.manifests[0].digest, sig_digest);
-    let only_sigs = c.pull_referrers(&by_digest, Some("application/vnd.example.signature")).await.unwrap();
+    let only_sigs = c
+        .pull_referrers(&by_digest, Some("application/vnd.example.signature"))
+        .await
+        .unwrap();
     assert_eq!(only_sigs.manifests.len(), 1);
-    let filtered = c.pull_referrers(&by_digest, Some("application/vnd.other")).await.unwrap();
+    let filtered = c
+        .pull_referrers(&by_digest, Some("application/vnd.other"))
+        .await
+        .unwrap();
     assert!(filtered.manifests.is_empty());
 }

@@ -49,7 +49,9 @@ impl TestServer {
             true => extra.replace("[storage]\n", &root_line),
             false => format!("{root_line}{extra}"),
         };
-        let toml = format!("[[listener]]\naddress = \"127.0.0.1:0\"\n{extra}\n[log]\naccess_log = false\n");
+        let toml = format!(
+            "[[listener]]\naddress = \"127.0.0.1:0\"\n{extra}\n[log]\naccess_log = false\n"
+        );
         let config = Config::from_toml(&toml, "test").expect("test config is valid");
         let server = Server::bind(config).await.expect("server binds");
         let addr = server.local_addrs()[0];
@@ -81,12 +83,23 @@ impl TestServer {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED, "push blob: {}", r.text().await.unwrap());
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "push blob: {}",
+            r.text().await.unwrap()
+        );
         digest
     }
 
     /// Pushes a manifest; returns the response.
-    pub async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &Value) -> Response {
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &Value,
+    ) -> Response {
         self.http
             .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
             .header("Content-Type", media_type)
@@ -97,11 +110,20 @@ impl TestServer {
     }
 
     /// Pushes a one-layer image; returns (manifest digest, manifest bytes, layer digest).
-    pub async fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> (String, Vec<u8>, String) {
+    pub async fn push_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        layer: &[u8],
+    ) -> (String, Vec<u8>, String) {
         let config = format!("{{\"layer\":{}}}", layer.len()).into_bytes();
         let config_digest = self.push_blob(repo, &config).await;
         let layer_digest = self.push_blob(repo, layer).await;
-        let manifest = image_manifest(&config_digest, config.len(), &[(&layer_digest, layer.len())]);
+        let manifest = image_manifest(
+            &config_digest,
+            config.len(),
+            &[(&layer_digest, layer.len())],
+        );
         let bytes = serde_json::to_vec(&manifest).unwrap();
         let r = self
             .http
@@ -111,7 +133,12 @@ impl TestServer {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED, "push manifest: {}", r.text().await.unwrap());
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "push manifest: {}",
+            r.text().await.unwrap()
+        );
         (sha256(&bytes), bytes, layer_digest)
     }
 }
@@ -141,7 +168,9 @@ pub fn image_manifest(config: &str, config_size: usize, layers: &[(&str, usize)]
 pub async fn assert_error(r: Response, status: StatusCode, code: &str) {
     assert_eq!(r.status(), status, "status for expected {code}");
     assert_eq!(
-        r.headers().get("docker-distribution-api-version").map(|v| v.to_str().unwrap()),
+        r.headers()
+            .get("docker-distribution-api-version")
+            .map(|v| v.to_str().unwrap()),
         Some("registry/2.0")
     );
     let body: Value = r.json().await.expect("error body is JSON");

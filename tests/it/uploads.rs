@@ -5,7 +5,12 @@ use reqwest::StatusCode;
 use crate::support::{assert_error, bytes_of, sha256, TestServer};
 
 async fn start_session(s: &TestServer, repo: &str) -> String {
-    let r = s.http.post(s.url(&format!("/v2/{repo}/blobs/uploads/"))).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url(&format!("/v2/{repo}/blobs/uploads/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["range"], "0-0");
     assert!(r.headers().contains_key("docker-upload-uuid"));
@@ -13,7 +18,12 @@ async fn start_session(s: &TestServer, repo: &str) -> String {
 }
 
 async fn head_status(s: &TestServer, repo: &str, digest: &str) -> StatusCode {
-    s.http.head(s.url(&format!("/v2/{repo}/blobs/{digest}"))).send().await.unwrap().status()
+    s.http
+        .head(s.url(&format!("/v2/{repo}/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap()
+        .status()
 }
 
 #[tokio::test]
@@ -29,7 +39,10 @@ async fn monolithic_post_with_digest() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(r.headers()["location"], format!("/v2/team/app/blobs/{d}").as_str());
+    assert_eq!(
+        r.headers()["location"],
+        format!("/v2/team/app/blobs/{d}").as_str()
+    );
     assert_eq!(r.headers()["docker-content-digest"], d.as_str());
     assert_eq!(head_status(&s, "team/app", &d).await, StatusCode::OK);
 }
@@ -40,7 +53,13 @@ async fn post_then_put_with_body() {
     let data = bytes_of(70_000, 3);
     let d = sha256(&data);
     let loc = start_session(&s, "team/app").await;
-    let r = s.http.put(format!("{loc}?digest={d}")).body(data).send().await.unwrap();
+    let r = s
+        .http
+        .put(format!("{loc}?digest={d}"))
+        .body(data)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(head_status(&s, "team/app", &d).await, StatusCode::OK);
 }
@@ -56,11 +75,24 @@ async fn streamed_patch_then_put() {
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let r = s.http.patch(&loc).body(body).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert_eq!(r.headers()["range"], format!("0-{}", data.len() - 1).as_str());
+    assert_eq!(
+        r.headers()["range"],
+        format!("0-{}", data.len() - 1).as_str()
+    );
     let loc = s.url(r.headers()["location"].to_str().unwrap());
-    let r = s.http.put(format!("{loc}?digest={d}")).send().await.unwrap();
+    let r = s
+        .http
+        .put(format!("{loc}?digest={d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let got = s.http.get(s.url(&format!("/v2/team/app/blobs/{d}"))).send().await.unwrap();
+    let got = s
+        .http
+        .get(s.url(&format!("/v2/team/app/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.bytes().await.unwrap(), data);
 }
 
@@ -87,7 +119,10 @@ async fn chunked_upload_with_status_and_final_chunk() {
     let r = s.http.get(&loc).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(r.headers()["range"], "0-199999");
-    assert!(r.headers()["location"].to_str().unwrap().contains("/blobs/uploads/"));
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .contains("/blobs/uploads/"));
     // The final chunk travels with the closing PUT.
     let r = s
         .http
@@ -98,7 +133,12 @@ async fn chunked_upload_with_status_and_final_chunk() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let got = s.http.get(s.url(&format!("/v2/team/app/blobs/{d}"))).send().await.unwrap();
+    let got = s
+        .http
+        .get(s.url(&format!("/v2/team/app/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.bytes().await.unwrap(), data);
 }
 
@@ -106,15 +146,33 @@ async fn chunked_upload_with_status_and_final_chunk() {
 async fn out_of_order_chunk_is_416_with_current_range() {
     let s = TestServer::start().await;
     let loc = start_session(&s, "team/app").await;
-    let r = s.http.patch(&loc).header("Content-Range", "0-9").body(vec![1u8; 10]).send().await.unwrap();
+    let r = s
+        .http
+        .patch(&loc)
+        .header("Content-Range", "0-9")
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     for range in ["20-29", "0-9", "5-14"] {
-        let r = s.http.patch(&loc).header("Content-Range", range).body(vec![2u8; 10]).send().await.unwrap();
+        let r = s
+            .http
+            .patch(&loc)
+            .header("Content-Range", range)
+            .body(vec![2u8; 10])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.headers()["range"], "0-9", "{range}");
         assert_error(r, StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID").await;
     }
     let r = s.http.get(&loc).send().await.unwrap();
-    assert_eq!(r.headers()["range"], "0-9", "the rejected chunks changed nothing");
+    assert_eq!(
+        r.headers()["range"],
+        "0-9",
+        "the rejected chunks changed nothing"
+    );
 }
 
 #[tokio::test]
@@ -123,7 +181,14 @@ async fn bad_content_range_is_rejected() {
     let loc = start_session(&s, "team/app").await;
     for range in ["abc", "9-0", "0-", "0-99"] {
         // "0-99" is well formed but claims 100 bytes for a 10-byte body.
-        let r = s.http.patch(&loc).header("Content-Range", range).body(vec![0u8; 10]).send().await.unwrap();
+        let r = s
+            .http
+            .patch(&loc)
+            .header("Content-Range", range)
+            .body(vec![0u8; 10])
+            .send()
+            .await
+            .unwrap();
         assert_error(r, StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID").await;
     }
     let r = s.http.get(&loc).send().await.unwrap();
@@ -137,10 +202,22 @@ async fn wrong_digest_is_refused_and_nothing_appears() {
     let real = sha256(&data);
     let claimed = sha256(b"something else");
     let loc = start_session(&s, "team/app").await;
-    let r = s.http.put(format!("{loc}?digest={claimed}")).body(data.clone()).send().await.unwrap();
+    let r = s
+        .http
+        .put(format!("{loc}?digest={claimed}"))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
-    assert_eq!(head_status(&s, "team/app", &claimed).await, StatusCode::NOT_FOUND);
-    assert_eq!(head_status(&s, "team/app", &real).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        head_status(&s, "team/app", &claimed).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        head_status(&s, "team/app", &real).await,
+        StatusCode::NOT_FOUND
+    );
     let r = s.http.get(&loc).send().await.unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
 
@@ -153,7 +230,10 @@ async fn wrong_digest_is_refused_and_nothing_appears() {
         .await
         .unwrap();
     assert_error(r, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
-    assert_eq!(head_status(&s, "team/app", &claimed).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        head_status(&s, "team/app", &claimed).await,
+        StatusCode::NOT_FOUND
+    );
     // No blob file exists anywhere under the root.
     let blobs = walk_files(&s.root.join("blobs"));
     assert!(blobs.is_empty(), "{blobs:?}");
@@ -179,7 +259,12 @@ async fn put_without_digest_and_malformed_digest() {
     let loc = start_session(&s, "team/app").await;
     let r = s.http.put(&loc).body("x").send().await.unwrap();
     assert_error(r, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
-    let r = s.http.put(format!("{loc}?digest=sha256:nothex")).send().await.unwrap();
+    let r = s
+        .http
+        .put(format!("{loc}?digest=sha256:nothex"))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
 }
 
@@ -197,7 +282,12 @@ async fn sha512_digests_are_accepted() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let got = s.http.get(s.url(&format!("/v2/team/app/blobs/{d}"))).send().await.unwrap();
+    let got = s
+        .http
+        .get(s.url(&format!("/v2/team/app/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.bytes().await.unwrap(), data);
 }
 
@@ -219,7 +309,12 @@ async fn cancel_and_foreign_sessions() {
     assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
     let r = s.http.delete(&loc).send().await.unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
-    let r = s.http.get(s.url("/v2/team/app/blobs/uploads/not-a-uuid")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/team/app/blobs/uploads/not-a-uuid"))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
 }
 
@@ -229,27 +324,39 @@ async fn cross_repository_mount() {
     let d = s.push_blob("team/base", b"base layer").await;
     let r = s
         .http
-        .post(s.url(&format!("/v2/team/app/blobs/uploads/?mount={d}&from=team/base")))
+        .post(s.url(&format!(
+            "/v2/team/app/blobs/uploads/?mount={d}&from=team/base"
+        )))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(r.headers()["location"], format!("/v2/team/app/blobs/{d}").as_str());
+    assert_eq!(
+        r.headers()["location"],
+        format!("/v2/team/app/blobs/{d}").as_str()
+    );
     assert_eq!(head_status(&s, "team/app", &d).await, StatusCode::OK);
 
     // The source lacks the blob: an ordinary upload session instead.
     let missing = sha256(b"not there");
     let r = s
         .http
-        .post(s.url(&format!("/v2/team/other/blobs/uploads/?mount={missing}&from=team/base")))
+        .post(s.url(&format!(
+            "/v2/team/other/blobs/uploads/?mount={missing}&from=team/base"
+        )))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert!(r.headers()["location"].to_str().unwrap().contains("/blobs/uploads/"));
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .contains("/blobs/uploads/"));
     let r = s
         .http
-        .post(s.url(&format!("/v2/team/app/blobs/uploads/?mount={d}&from=Bad..Name")))
+        .post(s.url(&format!(
+            "/v2/team/app/blobs/uploads/?mount={d}&from=Bad..Name"
+        )))
         .send()
         .await
         .unwrap();
@@ -272,7 +379,12 @@ async fn concurrent_pushes_of_one_blob_are_safe() {
     for p in pushes {
         assert_eq!(p.await.unwrap(), StatusCode::CREATED);
     }
-    let got = s.http.get(s.url(&format!("/v2/team/app3/blobs/{d}"))).send().await.unwrap();
+    let got = s
+        .http
+        .get(s.url(&format!("/v2/team/app3/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(sha256(&got.bytes().await.unwrap()), d);
 }
 
@@ -284,7 +396,14 @@ async fn sessions_survive_a_restart() {
     let loc = {
         let s = TestServer::start_on(dir.path(), "").await;
         let loc = start_session(&s, "team/app").await;
-        let r = s.http.patch(&loc).header("Content-Range", "0-99999").body(data[..100_000].to_vec()).send().await.unwrap();
+        let r = s
+            .http
+            .patch(&loc)
+            .header("Content-Range", "0-99999")
+            .body(data[..100_000].to_vec())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         loc.split_once("/v2/").unwrap().1.to_owned()
     };
@@ -300,7 +419,11 @@ async fn sessions_survive_a_restart() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "the digest is verified from disk after a restart");
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "the digest is verified from disk after a restart"
+    );
 }
 
 #[tokio::test]
@@ -308,18 +431,40 @@ async fn stale_sessions_are_purged() {
     let dir = tempfile::tempdir().unwrap();
     let (stale, fresh) = {
         let s = TestServer::start_on(dir.path(), "").await;
-        (start_session(&s, "team/app").await, start_session(&s, "team/app").await)
+        (
+            start_session(&s, "team/app").await,
+            start_session(&s, "team/app").await,
+        )
     };
     let id = stale.rsplit('/').next().unwrap();
     let data = dir.path().join("_uploads").join(id).join("data");
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 3600);
-    std::fs::File::options().write(true).open(&data).unwrap().set_modified(old).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&data)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
 
     // The first purge runs before the server starts accepting.
     let s = TestServer::start_on(dir.path(), "[storage]\nupload_max_age = \"1h\"").await;
     assert!(!data.exists(), "the stale session was purged");
-    let r = s.http.get(s.url(&format!("/v2/{}", stale.split_once("/v2/").unwrap().1))).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/{}", stale.split_once("/v2/").unwrap().1)))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
-    let r = s.http.get(s.url(&format!("/v2/{}", fresh.split_once("/v2/").unwrap().1))).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT, "the fresh session stays");
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/{}", fresh.split_once("/v2/").unwrap().1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "the fresh session stays"
+    );
 }

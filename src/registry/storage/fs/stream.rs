@@ -5,46 +5,52 @@
 //! taken per chunk, so thousands of slow clients cannot exhaust the pool.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::io::{self, IoSlice, Read, Write};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256, Sha512};
+use tokio::task::{spawn_blocking, JoinHandle};
 
 use crate::registry::reference::{Algorithm, Digest};
 use crate::registry::storage::ByteStream;
 
 /// Chunk size for reads: large enough that the per-chunk hop to the blocking pool is cheap,
 /// small enough that many parallel downloads stay within a few MiB of memory.
-const READ_CHUNK: usize = 256 * 1024;
-/// Chunk size for writes; one chunk is hashed and written while the next one arrives.
-const WRITE_CHUNK: usize = 1024 * 1024;
+const READ_CHUNK: u64 = 512 * 1024;
+/// Batch size for writes: one batch is hashed and written while the next one arrives.
+const WRITE_BATCH: usize = 1024 * 1024;
+/// How much is written before the kernel is asked to start writing it back, so the fsync
+/// that publishes a blob finds little left to flush.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
-/// Streams `len` bytes of `file` from `offset`.
-pub fn read_range(file: File, offset: u64, len: u64) -> ByteStream {
-    let file = Arc::new(file);
-    let end = offset + len;
-    Box::pin(futures_util::stream::try_unfold(offset, move |pos| {
-        let file = file.clone();
-        async move {
-            if pos >= end {
+/// Streams the next `len` bytes of `file` (already positioned where the range starts).
+pub fn read_range(file: File, len: u64) -> ByteStream {
+    Box::pin(futures_util::stream::try_unfold(
+        (Some(file), len),
+        |(file, left)| async move {
+            let Some(mut file) = file.filter(|_| left > 0) else {
                 return Ok(None);
-            }
-            let want = (end - pos).min(READ_CHUNK as u64) as usize;
-            let chunk = tokio::task::spawn_blocking(move || read_exact_at(&file, pos, want))
-                .await
-                .map_err(io::Error::other)??;
-            Ok(Some((chunk, pos + want as u64)))
-        }
-    }))
-}
-
-fn read_exact_at(file: &File, pos: u64, want: usize) -> io::Result<Bytes> {
-    let mut buf = BytesMut::zeroed(want);
-    file.read_exact_at(&mut buf, pos)?;
-    Ok(buf.freeze())
+            };
+            let want = left.min(READ_CHUNK);
+            let (file, chunk) = spawn_blocking(move || -> io::Result<(File, Vec<u8>)> {
+                // read_to_end fills spare capacity without zeroing it first.
+                let mut chunk = Vec::with_capacity(want as usize);
+                (&mut file).take(want).read_to_end(&mut chunk)?;
+                if chunk.len() as u64 != want {
+                    let e = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "blob is shorter than its size",
+                    );
+                    return Err(e);
+                }
+                Ok((file, chunk))
+            })
+            .await
+            .map_err(io::Error::other)??;
+            Ok(Some((Bytes::from(chunk), (Some(file), left - want))))
+        },
+    ))
 }
 
 /// What [`append`] did.
@@ -56,23 +62,27 @@ pub struct Appended {
     pub body_error: Option<io::Error>,
 }
 
-/// Appends a body to `file` (positioned at its end), updating `hasher` on the way. Receiving
-/// the next chunk overlaps with hashing and writing the previous one.
+/// Appends a body to `file` (opened for append), updating `hasher` on the way. Each batch
+/// is hashed and written on two blocking threads at once while the next batch arrives.
 pub async fn append(
     file: File,
     hasher: Option<Sha256>,
     mut body: ByteStream,
 ) -> io::Result<Appended> {
-    let mut state = Some((file, hasher));
-    let mut inflight: Option<tokio::task::JoinHandle<io::Result<(File, Option<Sha256>)>>> = None;
-    let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
+    let start = file.metadata()?.len();
+    let mut hashing: JoinHandle<Option<Sha256>> = spawn_blocking(move || hasher);
+    let mut writing: JoinHandle<io::Result<(File, u64)>> =
+        spawn_blocking(move || Ok((file, start)));
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0usize;
     let mut written = 0u64;
     let mut body_error = None;
     loop {
         let done = match body.next().await {
             Some(Ok(bytes)) => {
-                buf.extend_from_slice(&bytes);
-                if buf.len() < WRITE_CHUNK {
+                batched += bytes.len();
+                batch.push(bytes);
+                if batched < WRITE_BATCH {
                     continue;
                 }
                 false
@@ -83,29 +93,29 @@ pub async fn append(
             }
             None => true,
         };
-        if let Some(task) = inflight.take() {
-            state = Some(task.await.map_err(io::Error::other)??);
-        }
-        let chunk = std::mem::replace(&mut buf, BytesMut::with_capacity(WRITE_CHUNK)).freeze();
-        if !chunk.is_empty() {
-            let (mut file, mut hasher) = state.take().ok_or_else(missing_state)?;
-            written += chunk.len() as u64;
-            inflight = Some(tokio::task::spawn_blocking(move || {
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&chunk);
-                }
-                file.write_all(&chunk)?;
-                Ok((file, hasher))
-            }));
+        if batched > 0 {
+            let (file, end) = writing.await.map_err(io::Error::other)??;
+            let hasher = hashing.await.map_err(io::Error::other)?;
+            let for_hash = batch.clone();
+            hashing = spawn_blocking(move || {
+                hasher.map(|mut h| {
+                    for b in &for_hash {
+                        h.update(b);
+                    }
+                    h
+                })
+            });
+            let for_write = std::mem::take(&mut batch);
+            writing = spawn_blocking(move || write_batch(file, end, &for_write));
+            written += batched as u64;
+            batched = 0;
         }
         if done {
             break;
         }
     }
-    if let Some(task) = inflight.take() {
-        state = Some(task.await.map_err(io::Error::other)??);
-    }
-    let (_file, hasher) = state.ok_or_else(missing_state)?;
+    writing.await.map_err(io::Error::other)??;
+    let hasher = hashing.await.map_err(io::Error::other)?;
     Ok(Appended {
         hasher,
         written,
@@ -113,15 +123,49 @@ pub async fn append(
     })
 }
 
-fn missing_state() -> io::Error {
-    io::Error::other("append pipeline lost its file handle")
+/// Writes a batch at the end of the file (which ends at `end`), starting writeback of
+/// every completed `WRITEBACK_EVERY` stretch.
+fn write_batch(mut file: File, end: u64, batch: &[Bytes]) -> io::Result<(File, u64)> {
+    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = file.write_vectored(rest)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    let new_end = end + batch.iter().map(|b| b.len() as u64).sum::<u64>();
+    if new_end / WRITEBACK_EVERY > end / WRITEBACK_EVERY {
+        start_writeback(&file, new_end);
+    }
+    Ok((file, new_end))
 }
+
+/// Asks the kernel to start writing dirty pages up to `end` to disk, without waiting.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, end: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range only reads the descriptor, which `file` keeps open. It is a
+    // hint: a failure changes nothing about correctness (the final fsync still runs).
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            0,
+            end as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _end: u64) {}
 
 /// Hashes a whole file from disk (blocking). Used when no streamed hash state is at hand:
 /// after a restart, or for sha512.
 pub fn hash_file(file: &mut File, algorithm: Algorithm) -> io::Result<Digest> {
     fn run<D: sha2::Digest>(file: &mut File, mut h: D) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; WRITE_CHUNK];
+        let mut buf = vec![0u8; WRITE_BATCH];
         loop {
             let n = file.read(&mut buf)?;
             if n == 0 {
