@@ -138,3 +138,43 @@ fn skopeo_copy_inspect_delete() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("manifest unknown"));
     run(Command::new("skopeo").args(["inspect", "--tls-verify=false", &first]));
 }
+
+/// The ORAS project's Python client (oras-py, `pip install oras`): push a file artifact,
+/// pull it back.
+#[test]
+fn oras_push_then_pull() {
+    let has_oras = Command::new("python3")
+        .args(["-c", "import oras.client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_oras {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install oras-py: pip install oras"
+        );
+        eprintln!("SKIPPED: oras-py not found; install it with `pip install oras`");
+        return;
+    }
+    let (root, conf, work) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let wharf = WharfProcess::spawn(root.path(), conf.path());
+    std::fs::write(work.path().join("note.txt"), "artifact payload").unwrap();
+    let script = r#"
+import os, sys, oras.client
+c = oras.client.OrasClient(insecure=True)
+target = sys.argv[1]
+r = c.push(files=["note.txt"], target=target)
+assert r.status_code == 201, r.status_code
+files = c.pull(target=target, outdir="out")
+print(open(files[0]).read(), end="")
+"#;
+    let out = run(Command::new("python3").current_dir(work.path()).args([
+        "-c",
+        script,
+        &format!("{}/team/artifact:1", wharf.addr),
+    ]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "artifact payload");
+}
