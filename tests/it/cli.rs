@@ -1,0 +1,123 @@
+//! The command line as a user runs it: `wharf check-config` and `wharf serve` lifecycle.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::WharfProcess;
+
+fn wharf() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+}
+
+#[test]
+fn check_config_accepts_the_shipped_files() {
+    for file in ["conf/wharf.toml", "conf/container.toml"] {
+        let out = wharf().args(["check-config", file]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    }
+}
+
+#[test]
+fn check_config_names_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[storage]\nrot = \"x\"\n", "unknown field `rot`"),
+        (
+            "[[listener]]\naddress = \"nowhere\"\n",
+            "listener[0].address",
+        ),
+        (
+            "[storage]\nupload_max_age = \"soon\"\n",
+            "storage.upload_max_age",
+        ),
+        ("this is not toml", "config file"),
+    ];
+    for (text, expected) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = wharf().arg("check-config").arg(&path).output().unwrap();
+        assert!(!out.status.success(), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{text}: {err}");
+    }
+    let out = wharf()
+        .args(["check-config", "/no/such/file.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+}
+
+#[test]
+fn serve_refuses_a_broken_config_and_honours_wharf_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wharf.toml");
+    std::fs::write(&path, "[log]\nformat = \"xml\"\n").unwrap();
+    let out = wharf()
+        .arg("serve")
+        .env("WHARF_CONFIG", &path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log.format"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_then_exits() {
+    let (root, conf) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut process = WharfProcess::spawn(root.path(), conf.path());
+    let base = format!("http://{}", process.addr);
+    let http = reqwest::Client::new();
+    // An upload whose body is still arriving when SIGTERM comes.
+    let r = http
+        .post(format!("{base}/v2/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let session = r.headers()["location"].to_str().unwrap().to_owned();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let body =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let patch = tokio::spawn(
+        http.patch(format!("{base}{session}"))
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    tx.send(Ok(vec![1u8; 1000])).await.unwrap();
+
+    let pid = process.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // New connections are refused soon after the signal...
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if std::net::TcpStream::connect(process.addr).is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        std::net::TcpStream::connect(process.addr).is_err(),
+        "listener closed"
+    );
+    // ...while the request in flight completes.
+    tx.send(Ok(vec![2u8; 1000])).await.unwrap();
+    drop(tx);
+    let r = patch.await.unwrap().unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["range"], "0-1999");
+    let status = process.child.wait().unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+}
