@@ -25,32 +25,43 @@ const WRITE_BATCH: usize = 1024 * 1024;
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Streams the next `len` bytes of `file` (already positioned where the range starts).
+/// One chunk is always being read ahead while the previous one goes out on the socket.
 pub fn read_range(file: File, len: u64) -> ByteStream {
+    let first = read_chunk(file, len);
     Box::pin(futures_util::stream::try_unfold(
-        (Some(file), len),
-        |(file, left)| async move {
-            let Some(mut file) = file.filter(|_| left > 0) else {
+        first,
+        |pending| async move {
+            let Some(pending) = pending else {
                 return Ok(None);
             };
-            let want = left.min(READ_CHUNK);
-            let (file, chunk) = spawn_blocking(move || -> io::Result<(File, Vec<u8>)> {
-                // read_to_end fills spare capacity without zeroing it first.
-                let mut chunk = Vec::with_capacity(want as usize);
-                (&mut file).take(want).read_to_end(&mut chunk)?;
-                if chunk.len() as u64 != want {
-                    let e = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "blob is shorter than its size",
-                    );
-                    return Err(e);
-                }
-                Ok((file, chunk))
-            })
-            .await
-            .map_err(io::Error::other)??;
-            Ok(Some((Bytes::from(chunk), (Some(file), left - want))))
+            let (file, chunk, left) = pending.await.map_err(io::Error::other)??;
+            let next = read_chunk(file, left);
+            Ok(Some((Bytes::from(chunk), next)))
         },
     ))
+}
+
+type PendingChunk = JoinHandle<io::Result<(File, Vec<u8>, u64)>>;
+
+/// Starts reading the next chunk of at most `READ_CHUNK` bytes; `None` when nothing is left.
+fn read_chunk(mut file: File, left: u64) -> Option<PendingChunk> {
+    if left == 0 {
+        return None;
+    }
+    Some(spawn_blocking(move || {
+        let want = left.min(READ_CHUNK);
+        // read_to_end fills spare capacity without zeroing it first.
+        let mut chunk = Vec::with_capacity(want as usize);
+        (&mut file).take(want).read_to_end(&mut chunk)?;
+        if chunk.len() as u64 != want {
+            let e = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "blob is shorter than its size",
+            );
+            return Err(e);
+        }
+        Ok((file, chunk, left - want))
+    }))
 }
 
 /// What [`append`] did.
