@@ -7,7 +7,7 @@ mod stream;
 mod uploads;
 
 use std::fs;
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -131,12 +131,12 @@ impl Storage for FsStorage {
     ) -> StorageResult<Option<ByteStream>> {
         let path = self.layout.blob(digest);
         let file = blocking("open blob", move || match fs::File::open(path) {
-            Ok(mut f) => f.seek(SeekFrom::Start(offset)).map(|_| Some(f)),
+            Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         })
         .await?;
-        Ok(file.map(|f| stream::read_range(f, len)))
+        Ok(file.map(|f| stream::read_range(f, offset, len)))
     }
 
     async fn read_small_blob(&self, digest: &Digest) -> StorageResult<Option<Bytes>> {

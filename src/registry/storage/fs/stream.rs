@@ -24,43 +24,55 @@ const WRITE_BATCH: usize = 1024 * 1024;
 /// that publishes a blob finds little left to flush.
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
-/// Streams the next `len` bytes of `file` (already positioned where the range starts).
-/// One chunk is always being read ahead while the previous one goes out on the socket.
-pub fn read_range(file: File, len: u64) -> ByteStream {
-    let first = read_chunk(file, len);
+/// Streams `len` bytes of a blob file from `offset`. Each chunk is a read-only memory map
+/// of the page cache, so bytes go from the cache to the socket with one copy, not two; the
+/// map is released as soon as the chunk is written. One chunk is always being mapped ahead
+/// while the previous one goes out on the socket.
+///
+/// Blob files are immutable once published (a rename replaces a path, never the bytes of an
+/// open file), which is what makes mapping them sound.
+pub fn read_range(file: File, offset: u64, len: u64) -> ByteStream {
+    let file = std::sync::Arc::new(file);
+    let first = map_chunk(file, offset, offset + len);
     Box::pin(futures_util::stream::try_unfold(
         first,
         |pending| async move {
             let Some(pending) = pending else {
                 return Ok(None);
             };
-            let (file, chunk, left) = pending.await.map_err(io::Error::other)??;
-            let next = read_chunk(file, left);
-            Ok(Some((Bytes::from(chunk), next)))
+            let (file, chunk, pos, end) = pending.await.map_err(io::Error::other)??;
+            let next = map_chunk(file, pos, end);
+            Ok(Some((chunk, next)))
         },
     ))
 }
 
-type PendingChunk = JoinHandle<io::Result<(File, Vec<u8>, u64)>>;
+type PendingChunk = JoinHandle<io::Result<(std::sync::Arc<File>, Bytes, u64, u64)>>;
 
-/// Starts reading the next chunk of at most `READ_CHUNK` bytes; `None` when nothing is left.
-fn read_chunk(mut file: File, left: u64) -> Option<PendingChunk> {
-    if left == 0 {
+/// Starts mapping the next chunk of at most `READ_CHUNK` bytes; `None` when nothing is left.
+fn map_chunk(file: std::sync::Arc<File>, pos: u64, end: u64) -> Option<PendingChunk> {
+    if pos >= end {
         return None;
     }
     Some(spawn_blocking(move || {
-        let want = left.min(READ_CHUNK);
-        // read_to_end fills spare capacity without zeroing it first.
-        let mut chunk = Vec::with_capacity(want as usize);
-        (&mut file).take(want).read_to_end(&mut chunk)?;
-        if chunk.len() as u64 != want {
+        let want = (end - pos).min(READ_CHUNK);
+        if file.metadata()?.len() < pos + want {
             let e = io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "blob is shorter than its size",
             );
             return Err(e);
         }
-        Ok((file, chunk, left - want))
+        // SAFETY: the file is a published blob, never written or truncated again (see above);
+        // populate() faults the pages in here, on the blocking pool, not on the reactor.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(pos)
+                .len(want as usize)
+                .populate()
+                .map(&*file)?
+        };
+        Ok((file, Bytes::from_owner(map), pos + want, end))
     }))
 }
 
