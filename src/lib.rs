@@ -8,3 +8,4 @@ pub mod gateway;
 pub mod http_util;
 pub mod registry;
 pub mod server;
+pub mod tls;

@@ -1,6 +1,7 @@
 //! The request pipeline: decide what a request is for, dispatch it, turn errors into
 //! responses (in [`respond`]), add the common headers and write the access log.
 
+pub mod proxy;
 pub mod respond;
 
 use std::net::SocketAddr;

@@ -1,0 +1,1 @@
+//! Proxying a route to an upstream URL (being written).

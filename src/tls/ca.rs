@@ -1,0 +1,1 @@
+//! wharf's certificate authority (being written).

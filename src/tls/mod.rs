@@ -1,0 +1,5 @@
+//! TLS: rustls server configuration, SNI certificate selection, PEM loading, and wharf's
+//! own certificate authority.
+
+pub mod ca;
+pub mod pem;

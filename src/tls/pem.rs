@@ -1,0 +1,1 @@
+//! PEM loading of certificate chains and private keys (being written).
