@@ -2,4 +2,5 @@
 //! own certificate authority.
 
 pub mod ca;
+pub mod error;
 pub mod pem;
