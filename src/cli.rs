@@ -31,6 +31,11 @@ enum Command {
         /// The file to check (default: $WHARF_CONFIG, else conf/wharf.toml).
         file: Option<PathBuf>,
     },
+    /// Manage wharf's own CA: create it, issue server certificates, show how to trust it.
+    Cert {
+        #[command(subcommand)]
+        command: crate::cert_cmd::CertCommand,
+    },
 }
 
 impl Cli {
@@ -38,6 +43,7 @@ impl Cli {
         match self.command {
             Command::Serve { config } => serve(config).await,
             Command::CheckConfig { file } => check_config(file),
+            Command::Cert { command } => crate::cert_cmd::run(command),
         }
     }
 }

@@ -1,3 +1,4 @@
+mod cert_cmd;
 mod cli;
 
 use clap::Parser;

@@ -24,7 +24,7 @@ use time::{Duration, OffsetDateTime};
 use super::error::TlsError;
 use super::pem;
 
-pub use files::{CERT_MODE, KEY_MODE};
+pub use files::{write_atomic, CERT_MODE, KEY_MODE};
 pub use leaf::{ensure_leaf, LeafFiles, RENEW_BEFORE_DAYS};
 pub use names::file_stem;
 

@@ -4,6 +4,7 @@ mod support;
 
 mod api_base;
 mod blobs;
+mod certs;
 mod cli;
 mod clients;
 mod crash;
