@@ -179,6 +179,8 @@ fn ca_issue_trust_and_openssl_agrees() {
     assert!(err.contains("825"), "{err}");
     let err = failed(&wharf(&["issue", "bad_name.corp.test"], d));
     assert!(err.contains("bad_name.corp.test"), "{err}");
+    let err = failed(&wharf(&["issue", "x.corp.test", "--out-name", "ca"], d));
+    assert!(err.contains("reserved"), "{err}");
     assert!(!d.join("evil.example.crt").exists());
     assert!(!d.join("x.corp.test.crt").exists());
 

@@ -152,6 +152,16 @@ pub fn file_stem(name: &str) -> Result<String, TlsError> {
             reason: "it must not be empty or start with a dot".into(),
         });
     }
+    // Leaves usually live next to the CA; `ca.crt`/`ca.key` must never be overwritten by
+    // one (compared without case for case-insensitive filesystems).
+    if stem.eq_ignore_ascii_case("ca") {
+        return Err(TlsError::InvalidFileName {
+            name,
+            reason:
+                "`ca` is reserved for the CA's own files; choose another file name (--out-name)"
+                    .into(),
+        });
+    }
     Ok(stem)
 }
 
@@ -235,5 +245,9 @@ mod tests {
             .contains("dot"));
         assert_eq!(file_stem("a/b").unwrap(), "a_b");
         assert!(file_stem("").is_err());
+        assert!(file_stem("CA")
+            .unwrap_err()
+            .to_string()
+            .contains("reserved"));
     }
 }
