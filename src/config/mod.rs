@@ -1,13 +1,16 @@
 //! Configuration: the TOML file (see `conf/wharf.toml`) parsed strictly and validated into
 //! typed values. Every error names the key and says how to fix it.
 
+pub mod names;
 mod raw;
+mod servers;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use self::raw::RawConfig;
+pub use self::servers::{find_server, RouteConfig, RouteTarget, ServerConfig, ServerTls};
 
 /// Where `wharf serve` looks when no file is named.
 pub const DEFAULT_PATH: &str = "conf/wharf.toml";
@@ -15,6 +18,12 @@ pub const DEFAULT_PATH: &str = "conf/wharf.toml";
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listeners: Vec<ListenerConfig>,
+    /// Virtual hosts, in config order. Without `[[server]]` blocks there is one implicit
+    /// default server routing everything to the registry under `storage.root`.
+    pub servers: Vec<ServerConfig>,
+    /// Where wharf's own CA (and the leaves it issues for self-signed servers) live.
+    pub ca_dir: PathBuf,
+    pub limits: Limits,
     pub storage: StorageConfig,
     pub registry: RegistryConfig,
     pub log: LogConfig,
@@ -25,6 +34,38 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
+    pub tls: TlsMode,
+    pub plain: PlainMode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain HTTP only.
+    Off,
+    /// TLS only.
+    On,
+    /// TLS and plain HTTP on one port, told apart by the first byte (a TLS handshake starts
+    /// with 0x16), so clients that try HTTPS and clients told the registry is insecure both work.
+    Auto,
+}
+
+/// What plain-HTTP requests on a listener get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlainMode {
+    Serve,
+    /// A redirect to `https://<host>:<port>` (the port is left out when it is 443).
+    Redirect {
+        port: u16,
+    },
+}
+
+/// Connection-level limits.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub tls_handshake_timeout: Duration,
+    /// How long a client may take to send a request's headers (slowloris protection); also
+    /// how long an idle keep-alive connection is kept.
+    pub header_read_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -111,80 +152,93 @@ impl Config {
     }
 }
 
-fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
-    let invalid = |key: String, problem: String, fix: &str| ConfigError::Invalid {
-        origin: origin.to_owned(),
-        key,
-        problem,
-        fix: fix.to_owned(),
-    };
-    let mut listeners = Vec::new();
-    for (i, l) in raw.listener.iter().enumerate() {
-        let address = l.address.parse().map_err(|_| {
-            invalid(
-                format!("listener[{i}].address"),
-                format!("is {:?}, not an IP address with a port", l.address),
-                "write it like \"0.0.0.0:5000\" or \"[::]:5000\"",
-            )
-        })?;
-        if listeners
-            .iter()
-            .any(|x: &ListenerConfig| x.address == address)
-        {
-            return Err(invalid(
-                format!("listener[{i}].address"),
-                format!("repeats {address}"),
-                "give each listener its own address",
-            ));
+/// Builds errors that name the config's origin, the key and the fix.
+pub(crate) struct Check<'a> {
+    origin: &'a str,
+}
+
+impl Check<'_> {
+    pub(crate) fn invalid(
+        &self,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+        fix: &str,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.to_owned(),
+            key: key.into(),
+            problem: problem.into(),
+            fix: fix.to_owned(),
         }
-        listeners.push(ListenerConfig { address });
-    }
-    if listeners.is_empty() {
-        listeners.push(ListenerConfig {
-            address: SocketAddr::from(([0, 0, 0, 0], 5000)),
-        });
     }
 
-    let root = raw.storage.root.unwrap_or_else(|| "./data".to_owned());
+    pub(crate) fn duration(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(v).map_err(|e| {
+                self.invalid(
+                    key,
+                    format!("is {v:?}, not a duration ({e})"),
+                    "write a duration like \"30s\", \"15m\" or \"24h\"",
+                )
+            }),
+        }
+    }
+}
+
+fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
+    let check = Check { origin };
+    let root = raw
+        .storage
+        .root
+        .clone()
+        .unwrap_or_else(|| "./data".to_owned());
     if root.trim().is_empty() {
-        return Err(invalid(
-            "storage.root".into(),
-            "is empty".into(),
+        return Err(check.invalid(
+            "storage.root",
+            "is empty",
             "name a directory, for example \"./data\" or \"/var/lib/wharf\"",
         ));
     }
-    let duration = |key: &str, value: Option<String>, default: Duration| match value {
-        None => Ok(default),
-        Some(v) => humantime::parse_duration(&v).map_err(|e| {
-            invalid(
-                key.to_owned(),
-                format!("is {v:?}, not a duration ({e})"),
-                "write a duration like \"30s\", \"15m\" or \"24h\"",
-            )
-        }),
-    };
-    let upload_max_age = duration(
+    let upload_max_age = check.duration(
         "storage.upload_max_age",
-        raw.storage.upload_max_age,
+        raw.storage.upload_max_age.as_deref(),
         Duration::from_secs(24 * 3600),
     )?;
     if upload_max_age < Duration::from_secs(60) {
-        return Err(invalid(
-            "storage.upload_max_age".into(),
-            "is under a minute, which would delete uploads in progress".into(),
+        return Err(check.invalid(
+            "storage.upload_max_age",
+            "is under a minute, which would delete uploads in progress",
             "use at least \"1m\"; the default is \"24h\"",
         ));
     }
-    let shutdown_grace = duration(
+    let shutdown_grace = check.duration(
         "shutdown.grace",
-        raw.shutdown.grace,
+        raw.shutdown.grace.as_deref(),
         Duration::from_secs(30),
     )?;
+    let limits = Limits {
+        tls_handshake_timeout: check.duration(
+            "limits.tls_handshake_timeout",
+            raw.limits.tls_handshake_timeout.as_deref(),
+            Duration::from_secs(10),
+        )?,
+        header_read_timeout: check.duration(
+            "limits.header_read_timeout",
+            raw.limits.header_read_timeout.as_deref(),
+            Duration::from_secs(30),
+        )?,
+    };
 
     let max_manifest_bytes = raw.registry.max_manifest_bytes.unwrap_or(4 << 20);
     if max_manifest_bytes < 1024 {
-        return Err(invalid(
-            "registry.max_manifest_bytes".into(),
+        return Err(check.invalid(
+            "registry.max_manifest_bytes",
             format!("is {max_manifest_bytes}, too small for real manifests"),
             "use at least 1024; the default is 4194304 (4 MiB)",
         ));
@@ -195,26 +249,33 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
         Some(other) => {
-            return Err(invalid(
-                "log.format".into(),
+            return Err(check.invalid(
+                "log.format",
                 format!("is {other:?}"),
                 "use \"text\" or \"json\"",
             ))
         }
     };
-    let level = raw.log.level.unwrap_or_else(|| "info".to_owned());
+    let level = raw.log.level.clone().unwrap_or_else(|| "info".to_owned());
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        return Err(invalid(
-            "log.level".into(),
+        return Err(check.invalid(
+            "log.level",
             format!("is {level:?}, not a log filter"),
             "use error, warn, info, debug or trace (or a filter like \"wharf=debug\")",
         ));
     }
 
+    let root = PathBuf::from(root);
+    let ca_dir = PathBuf::from(raw.tls.ca_dir.clone().unwrap_or_else(|| "certs".to_owned()));
+    let servers = servers::validate(&check, &raw.server, &root)?;
+    let listeners = servers::listeners(&check, &raw.listener, &servers)?;
     Ok(Config {
         listeners,
+        servers,
+        ca_dir,
+        limits,
         storage: StorageConfig {
-            root: PathBuf::from(root),
+            root,
             upload_max_age,
         },
         registry: RegistryConfig {

@@ -16,12 +16,74 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub server: Vec<RawServer>,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
     pub address: String,
+    /// "off" (plain HTTP), "on" (TLS only) or "auto" (either, told apart by the first byte).
+    pub tls: Option<String>,
+    /// What plain-HTTP requests get: "serve" or "redirect" (to https).
+    pub plain: Option<String>,
+    /// The port the https redirect points at (default 443).
+    pub redirect_port: Option<u16>,
+}
+
+/// A `[[server]]` block: a virtual host, like an nginx `server { }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub default: Option<bool>,
+    pub tls: Option<RawServerTls>,
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub self_signed: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub path: String,
+    pub registry: Option<RawRouteRegistry>,
+    pub upstream: Option<String>,
+    pub upstream_timeout: Option<String>,
+    pub redirect: Option<String>,
+    pub redirect_status: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteRegistry {
+    pub root: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub tls_handshake_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,42 +1,99 @@
-//! The request pipeline: decide what a request is for, dispatch it, turn errors into
+//! The request pipeline: find the virtual host (and check it against the TLS SNI), match the
+//! route, dispatch to the registry engine, an upstream or a redirect, turn errors into
 //! responses (in [`respond`]), add the common headers and write the access log.
 
+mod access_log;
 pub mod proxy;
 pub mod respond;
+mod vhost;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use http::header::CONTENT_LENGTH;
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::header::LOCATION;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 
-use crate::http_util::{self, Body};
+use crate::config::{Config, PlainMode, RouteTarget, ServerConfig};
+use crate::http_util::{self, Body, Reply};
+use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::Registry;
+use crate::tls::acceptor::TlsInfo;
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+/// How long connecting to an upstream may take.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the server knows about the connection a request came on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// Set on TLS connections.
+    pub tls: Option<TlsInfo>,
+    /// What plain-HTTP requests on this listener get.
+    pub plain: PlainMode,
 }
 
 pub struct Gateway {
-    registry: Arc<Registry>,
+    servers: Vec<ServerConfig>,
+    /// Indexed like `servers`: each server's routes, longest prefix first.
+    routes: Vec<Vec<Route>>,
     access_log: bool,
 }
 
+struct Route {
+    prefix: String,
+    target: Target,
+}
+
+enum Target {
+    Registry(Arc<Registry>),
+    Upstream(proxy::Upstream),
+    Redirect { to: String, status: StatusCode },
+}
+
 impl Gateway {
-    pub fn new(registry: Arc<Registry>, access_log: bool) -> Self {
-        Self {
-            registry,
-            access_log,
+    /// Builds the routing tables; `registries` holds one engine per storage root.
+    pub fn new(
+        config: &Config,
+        registries: &HashMap<PathBuf, Arc<Registry>>,
+    ) -> Result<Self, proxy::ProxyError> {
+        let mut routes = Vec::new();
+        for server in &config.servers {
+            let mut table = Vec::new();
+            for r in &server.routes {
+                let target = match &r.target {
+                    RouteTarget::Registry { root } => match registries.get(root) {
+                        Some(reg) => Target::Registry(reg.clone()),
+                        None => continue, // bind opens one per root; cannot happen
+                    },
+                    RouteTarget::Upstream { url, timeout } => Target::Upstream(
+                        proxy::Upstream::new(url.clone(), UPSTREAM_CONNECT_TIMEOUT, *timeout)?,
+                    ),
+                    RouteTarget::Redirect { to, status } => Target::Redirect {
+                        to: to.clone(),
+                        status: StatusCode::from_u16(*status)
+                            .unwrap_or(StatusCode::PERMANENT_REDIRECT),
+                    },
+                };
+                table.push(Route {
+                    prefix: r.prefix.clone(),
+                    target,
+                });
+            }
+            routes.push(table);
         }
+        Ok(Self {
+            servers: config.servers.clone(),
+            routes,
+            access_log: config.log.access_log,
+        })
     }
 
-    pub async fn handle<B>(&self, req: Request<B>, conn: ConnInfo) -> Response<Body>
+    pub async fn handle<B>(&self, req: Request<B>, conn: &ConnInfo) -> Response<Body>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -45,63 +102,116 @@ impl Gateway {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let is_api = path == "/v2" || path.starts_with("/v2/");
-        let mut response = match path.as_str() {
-            _ if is_api => {
-                let req = req.map(http_util::body_stream);
-                match self.registry.handle(req).await {
-                    Ok(r) => r,
-                    Err(e) => respond::api_error(&e),
-                }
-            }
-            "/" => respond::text(
-                StatusCode::OK,
-                "wharf container registry: the API is at /v2/\n",
-            ),
-            "/healthz" => match self.registry.health().await {
-                Ok(()) => respond::text(StatusCode::OK, "ok\n"),
-                Err(_) => {
-                    respond::text(StatusCode::SERVICE_UNAVAILABLE, "storage is not writable\n")
-                }
-            },
-            p if p.starts_with("/v1/") => {
-                match self.registry.handle_v1(&req.into_parts().0).await {
-                    Ok(r) => r,
-                    Err(e) => respond::api_error(&e),
-                }
-            }
-            _ => respond::text(StatusCode::NOT_FOUND, "not found\n"),
+        let host = vhost::request_host(&req).map(str::to_owned);
+        let (response, server) = match self.dispatch(req, conn, host.as_deref()).await {
+            Ok(done) => done,
+            Err((e, server)) => (respond::error(&e, is_api), server),
         };
+        let mut response = response;
         if is_api {
             response
                 .headers_mut()
                 .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
         }
         if self.access_log {
-            log_access(&conn, &method, &path, &response, started);
+            let label = server
+                .map(|i| self.servers[i].label.as_str())
+                .unwrap_or("-");
+            access_log::write(conn, label, &method, &path, &response, started);
         }
         response
     }
+
+    /// Finds the server and route and runs the request; errors carry the server, if known.
+    async fn dispatch<B>(
+        &self,
+        req: Request<B>,
+        conn: &ConnInfo,
+        host: Option<&str>,
+    ) -> Result<(Response<Body>, Option<usize>), (ApiError, Option<usize>)>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let server = vhost::select(&self.servers, host, conn).map_err(|e| (e, None))?;
+        if conn.tls.is_none() {
+            if let PlainMode::Redirect { port } = conn.plain {
+                return Ok((vhost::https_redirect(&req, host, port), Some(server)));
+            }
+        }
+        let path = req.uri().path();
+        let Some(route) = self.routes[server]
+            .iter()
+            .find(|r| path.starts_with(&r.prefix))
+        else {
+            let e = ApiError::new(Code::NotFound, format!("no route for {path:?}"));
+            return Err((e, Some(server)));
+        };
+        let result = match &route.target {
+            Target::Registry(registry) => serve_registry(registry, req).await,
+            Target::Redirect { to, status } => Ok(redirect(&req, &route.prefix, to, *status)),
+            Target::Upstream(upstream) => {
+                let fwd = proxy::Forwarded {
+                    client_ip: conn.peer.ip(),
+                    scheme: if conn.tls.is_some() { "https" } else { "http" },
+                    host: host
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| conn.local.to_string()),
+                    route_prefix: route.prefix.clone(),
+                };
+                upstream
+                    .forward(req, &fwd)
+                    .await
+                    .map_err(|e| respond::proxy_error(&e))
+            }
+        };
+        result
+            .map(|r| (r, Some(server)))
+            .map_err(|e| (e, Some(server)))
+    }
 }
 
-fn log_access(
-    conn: &ConnInfo,
-    method: &Method,
-    path: &str,
-    response: &Response<Body>,
-    started: Instant,
-) {
-    let bytes = response
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    tracing::info!(
-        target: "wharf::access",
-        client = %conn.peer.ip(),
-        %method,
-        path,
-        status = response.status().as_u16(),
-        bytes,
-        ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-    );
+/// The embedded engine: the API under `/v2/`, plus the banner, `/healthz` and docker's `/v1/`.
+async fn serve_registry<B>(registry: &Registry, req: Request<B>) -> ApiResult<Response<Body>>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let path = req.uri().path();
+    if path == "/v2" || path.starts_with("/v2/") {
+        return registry.handle(req.map(http_util::body_stream)).await;
+    }
+    if path.starts_with("/v1/") {
+        return registry.handle_v1(&req.into_parts().0).await;
+    }
+    match path {
+        "/" => Ok(respond::text(
+            StatusCode::OK,
+            "wharf container registry: the API is at /v2/\n",
+        )),
+        "/healthz" => match registry.health().await {
+            Ok(()) => Ok(respond::text(StatusCode::OK, "ok\n")),
+            Err(_) => Err(ApiError::new(Code::Unavailable, "storage is not writable")),
+        },
+        _ => Err(ApiError::new(Code::NotFound, "not found")),
+    }
+}
+
+/// A route's redirect: the target URL plus the rest of the path after the route prefix.
+fn redirect<B>(req: &Request<B>, prefix: &str, to: &str, status: StatusCode) -> Response<Body> {
+    let rest = req.uri().path().strip_prefix(prefix).unwrap_or("");
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let sep = if to.ends_with('/') || rest.is_empty() {
+        ""
+    } else {
+        "/"
+    };
+    Reply::new(status)
+        .header(LOCATION, format!("{to}{sep}{rest}{query}"))
+        .header(http::header::CONTENT_LENGTH, 0)
+        .empty()
 }

@@ -4,6 +4,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use serde_json::json;
 
+use super::proxy::ProxyError;
 use crate::http_util::{Body, Reply};
 use crate::registry::error::{ApiError, Code};
 
@@ -30,6 +31,9 @@ pub fn status_of(code: Code) -> StatusCode {
         Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+        Code::BadGateway => StatusCode::BAD_GATEWAY,
+        Code::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -48,6 +52,33 @@ pub fn api_error(err: &ApiError) -> Response<Body> {
         reply = reply.header(name.clone(), value);
     }
     reply.body(crate::http_util::full(bytes))
+}
+
+/// Any request error: the OCI envelope on API paths (so registry clients can read it even
+/// when the gateway, not the engine, refused), plain text elsewhere.
+pub fn error(err: &ApiError, is_api: bool) -> Response<Body> {
+    if is_api {
+        return api_error(err);
+    }
+    let body = format!("{}\n", err.message);
+    let mut reply = Reply::new(status_of(err.code))
+        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(CONTENT_LENGTH, body.len());
+    for (name, value) in &err.headers {
+        reply = reply.header(name.clone(), value);
+    }
+    reply.body(crate::http_util::full(body))
+}
+
+/// What the client learns when an upstream fails; the cause goes to the log.
+pub fn proxy_error(err: &ProxyError) -> ApiError {
+    tracing::warn!(error = %err, "upstream request failed");
+    match err {
+        ProxyError::Timeout { .. } => {
+            ApiError::new(Code::GatewayTimeout, "the upstream did not answer in time")
+        }
+        _ => ApiError::new(Code::BadGateway, "the upstream could not be reached"),
+    }
 }
 
 /// A short plain-text answer for the non-API paths (`/`, `/healthz`, unknown paths).

@@ -37,6 +37,12 @@ pub enum Code {
     MethodNotAllowed,
     /// Storage is failing; the client may retry later.
     Unavailable,
+    /// No server block answers to the request's host, or Host and SNI disagree (421).
+    Misdirected,
+    /// An upstream could not be reached or broke off (502).
+    BadGateway,
+    /// An upstream did not answer in time (504).
+    GatewayTimeout,
     /// A bug or an unexpected I/O failure; details are only in the log.
     Internal,
 }
@@ -63,6 +69,9 @@ impl Code {
             Code::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             Code::NotFound => "UNSUPPORTED",
             Code::Unavailable => "UNAVAILABLE",
+            Code::Misdirected => "MISDIRECTED_REQUEST",
+            Code::BadGateway => "BAD_GATEWAY",
+            Code::GatewayTimeout => "GATEWAY_TIMEOUT",
             Code::Internal => "INTERNAL_ERROR",
         }
     }

@@ -1,32 +1,32 @@
 //! Listeners, accept loops, connections and graceful shutdown.
 //!
-//! [`Server::bind`] builds everything and binds every listener, returning only when they
-//! are all accepting, so callers (and tests) can read the real addresses at once.
-//! [`Server::run`] serves until the shutdown future completes, then stops accepting and
-//! lets in-flight requests finish for the configured grace period.
+//! [`Server::bind`] builds everything (storage, registries, certificates, the gateway) and
+//! binds every listener, returning only when they are all accepting, so callers (and tests)
+//! can read the real addresses at once. [`Server::run`] serves until the shutdown future
+//! completes, then stops accepting and lets in-flight requests finish for the configured
+//! grace period.
 
+mod conn;
 mod maintenance;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
-use crate::gateway::{ConnInfo, Gateway};
+use crate::config::{Config, Limits, ListenerConfig, RouteTarget};
+use crate::gateway::Gateway;
 use crate::registry::storage::fs::FsStorage;
 use crate::registry::{Registry, RegistryOptions};
-
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::tls::acceptor::TlsServers;
+use crate::tls::error::TlsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -37,35 +37,46 @@ pub enum ServerError {
         address: SocketAddr,
         source: io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Upstream(#[from] crate::gateway::proxy::ProxyError),
+}
+
+/// What every connection needs.
+pub(crate) struct Shared {
+    gateway: Arc<Gateway>,
+    tls: Option<TlsServers>,
+    limits: Limits,
 }
 
 pub struct Server {
-    listeners: Vec<TcpListener>,
-    gateway: Arc<Gateway>,
-    registry: Arc<Registry>,
+    listeners: Vec<(TcpListener, ListenerConfig)>,
+    shared: Arc<Shared>,
+    registries: Vec<Arc<Registry>>,
     config: Config,
 }
 
 impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
-        let root = config.storage.root.clone();
-        let storage = tokio::task::spawn_blocking(move || FsStorage::open(&root))
-            .await
-            .map_err(io::Error::other)
-            .and_then(|r| r)
-            .map_err(|source| ServerError::Storage {
-                path: config.storage.root.display().to_string(),
-                source,
-            })?;
-        let registry = Arc::new(Registry::new(
-            Arc::new(storage),
-            RegistryOptions {
-                max_manifest_bytes: config.registry.max_manifest_bytes,
-                manifest_cache_bytes: config.registry.manifest_cache_bytes,
-            },
-        ));
-        maintenance::purge_uploads_once(&registry, config.storage.upload_max_age).await;
-        let gateway = Arc::new(Gateway::new(registry.clone(), config.log.access_log));
+        let registries = open_registries(&config).await?;
+        for registry in registries.values() {
+            maintenance::purge_uploads_once(registry, config.storage.upload_max_age).await;
+        }
+        let gateway = Arc::new(Gateway::new(&config, &registries)?);
+        let tls = match config.servers.iter().any(|s| s.tls.is_some()) {
+            true => {
+                let (servers, ca_dir) = (config.servers.clone(), config.ca_dir.clone());
+                let tls = tokio::task::spawn_blocking(move || TlsServers::load(&servers, &ca_dir))
+                    .await
+                    .map_err(|e| ServerError::Storage {
+                        path: "certificates".into(),
+                        source: io::Error::other(e),
+                    })??;
+                Some(tls)
+            }
+            false => None,
+        };
         let mut listeners = Vec::new();
         for l in &config.listeners {
             let listener =
@@ -75,12 +86,16 @@ impl Server {
                         address: l.address,
                         source,
                     })?;
-            listeners.push(listener);
+            listeners.push((listener, l.clone()));
         }
         Ok(Self {
             listeners,
-            gateway,
-            registry,
+            shared: Arc::new(Shared {
+                gateway,
+                tls,
+                limits: config.limits.clone(),
+            }),
+            registries: registries.into_values().collect(),
             config,
         })
     }
@@ -89,7 +104,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
 
@@ -99,18 +114,25 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
         let mut loops = Vec::new();
-        for listener in self.listeners {
+        for (listener, config) in self.listeners {
             loops.push(tokio::spawn(accept_loop(
                 listener,
-                self.gateway.clone(),
+                config,
+                self.shared.clone(),
                 graceful.clone(),
                 stop_rx.clone(),
             )));
         }
-        let purge = tokio::spawn(maintenance::purge_uploads_forever(
-            self.registry.clone(),
-            self.config.storage.upload_max_age,
-        ));
+        let purges: Vec<_> = self
+            .registries
+            .iter()
+            .map(|r| {
+                tokio::spawn(maintenance::purge_uploads_forever(
+                    r.clone(),
+                    self.config.storage.upload_max_age,
+                ))
+            })
+            .collect();
 
         shutdown.await;
         tracing::info!("shutting down: no new connections; draining in-flight requests");
@@ -118,9 +140,10 @@ impl Server {
         for l in loops {
             let _ = l.await;
         }
-        purge.abort();
+        purges.iter().for_each(|p| p.abort());
+        // The accept loops are gone, so this is the last reference.
         let Ok(graceful) = Arc::try_unwrap(graceful) else {
-            tracing::error!("connections still referenced the shutdown watcher; exiting now");
+            tracing::error!("the shutdown watcher is still shared; exiting without draining");
             return;
         };
         let grace = self.config.shutdown_grace;
@@ -131,15 +154,51 @@ impl Server {
     }
 }
 
-/// Accepts until told to stop. Errors (out of file descriptors, aborted handshakes) are
+/// One registry engine per distinct storage root named by a route.
+async fn open_registries(config: &Config) -> Result<HashMap<PathBuf, Arc<Registry>>, ServerError> {
+    let mut out = HashMap::new();
+    let roots = config
+        .servers
+        .iter()
+        .flat_map(|s| &s.routes)
+        .filter_map(|r| match &r.target {
+            RouteTarget::Registry { root } => Some(root.clone()),
+            RouteTarget::Upstream { .. } | RouteTarget::Redirect { .. } => None,
+        });
+    for root in roots {
+        if out.contains_key(&root) {
+            continue;
+        }
+        let r = root.clone();
+        let storage = tokio::task::spawn_blocking(move || FsStorage::open(&r))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|source| ServerError::Storage {
+                path: root.display().to_string(),
+                source,
+            })?;
+        let options = RegistryOptions {
+            max_manifest_bytes: config.registry.max_manifest_bytes,
+            manifest_cache_bytes: config.registry.manifest_cache_bytes,
+        };
+        out.insert(root, Arc::new(Registry::new(Arc::new(storage), options)));
+    }
+    Ok(out)
+}
+
+/// Accepts until told to stop. Errors (out of file descriptors, aborted connections) are
 /// logged and followed by a short, growing pause: they never end the loop.
 async fn accept_loop(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    config: ListenerConfig,
+    shared: Arc<Shared>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let local = listener.local_addr().ok();
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
     let mut backoff = Duration::from_millis(5);
     loop {
         tokio::select! {
@@ -147,8 +206,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
-                    let Some(local) = local else { continue };
-                    serve_connection(stream, ConnInfo { peer, local }, gateway.clone(), &graceful);
+                    tokio::spawn(conn::serve(stream, peer, local, config.clone(), shared.clone(), graceful.watcher()));
                 }
                 Err(error) => {
                     tracing::warn!(%error, ?backoff, "accept failed; pausing");
@@ -158,32 +216,4 @@ async fn accept_loop(
             }
         }
     }
-}
-
-fn serve_connection(
-    stream: TcpStream,
-    conn: ConnInfo,
-    gateway: Arc<Gateway>,
-    graceful: &GracefulShutdown,
-) {
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| {
-        let gateway = gateway.clone();
-        async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, conn).await) }
-    });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .into_owned();
-    let connection = graceful.watch(connection);
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(peer = %conn.peer, %error, "connection ended with an error");
-        }
-    });
 }

@@ -1,5 +1,6 @@
 //! wharf's integration tests: one binary, every test against a real server on 127.0.0.1:0.
 
+mod pki;
 mod support;
 
 mod api_base;
@@ -8,9 +9,11 @@ mod certs;
 mod cli;
 mod clients;
 mod crash;
+mod front_door;
 mod listing;
 mod malformed;
 mod manifests;
 mod oci_client;
+mod proxy;
 mod referrers;
 mod uploads;

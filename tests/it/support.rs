@@ -42,6 +42,36 @@ impl TestServer {
         server
     }
 
+    /// Starts a server from a whole config (listeners included); returns it with every
+    /// bound address, in listener order. The storage root is a fresh temp dir unless the
+    /// config names one.
+    pub async fn start_config(toml: &str) -> (Self, Vec<SocketAddr>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let toml = match toml.contains("[storage]") {
+            true => toml.to_owned(),
+            false => format!(
+                "{toml}\n[storage]\nroot = {:?}\n",
+                dir.path().display().to_string()
+            ),
+        };
+        let config = Config::from_toml(&toml, "test").expect("test config is valid");
+        let server = Server::bind(config).await.expect("server binds");
+        let addrs = server.local_addrs();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        let s = Self {
+            addr: addrs[0],
+            base: format!("http://{}", addrs[0]),
+            root: dir.path().to_path_buf(),
+            http: Client::new(),
+            _dir: Some(dir),
+            stop: Some(stop),
+        };
+        (s, addrs)
+    }
+
     /// Starts a server on an existing storage root (to test restarts).
     pub async fn start_on(root: &Path, extra: &str) -> Self {
         let root_line = format!("[storage]\nroot = {:?}\n", root.display().to_string());

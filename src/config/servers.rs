@@ -1,0 +1,502 @@
+//! Validation of `[[listener]]` and `[[server]]` blocks: virtual hosts, their certificates
+//! and their routes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::names::ServerName;
+use super::raw::{RawListener, RawRoute, RawServer};
+use super::{Check, ConfigError, ListenerConfig, PlainMode, TlsMode};
+
+/// A virtual host.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// How the server is named in logs and metrics: its first name, or "default".
+    pub label: String,
+    pub names: Vec<ServerName>,
+    /// Requests for names no server claims go to the default server.
+    pub default: bool,
+    pub tls: Option<ServerTls>,
+    /// Sorted longest prefix first, so the first match is the most specific.
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerTls {
+    /// A certificate chain and its key, as PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A leaf issued at start-up by wharf's CA (created once if missing) for the server's
+    /// names; restarts reuse it.
+    SelfSigned,
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    /// A path prefix such as `/` or `/mirror/`.
+    pub prefix: String,
+    pub target: RouteTarget,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// The embedded registry engine on a storage root. Routes naming the same root share
+    /// one engine.
+    Registry { root: PathBuf },
+    /// Another HTTP server, like nginx `proxy_pass`.
+    Upstream { url: http::Uri, timeout: Duration },
+    /// An HTTP redirect to this URL prefix (the rest of the path is appended).
+    Redirect { to: String, status: u16 },
+}
+
+/// The server for a host name (no port): the best name match, else the default server,
+/// else none. The TLS handshake (by SNI) and request routing (by `Host`) both use this.
+pub fn find_server(servers: &[ServerConfig], host: &str) -> Option<usize> {
+    super::names::best_match(
+        host,
+        servers.iter().enumerate().map(|(i, s)| (i, &s.names[..])),
+    )
+    .or_else(|| servers.iter().position(|s| s.default))
+}
+
+pub fn validate(
+    check: &Check<'_>,
+    raw: &[RawServer],
+    default_root: &Path,
+) -> Result<Vec<ServerConfig>, ConfigError> {
+    if raw.is_empty() {
+        return Ok(vec![ServerConfig {
+            label: "default".into(),
+            names: Vec::new(),
+            default: true,
+            tls: None,
+            routes: vec![RouteConfig {
+                prefix: "/".into(),
+                target: RouteTarget::Registry {
+                    root: default_root.to_owned(),
+                },
+            }],
+        }]);
+    }
+    let mut servers: Vec<ServerConfig> = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let key = |k: &str| format!("server[{i}].{k}");
+        let mut names = Vec::new();
+        for n in &s.names {
+            let name = ServerName::parse(n).map_err(|why| {
+                check.invalid(
+                    key("names"),
+                    why,
+                    "use names like \"registry.example.com\", \"*.example.com\" or \"10.0.0.5\"",
+                )
+            })?;
+            if let Some(j) = servers.iter().position(|o| o.names.contains(&name)) {
+                return Err(check.invalid(
+                    key("names"),
+                    format!("{n:?} is already a name of server[{j}]"),
+                    "give each name to one server block only",
+                ));
+            }
+            names.push(name);
+        }
+        let default = s.default.unwrap_or(false);
+        if default {
+            if let Some(j) = servers.iter().position(|o| o.default) {
+                return Err(check.invalid(
+                    key("default"),
+                    format!("server[{j}] is already the default server"),
+                    "mark one server block as default = true",
+                ));
+            }
+        }
+        if names.is_empty() && !default {
+            return Err(check.invalid(
+                key("names"),
+                "is empty, so no request can reach this server",
+                "list its names, or set default = true",
+            ));
+        }
+        let tls = match &s.tls {
+            None => None,
+            Some(t) => Some(server_tls(
+                check,
+                i,
+                t.cert.as_deref(),
+                t.key.as_deref(),
+                t.self_signed.unwrap_or(false),
+            )?),
+        };
+        if matches!(tls, Some(ServerTls::SelfSigned)) && names.is_empty() {
+            return Err(check.invalid(
+                key("tls.self_signed"),
+                "needs names to put in the certificate",
+                "list the server's host names and IPs in names",
+            ));
+        }
+        let routes = routes(check, i, &s.route, default_root)?;
+        let label = names
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "default".into());
+        servers.push(ServerConfig {
+            label,
+            names,
+            default,
+            tls,
+            routes,
+        });
+    }
+    Ok(servers)
+}
+
+fn server_tls(
+    check: &Check<'_>,
+    i: usize,
+    cert: Option<&str>,
+    key: Option<&str>,
+    self_signed: bool,
+) -> Result<ServerTls, ConfigError> {
+    let k = |f: &str| format!("server[{i}].tls.{f}");
+    match (cert, key, self_signed) {
+        (None, None, true) => Ok(ServerTls::SelfSigned),
+        (Some(_), _, true) | (_, Some(_), true) => Err(check.invalid(
+            k("self_signed"),
+            "is set together with cert/key",
+            "use either cert and key files, or self_signed = true",
+        )),
+        (Some(cert), Some(key), false) => {
+            for (field, path) in [("cert", cert), ("key", key)] {
+                if !Path::new(path).is_file() {
+                    return Err(check.invalid(
+                        k(field),
+                        format!("names {path:?}, which does not exist"),
+                        "point it at a PEM file, or make one with `wharf cert issue NAME`",
+                    ));
+                }
+            }
+            Ok(ServerTls::Files {
+                cert: cert.into(),
+                key: key.into(),
+            })
+        }
+        (None, None, false) => Err(check.invalid(
+            format!("server[{i}].tls"),
+            "has neither cert/key nor self_signed",
+            "set cert and key, or self_signed = true",
+        )),
+        (Some(_), None, false) => Err(check.invalid(
+            k("key"),
+            "is missing",
+            "set key to the certificate's private key file",
+        )),
+        (None, Some(_), false) => Err(check.invalid(
+            k("cert"),
+            "is missing",
+            "set cert to the certificate chain file",
+        )),
+    }
+}
+
+fn routes(
+    check: &Check<'_>,
+    i: usize,
+    raw: &[RawRoute],
+    default_root: &Path,
+) -> Result<Vec<RouteConfig>, ConfigError> {
+    if raw.is_empty() {
+        return Ok(vec![RouteConfig {
+            prefix: "/".into(),
+            target: RouteTarget::Registry {
+                root: default_root.to_owned(),
+            },
+        }]);
+    }
+    let mut routes: Vec<RouteConfig> = Vec::new();
+    for (j, r) in raw.iter().enumerate() {
+        let key = |k: &str| format!("server[{i}].route[{j}].{k}");
+        if !r.path.starts_with('/') {
+            return Err(check.invalid(
+                key("path"),
+                format!("is {:?}", r.path),
+                "start it with \"/\"",
+            ));
+        }
+        if routes.iter().any(|o| o.prefix == r.path) {
+            return Err(check.invalid(
+                key("path"),
+                format!("{:?} repeats an earlier route", r.path),
+                "give each route its own path",
+            ));
+        }
+        let targets = [
+            r.registry.is_some(),
+            r.upstream.is_some(),
+            r.redirect.is_some(),
+        ];
+        if targets.iter().filter(|t| **t).count() != 1 {
+            return Err(check.invalid(
+                format!("server[{i}].route[{j}]"),
+                "must have exactly one of registry, upstream or redirect",
+                "keep one target per route",
+            ));
+        }
+        let target = if let Some(reg) = &r.registry {
+            RouteTarget::Registry {
+                root: reg
+                    .root
+                    .as_deref()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| default_root.to_owned()),
+            }
+        } else if let Some(url) = &r.upstream {
+            let uri: http::Uri = url.parse().map_err(|_| {
+                check.invalid(
+                    key("upstream"),
+                    format!("{url:?} is not a URL"),
+                    "write it like \"http://10.0.0.5:5000\"",
+                )
+            })?;
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                return Err(check.invalid(
+                    key("upstream"),
+                    format!("{url:?} is not an http:// URL"),
+                    "write it like \"http://10.0.0.5:5000\"",
+                ));
+            }
+            let timeout = check.duration(
+                &key("upstream_timeout"),
+                r.upstream_timeout.as_deref(),
+                Duration::from_secs(60),
+            )?;
+            RouteTarget::Upstream { url: uri, timeout }
+        } else {
+            let to = r.redirect.clone().unwrap_or_default();
+            let status = r.redirect_status.unwrap_or(308);
+            if ![301, 302, 303, 307, 308].contains(&status) {
+                return Err(check.invalid(
+                    key("redirect_status"),
+                    format!("is {status}"),
+                    "use 301, 302, 303, 307 or 308",
+                ));
+            }
+            RouteTarget::Redirect { to, status }
+        };
+        routes.push(RouteConfig {
+            prefix: r.path.clone(),
+            target,
+        });
+    }
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    Ok(routes)
+}
+
+pub fn listeners(
+    check: &Check<'_>,
+    raw: &[RawListener],
+    servers: &[ServerConfig],
+) -> Result<Vec<ListenerConfig>, ConfigError> {
+    let mut out: Vec<ListenerConfig> = Vec::new();
+    let any_tls = raw
+        .iter()
+        .any(|l| matches!(l.tls.as_deref(), Some("on" | "auto")));
+    for (i, l) in raw.iter().enumerate() {
+        let key = |k: &str| format!("listener[{i}].{k}");
+        let address: SocketAddr = l.address.parse().map_err(|_| {
+            check.invalid(
+                key("address"),
+                format!("is {:?}, not an IP address with a port", l.address),
+                "write it like \"0.0.0.0:5000\" or \"[::]:5000\"",
+            )
+        })?;
+        // Port 0 asks the OS for a free port each time, so it may repeat.
+        if address.port() != 0 && out.iter().any(|x| x.address == address) {
+            return Err(check.invalid(
+                key("address"),
+                format!("repeats {address}"),
+                "give each listener its own address",
+            ));
+        }
+        let tls = match l.tls.as_deref() {
+            None | Some("off") => TlsMode::Off,
+            Some("on") => TlsMode::On,
+            Some("auto") => TlsMode::Auto,
+            Some(other) => {
+                return Err(check.invalid(
+                    key("tls"),
+                    format!("is {other:?}"),
+                    "use \"off\", \"on\" or \"auto\"",
+                ))
+            }
+        };
+        if tls != TlsMode::Off && !servers.iter().any(|s| s.tls.is_some()) {
+            return Err(check.invalid(
+                key("tls"),
+                "is on, but no server block has a certificate",
+                "add tls = { cert = ..., key = ... } or tls = { self_signed = true } to a [[server]]",
+            ));
+        }
+        let port = l.redirect_port.unwrap_or(443);
+        // Port 80 next to a TLS listener is the browser entrance: redirect by default.
+        let plain = match l.plain.as_deref() {
+            None if address.port() == 80 && any_tls && tls == TlsMode::Off => {
+                PlainMode::Redirect { port }
+            }
+            None | Some("serve") => PlainMode::Serve,
+            Some("redirect") => PlainMode::Redirect { port },
+            Some(other) => {
+                return Err(check.invalid(
+                    key("plain"),
+                    format!("is {other:?}"),
+                    "use \"serve\" or \"redirect\"",
+                ))
+            }
+        };
+        out.push(ListenerConfig {
+            address,
+            tls,
+            plain,
+        });
+    }
+    if out.is_empty() {
+        out.push(ListenerConfig {
+            address: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            tls: TlsMode::Off,
+            plain: PlainMode::Serve,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, PlainMode, RouteTarget, ServerTls, TlsMode};
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text, "test").unwrap_err().to_string()
+    }
+
+    fn ok(text: &str) -> Config {
+        Config::from_toml(text, "test").unwrap()
+    }
+
+    #[test]
+    fn without_servers_there_is_one_default_registry_server() {
+        let c = ok("");
+        assert_eq!(c.servers.len(), 1);
+        assert!(c.servers[0].default);
+        assert!(
+            matches!(&c.servers[0].routes[0].target, RouteTarget::Registry { root } if root.to_str() == Some("./data"))
+        );
+    }
+
+    #[test]
+    fn routes_are_sorted_longest_prefix_first() {
+        let c = ok("[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nregistry = {}\n[[server.route]]\npath = \"/v2/mirror/\"\nupstream = \"http://127.0.0.1:9\"\n");
+        assert_eq!(c.servers[0].routes[0].prefix, "/v2/mirror/");
+        assert_eq!(c.servers[0].routes[1].prefix, "/");
+    }
+
+    #[test]
+    fn duplicate_server_names_are_errors() {
+        let e = err("[[server]]\nnames = [\"a.example\"]\n[[server]]\nnames = [\"A.example\"]\n");
+        assert!(
+            e.contains("server[1].names") && e.contains("server[0]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn two_default_servers_are_an_error() {
+        let e = err("[[server]]\ndefault = true\n[[server]]\ndefault = true\n");
+        assert!(e.contains("server[1].default"), "{e}");
+    }
+
+    #[test]
+    fn unreachable_server_is_an_error() {
+        assert!(err("[[server]]\n").contains("server[0].names"));
+    }
+
+    #[test]
+    fn bad_server_names_are_errors() {
+        assert!(err("[[server]]\nnames = [\"bad_name\"]\n").contains("server[0].names"));
+    }
+
+    #[test]
+    fn missing_cert_files_are_errors() {
+        let e = err("[[server]]\nnames = [\"a.example\"]\ntls = { cert = \"/no/such.crt\", key = \"/no/such.key\" }\n");
+        assert!(
+            e.contains("server[0].tls.cert") && e.contains("does not exist"),
+            "{e}"
+        );
+        assert!(
+            err("[[server]]\nnames = [\"a.example\"]\ntls = { cert = \"x\" }\n")
+                .contains("server[0].tls.key")
+        );
+        assert!(err("[[server]]\nnames = [\"a.example\"]\ntls = {}\n").contains("server[0].tls"));
+    }
+
+    #[test]
+    fn self_signed_needs_names_and_excludes_files() {
+        assert!(
+            err("[[server]]\ndefault = true\ntls = { self_signed = true }\n")
+                .contains("tls.self_signed")
+        );
+        let e = err("[[server]]\nnames = [\"a\"]\ntls = { self_signed = true, cert = \"x\" }\n");
+        assert!(e.contains("tls.self_signed"), "{e}");
+        let c = ok("[[server]]\nnames = [\"a.example\"]\ntls = { self_signed = true }\n");
+        assert_eq!(c.servers[0].tls, Some(ServerTls::SelfSigned));
+    }
+
+    #[test]
+    fn tls_listener_needs_a_certificate() {
+        let e = err("[[listener]]\naddress = \"0.0.0.0:443\"\ntls = \"on\"\n");
+        assert!(
+            e.contains("listener[0].tls") && e.contains("no server block has a certificate"),
+            "{e}"
+        );
+        assert!(
+            err("[[listener]]\naddress = \"0.0.0.0:443\"\ntls = \"maybe\"\n")
+                .contains("listener[0].tls")
+        );
+    }
+
+    #[test]
+    fn port_80_next_to_tls_redirects_by_default() {
+        let c = ok("[[listener]]\naddress = \"0.0.0.0:443\"\ntls = \"on\"\n[[listener]]\naddress = \"0.0.0.0:80\"\n[[listener]]\naddress = \"0.0.0.0:5000\"\n[[server]]\nnames = [\"a.example\"]\ntls = { self_signed = true }\n");
+        assert_eq!(c.listeners[0].tls, TlsMode::On);
+        assert_eq!(c.listeners[1].plain, PlainMode::Redirect { port: 443 });
+        assert_eq!(c.listeners[2].plain, PlainMode::Serve);
+        assert!(
+            err("[[listener]]\naddress = \"0.0.0.0:80\"\nplain = \"bounce\"\n")
+                .contains("listener[0].plain")
+        );
+    }
+
+    #[test]
+    fn routes_need_one_target_and_a_slash() {
+        assert!(
+            err("[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\n")
+                .contains("exactly one of")
+        );
+        assert!(err("[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nregistry = {}\nredirect = \"https://x\"\n").contains("exactly one of"));
+        assert!(err(
+            "[[server]]\ndefault = true\n[[server.route]]\npath = \"v2\"\nregistry = {}\n"
+        )
+        .contains("route[0].path"));
+        assert!(err("[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nregistry = {}\n[[server.route]]\npath = \"/\"\nregistry = {}\n").contains("repeats"));
+    }
+
+    #[test]
+    fn upstreams_must_be_http_urls() {
+        assert!(err(
+            "[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nupstream = \"ftp://x\"\n"
+        )
+        .contains("route[0].upstream"));
+        assert!(err("[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nupstream = \"http://x\"\nupstream_timeout = \"never\"\n").contains("upstream_timeout"));
+    }
+
+    #[test]
+    fn redirect_status_is_checked() {
+        assert!(err("[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nredirect = \"https://x\"\nredirect_status = 200\n").contains("redirect_status"));
+    }
+}
