@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use wharf::config::{Config, LogFormat};
+use wharf::config::{Config, LogFormat, ServerTls, TlsMode};
 use wharf::server::Server;
 
 #[derive(Parser)]
@@ -52,13 +52,68 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, origin) = Config::load(path.as_deref())?;
     init_logging(&config);
     tracing::info!(config = %origin, storage = %config.storage.root.display(), "starting wharf");
-    let server = Server::bind(config).await?;
+    let server = Server::bind(config.clone()).await?;
     for addr in server.local_addrs() {
         // Printed on stdout, one line per listener, so scripts and tests can read the port.
         println!("listening on {addr}");
     }
+    print_trust_hints(&config, &server.local_addrs());
+    tokio::spawn(reload_on_sighup(server.reloader(), path));
     server.run(shutdown_signal()).await;
     Ok(())
+}
+
+/// For servers with wharf-issued certificates, how to make clients trust wharf's CA.
+fn print_trust_hints(config: &Config, addrs: &[std::net::SocketAddr]) {
+    let ca_cert = config.ca_dir.join(wharf::tls::ca::CA_CERT);
+    for server in config
+        .servers
+        .iter()
+        .filter(|s| s.tls == Some(ServerTls::SelfSigned))
+    {
+        let Some(name) = server.names.first() else {
+            continue;
+        };
+        for (addr, l) in addrs.iter().zip(&config.listeners) {
+            if l.tls != TlsMode::Off {
+                eprintln!(
+                    "{}",
+                    wharf::tls::ca::trust_hint(&ca_cert, &format!("{name}:{}", addr.port()))
+                );
+            }
+        }
+    }
+}
+
+/// Re-reads the config file on SIGHUP and applies it; a broken file or certificate is
+/// logged and the running configuration stays.
+async fn reload_on_sighup(reloader: wharf::server::Reloader, path: Option<PathBuf>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::error!("cannot listen for SIGHUP; reloads are unavailable");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let outcome = match Config::load(path.as_deref()) {
+                Ok((config, origin)) => reloader
+                    .reload(config)
+                    .await
+                    .map(|()| origin)
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::Error::from(e)),
+            };
+            match outcome {
+                Ok(origin) => tracing::info!(config = %origin, "configuration reloaded"),
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "reload rejected; the running configuration stays")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (reloader, path);
 }
 
 fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {

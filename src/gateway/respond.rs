@@ -70,14 +70,25 @@ pub fn error(err: &ApiError, is_api: bool) -> Response<Body> {
     reply.body(crate::http_util::full(body))
 }
 
-/// What the client learns when an upstream fails; the cause goes to the log.
+/// What the client learns when an upstream fails; the cause is already in the log.
 pub fn proxy_error(err: &ProxyError) -> ApiError {
-    tracing::warn!(error = %err, "upstream request failed");
     match err {
+        ProxyError::Unreachable { .. } => {
+            ApiError::new(Code::BadGateway, "the upstream could not be reached")
+        }
         ProxyError::Timeout { .. } => {
             ApiError::new(Code::GatewayTimeout, "the upstream did not answer in time")
         }
-        _ => ApiError::new(Code::BadGateway, "the upstream could not be reached"),
+        ProxyError::BadPath { reason, .. } => ApiError::new(
+            Code::Unsupported,
+            format!("this path cannot be proxied: {reason}"),
+        ),
+        ProxyError::ClientBody { .. } => {
+            ApiError::new(Code::BlobUploadInvalid, "the request body broke off")
+        }
+        ProxyError::BadUpstream(_) => {
+            ApiError::new(Code::Internal, "the route's upstream is misconfigured")
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
@@ -52,31 +52,80 @@ pub(crate) struct Shared {
 
 pub struct Server {
     listeners: Vec<(TcpListener, ListenerConfig)>,
-    shared: Arc<Shared>,
-    registries: Vec<Arc<Registry>>,
+    state: Arc<State>,
     config: Config,
+}
+
+/// The current configuration's runtime pieces. Each connection takes a snapshot when it
+/// is accepted, so a reload never disturbs connections already running.
+struct State {
+    current: RwLock<Arc<Shared>>,
+    /// Registry engines by storage root, kept across reloads: an engine owns the upload
+    /// sessions' locks and the manifest cache of its root, so there must be one per root.
+    registries: Mutex<HashMap<PathBuf, Arc<Registry>>>,
+}
+
+impl State {
+    fn snapshot(&self) -> Arc<Shared> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Applies a new configuration to a running server (what SIGHUP does).
+#[derive(Clone)]
+pub struct Reloader {
+    state: Arc<State>,
+    listeners: Vec<ListenerConfig>,
+}
+
+impl Reloader {
+    /// Builds everything the new config needs (opening new storage roots, loading or
+    /// issuing certificates) and then switches to it. On any error nothing changes.
+    /// Listener addresses are not rebound: changing them needs a restart.
+    pub async fn reload(&self, config: Config) -> Result<(), ServerError> {
+        let listeners_changed = config.listeners.len() != self.listeners.len()
+            || config
+                .listeners
+                .iter()
+                .zip(&self.listeners)
+                .any(|(a, b)| a.address != b.address || a.tls != b.tls || a.plain != b.plain);
+        if listeners_changed {
+            tracing::warn!(
+                "listener changes take effect after a restart; keeping the current listeners"
+            );
+        }
+        let known = self
+            .state
+            .registries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let registries = open_registries(&config, known).await?;
+        let shared = build_shared(&config, &registries).await?;
+        *self
+            .state
+            .registries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = registries;
+        *self
+            .state
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(shared);
+        Ok(())
+    }
 }
 
 impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
-        let registries = open_registries(&config).await?;
+        let registries = open_registries(&config, HashMap::new()).await?;
         for registry in registries.values() {
             maintenance::purge_uploads_once(registry, config.storage.upload_max_age).await;
         }
-        let gateway = Arc::new(Gateway::new(&config, &registries)?);
-        let tls = match config.servers.iter().any(|s| s.tls.is_some()) {
-            true => {
-                let (servers, ca_dir) = (config.servers.clone(), config.ca_dir.clone());
-                let tls = tokio::task::spawn_blocking(move || TlsServers::load(&servers, &ca_dir))
-                    .await
-                    .map_err(|e| ServerError::Storage {
-                        path: "certificates".into(),
-                        source: io::Error::other(e),
-                    })??;
-                Some(tls)
-            }
-            false => None,
-        };
+        let shared = build_shared(&config, &registries).await?;
         let mut listeners = Vec::new();
         for l in &config.listeners {
             let listener =
@@ -90,14 +139,20 @@ impl Server {
         }
         Ok(Self {
             listeners,
-            shared: Arc::new(Shared {
-                gateway,
-                tls,
-                limits: config.limits.clone(),
+            state: Arc::new(State {
+                current: RwLock::new(Arc::new(shared)),
+                registries: Mutex::new(registries),
             }),
-            registries: registries.into_values().collect(),
             config,
         })
+    }
+
+    /// A handle that applies new configurations while the server runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            state: self.state.clone(),
+            listeners: self.config.listeners.clone(),
+        }
     }
 
     /// The bound addresses, in config order (with real ports where the config said 0).
@@ -118,17 +173,21 @@ impl Server {
             loops.push(tokio::spawn(accept_loop(
                 listener,
                 config,
-                self.shared.clone(),
+                self.state.clone(),
                 graceful.clone(),
                 stop_rx.clone(),
             )));
         }
-        let purges: Vec<_> = self
-            .registries
-            .iter()
+        let registries: Vec<_> = (self.state.registries.lock())
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let purges: Vec<_> = registries
+            .into_iter()
             .map(|r| {
                 tokio::spawn(maintenance::purge_uploads_forever(
-                    r.clone(),
+                    r,
                     self.config.storage.upload_max_age,
                 ))
             })
@@ -154,8 +213,38 @@ impl Server {
     }
 }
 
-/// One registry engine per distinct storage root named by a route.
-async fn open_registries(config: &Config) -> Result<HashMap<PathBuf, Arc<Registry>>, ServerError> {
+/// The gateway and certificates for a configuration.
+async fn build_shared(
+    config: &Config,
+    registries: &HashMap<PathBuf, Arc<Registry>>,
+) -> Result<Shared, ServerError> {
+    let gateway = Arc::new(Gateway::new(config, registries)?);
+    let tls = match config.servers.iter().any(|s| s.tls.is_some()) {
+        true => {
+            let (servers, ca_dir) = (config.servers.clone(), config.ca_dir.clone());
+            let loaded = tokio::task::spawn_blocking(move || TlsServers::load(&servers, &ca_dir))
+                .await
+                .map_err(|e| ServerError::Storage {
+                    path: "certificates".into(),
+                    source: io::Error::other(e),
+                })??;
+            Some(loaded)
+        }
+        false => None,
+    };
+    Ok(Shared {
+        gateway,
+        tls,
+        limits: config.limits.clone(),
+    })
+}
+
+/// One registry engine per distinct storage root named by a route; engines in `known` are
+/// reused, and roots no route names any more are dropped.
+async fn open_registries(
+    config: &Config,
+    known: HashMap<PathBuf, Arc<Registry>>,
+) -> Result<HashMap<PathBuf, Arc<Registry>>, ServerError> {
     let mut out = HashMap::new();
     let roots = config
         .servers
@@ -167,6 +256,10 @@ async fn open_registries(config: &Config) -> Result<HashMap<PathBuf, Arc<Registr
         });
     for root in roots {
         if out.contains_key(&root) {
+            continue;
+        }
+        if let Some(existing) = known.get(&root) {
+            out.insert(root, existing.clone());
             continue;
         }
         let r = root.clone();
@@ -192,7 +285,7 @@ async fn open_registries(config: &Config) -> Result<HashMap<PathBuf, Arc<Registr
 async fn accept_loop(
     listener: TcpListener,
     config: ListenerConfig,
-    shared: Arc<Shared>,
+    state: Arc<State>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -206,7 +299,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
-                    tokio::spawn(conn::serve(stream, peer, local, config.clone(), shared.clone(), graceful.watcher()));
+                    tokio::spawn(conn::serve(stream, peer, local, config.clone(), state.snapshot(), graceful.watcher()));
                 }
                 Err(error) => {
                     tracing::warn!(%error, ?backoff, "accept failed; pausing");

@@ -330,3 +330,68 @@ async fn slowloris_is_cut_off_at_the_header_timeout() {
         "{waited:?}"
     );
 }
+
+#[tokio::test]
+async fn upstream_routes_proxy_the_registry_api() {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    use oci_client::secrets::RegistryAuth;
+    let upstream = TestServer::start().await;
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nupstream = \"http://{}\"\n",
+        upstream.addr
+    );
+    let (front, _) = TestServer::start_config(&toml).await;
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    });
+    let layers = vec![ImageLayer::new(
+        crate::support::bytes_of(2 << 20, 5),
+        "application/vnd.oci.image.layer.v1.tar".into(),
+        None,
+    )];
+    let config = Config::oci_v1(br#"{"os":"linux"}"#.to_vec(), None);
+    let through_front: oci_client::Reference =
+        format!("{}/team/app:1", front.addr).parse().unwrap();
+    client
+        .push(
+            &through_front,
+            &layers,
+            config,
+            &RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .unwrap();
+    // The image landed on the upstream, byte for byte.
+    let direct: oci_client::Reference = format!("{}/team/app:1", upstream.addr).parse().unwrap();
+    let pulled = client
+        .pull(
+            &direct,
+            &RegistryAuth::Anonymous,
+            vec!["application/vnd.oci.image.layer.v1.tar"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled.layers[0].data, layers[0].data);
+
+    // The upstream gone: 502 with the OCI envelope on registry paths.
+    drop(upstream);
+    tokio::task::yield_now().await;
+    let mut status = StatusCode::OK;
+    for _ in 0..50 {
+        let r = front
+            .http
+            .get(front.url("/v2/team/app/tags/list"))
+            .send()
+            .await
+            .unwrap();
+        status = r.status();
+        if status == StatusCode::BAD_GATEWAY {
+            assert_error(r, StatusCode::BAD_GATEWAY, "BAD_GATEWAY").await;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+}

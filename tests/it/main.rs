@@ -16,4 +16,5 @@ mod manifests;
 mod oci_client;
 mod proxy;
 mod referrers;
+mod tls_e2e;
 mod uploads;

@@ -249,16 +249,19 @@ impl WharfProcess {
     /// Runs `wharf serve --config <dir>/wharf.toml` with storage at `root` on port 0 and
     /// waits for its "listening on" line.
     pub fn spawn(root: &Path, config_dir: &Path) -> Self {
+        let toml = format!(
+            "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n",
+            root.display().to_string()
+        );
+        Self::spawn_config(config_dir, &toml)
+    }
+
+    /// Runs `wharf serve` with `toml` written to `<config_dir>/wharf.toml`; the address is
+    /// the first listener's.
+    pub fn spawn_config(config_dir: &Path, toml: &str) -> Self {
         use std::io::{BufRead, BufReader};
         let config = config_dir.join("wharf.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n",
-                root.display().to_string()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, toml).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
             .args(["serve", "--config"])
             .arg(&config)
