@@ -23,6 +23,7 @@
 //!   the time with nothing happening before the response headers arrive: it restarts each
 //!   time the upstream takes a chunk of the request body, so a long upload is not cut off
 //!   while it progresses (nginx's `proxy_send_timeout` and `proxy_read_timeout` together).
+//!   A client that stalls its upload for that long also ends in [`ProxyError::Timeout`].
 //!   Once headers are in, the response body streams for as long as it takes.
 //! - **Errors** are returned as [`ProxyError`] and logged here with their cause chain; the
 //!   gateway turns them into responses, so nothing about the upstream reaches the client.

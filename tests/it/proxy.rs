@@ -188,6 +188,24 @@ async fn paths_and_queries_map_under_the_prefix() {
     }
 }
 
+/// h2 clients reach the gateway too; the upstream always gets HTTP/1.1 with a Host header.
+#[tokio::test]
+async fn an_http2_request_goes_upstream_as_http1() {
+    let o = origin(|req| async move {
+        let seen = format!("{:?} {:?}", req.version(), req.headers().get("host"));
+        http_util::Reply::new(StatusCode::OK).body(http_util::full(seen))
+    })
+    .await;
+    let up = upstream_at(o.addr, "/", PATIENT);
+    let req = Request::get("https://registry.example:8443/v2/")
+        .version(http::Version::HTTP_2)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = up.forward(req, &fwd("/")).await.unwrap();
+    let expected = format!("HTTP/1.1 Some({:?})", o.addr.to_string());
+    assert_eq!(text(response).await, expected);
+}
+
 #[tokio::test]
 async fn headers_are_rewritten_and_hop_by_hop_headers_stripped_both_ways() {
     let o = origin(|req| async move {
