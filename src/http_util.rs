@@ -43,6 +43,34 @@ where
     )
 }
 
+/// Any request body as the one body type.
+pub fn boxed<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    body.map_err(io::Error::other).boxed_unsync()
+}
+
+/// Passes a body through until it has carried more than `max` bytes, then fails it with
+/// an error saying so (for bodies whose length was not announced up front).
+pub fn limited(body: Body, max: u64) -> Body {
+    let mut seen = 0u64;
+    let s = body_stream(body).and_then(move |chunk| {
+        seen += chunk.len() as u64;
+        let over = seen > max;
+        async move {
+            match over {
+                true => Err(io::Error::other(format!(
+                    "the request body is over the route's {max}-byte limit"
+                ))),
+                false => Ok(chunk),
+            }
+        }
+    });
+    stream(Box::pin(s))
+}
+
 /// Builds a response; header values that could not be encoded are logged and skipped
 /// rather than failing the request (every value wharf sets is plain ASCII).
 pub struct Reply(Response<Body>);

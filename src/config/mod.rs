@@ -63,9 +63,12 @@ pub enum PlainMode {
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub tls_handshake_timeout: Duration,
-    /// How long a client may take to send a request's headers (slowloris protection); also
-    /// how long an idle keep-alive connection is kept.
+    /// How long a client may take to send a request's headers (slowloris protection).
     pub header_read_timeout: Duration,
+    /// Request line plus headers larger than this get 431.
+    pub max_header_bytes: usize,
+    /// Open connections one client IP may hold; 0 means no limit.
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -233,7 +236,17 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
             raw.limits.header_read_timeout.as_deref(),
             Duration::from_secs(30),
         )?,
+        max_header_bytes: raw.limits.max_header_bytes.unwrap_or(64 * 1024),
+        max_connections_per_ip: raw.limits.max_connections_per_ip.unwrap_or(256),
     };
+    // hyper needs room for at least one read; smaller values would refuse every request.
+    if limits.max_header_bytes < 8192 {
+        return Err(check.invalid(
+            "limits.max_header_bytes",
+            format!("is {}, below 8192", limits.max_header_bytes),
+            "use at least 8192; the default is 65536",
+        ));
+    }
 
     let max_manifest_bytes = raw.registry.max_manifest_bytes.unwrap_or(4 << 20);
     if max_manifest_bytes < 1024 {
@@ -350,6 +363,12 @@ mod tests {
     #[test]
     fn tiny_manifest_limit_is_an_error() {
         assert!(err("[registry]\nmax_manifest_bytes = 10").contains("registry.max_manifest_bytes"));
+    }
+
+    #[test]
+    fn tiny_header_limit_is_an_error() {
+        assert!(err("[limits]\nmax_header_bytes = 100").contains("limits.max_header_bytes"));
+        assert!(err("[limits]\nheader_read_timeout = \"x\"").contains("limits.header_read_timeout"));
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub struct RawRoute {
     pub upstream_timeout: Option<String>,
     pub redirect: Option<String>,
     pub redirect_status: Option<u16>,
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +85,8 @@ pub struct RawTls {
 pub struct RawLimits {
     pub tls_handshake_timeout: Option<String>,
     pub header_read_timeout: Option<String>,
+    pub max_header_bytes: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -36,6 +36,9 @@ pub struct RouteConfig {
     /// A path prefix such as `/` or `/mirror/`.
     pub prefix: String,
     pub target: RouteTarget,
+    /// Larger request bodies get 413. `None` (the default) means no limit, so big layers
+    /// never hit an nginx-style 413.
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +78,7 @@ pub fn validate(
                 target: RouteTarget::Registry {
                     root: default_root.to_owned(),
                 },
+                max_body_bytes: None,
             }],
         }]);
     }
@@ -209,6 +213,7 @@ fn routes(
             target: RouteTarget::Registry {
                 root: default_root.to_owned(),
             },
+            max_body_bytes: None,
         }]);
     }
     let mut routes: Vec<RouteConfig> = Vec::new();
@@ -284,6 +289,7 @@ fn routes(
         routes.push(RouteConfig {
             prefix: r.path.clone(),
             target,
+            max_body_bytes: r.max_body_bytes,
         });
     }
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

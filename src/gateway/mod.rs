@@ -47,6 +47,7 @@ pub struct Gateway {
 struct Route {
     prefix: String,
     target: Target,
+    max_body_bytes: Option<u64>,
 }
 
 enum Target {
@@ -82,6 +83,7 @@ impl Gateway {
                 table.push(Route {
                     prefix: r.prefix.clone(),
                     target,
+                    max_body_bytes: r.max_body_bytes,
                 });
             }
             routes.push(table);
@@ -147,6 +149,7 @@ impl Gateway {
             let e = ApiError::new(Code::NotFound, format!("no route for {path:?}"));
             return Err((e, Some(server)));
         };
+        let req = limit_body(req, route.max_body_bytes).map_err(|e| (e, Some(server)))?;
         let result = match &route.target {
             Target::Registry(registry) => serve_registry(registry, req).await,
             Target::Redirect { to, status } => Ok(redirect(&req, &route.prefix, to, *status)),
@@ -169,6 +172,30 @@ impl Gateway {
             .map(|r| (r, Some(server)))
             .map_err(|e| (e, Some(server)))
     }
+}
+
+/// Applies a route's body limit: an announced length over it is refused at once (413); an
+/// unannounced (chunked) body fails as soon as it passes the limit.
+fn limit_body<B>(req: Request<B>, max: Option<u64>) -> ApiResult<Request<Body>>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let Some(max) = max else {
+        return Ok(req.map(http_util::boxed));
+    };
+    let announced = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max) {
+        return Err(ApiError::new(
+            Code::BodyTooLarge,
+            format!("the request body is over this route's {max}-byte limit"),
+        ));
+    }
+    Ok(req.map(|b| http_util::limited(http_util::boxed(b), max)))
 }
 
 /// The embedded engine: the API under `/v2/`, plus the banner, `/healthz` and docker's `/v1/`.

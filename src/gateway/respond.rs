@@ -23,7 +23,7 @@ pub fn status_of(code: Code) -> StatusCode {
         | Code::NameInvalid
         | Code::SizeInvalid
         | Code::PaginationNumberInvalid => StatusCode::BAD_REQUEST,
-        Code::ManifestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::ManifestTooLarge | Code::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Code::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
         Code::Unauthorized => StatusCode::UNAUTHORIZED,
         Code::Denied => StatusCode::FORBIDDEN,

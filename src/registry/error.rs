@@ -24,6 +24,8 @@ pub enum Code {
     SizeInvalid,
     /// The manifest is over the configured size limit (413).
     ManifestTooLarge,
+    /// A request body over the route's configured limit (413).
+    BodyTooLarge,
     /// A chunk or byte range that does not fit (416).
     RangeInvalid,
     Unauthorized,
@@ -60,7 +62,7 @@ impl Code {
             Code::ManifestUnknown => "MANIFEST_UNKNOWN",
             Code::NameInvalid => "NAME_INVALID",
             Code::NameUnknown => "NAME_UNKNOWN",
-            Code::SizeInvalid | Code::ManifestTooLarge => "SIZE_INVALID",
+            Code::SizeInvalid | Code::ManifestTooLarge | Code::BodyTooLarge => "SIZE_INVALID",
             Code::RangeInvalid => "RANGE_INVALID",
             Code::Unauthorized => "UNAUTHORIZED",
             Code::Denied => "DENIED",

@@ -7,6 +7,7 @@
 //! grace period.
 
 mod conn;
+mod conn_limit;
 mod maintenance;
 
 use std::collections::HashMap;
@@ -60,6 +61,8 @@ pub struct Server {
 /// is accepted, so a reload never disturbs connections already running.
 struct State {
     current: RwLock<Arc<Shared>>,
+    /// Open connections per client IP, across all listeners.
+    conn_limit: Arc<conn_limit::ConnLimiter>,
     /// Registry engines by storage root, kept across reloads: an engine owns the upload
     /// sessions' locks and the manifest cache of its root, so there must be one per root.
     registries: Mutex<HashMap<PathBuf, Arc<Registry>>>,
@@ -141,6 +144,7 @@ impl Server {
             listeners,
             state: Arc::new(State {
                 current: RwLock::new(Arc::new(shared)),
+                conn_limit: conn_limit::ConnLimiter::new(config.limits.max_connections_per_ip),
                 registries: Mutex::new(registries),
             }),
             config,
@@ -299,7 +303,17 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
-                    tokio::spawn(conn::serve(stream, peer, local, config.clone(), state.snapshot(), graceful.watcher()));
+                    // Refused before any TLS or HTTP work: closing costs the client its
+                    // connection, and costs us nothing.
+                    let Some(guard) = state.conn_limit.try_acquire(peer.ip()) else {
+                        tracing::warn!(client = %peer.ip(), "connection refused: too many open connections from this client");
+                        continue;
+                    };
+                    let serve = conn::serve(stream, peer, local, config.clone(), state.snapshot(), graceful.watcher());
+                    tokio::spawn(async move {
+                        serve.await;
+                        drop(guard);
+                    });
                 }
                 Err(error) => {
                     tracing::warn!(%error, ?backoff, "accept failed; pausing");

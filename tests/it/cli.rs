@@ -13,7 +13,12 @@ fn wharf() -> Command {
 #[test]
 fn check_config_accepts_the_shipped_files() {
     // examples/real-certificate.toml names files that exist only on a real server.
-    for file in ["conf/wharf.toml", "conf/container.toml", "examples/self-signed.toml", "examples/vhosts.toml"] {
+    for file in [
+        "conf/wharf.toml",
+        "conf/container.toml",
+        "examples/self-signed.toml",
+        "examples/vhosts.toml",
+    ] {
         let out = wharf().args(["check-config", file]).output().unwrap();
         assert!(
             out.status.success(),
@@ -26,10 +31,16 @@ fn check_config_accepts_the_shipped_files() {
 
 #[test]
 fn a_config_naming_missing_certificate_files_is_refused_precisely() {
-    let out = wharf().args(["check-config", "examples/real-certificate.toml"]).output().unwrap();
+    let out = wharf()
+        .args(["check-config", "examples/real-certificate.toml"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("server[0].tls.cert") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("server[0].tls.cert") && err.contains("does not exist"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod cli;
 mod clients;
 mod crash;
 mod front_door;
+mod limits;
 mod listing;
 mod malformed;
 mod manifests;
