@@ -24,6 +24,8 @@ pub struct Config {
     /// Where wharf's own CA (and the leaves it issues for self-signed servers) live.
     pub ca_dir: PathBuf,
     pub limits: Limits,
+    /// Where `/metrics` is served, if anywhere.
+    pub admin_address: Option<SocketAddr>,
     pub storage: StorageConfig,
     pub registry: RegistryConfig,
     pub log: LogConfig,
@@ -90,6 +92,16 @@ pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
     pub access_log: bool,
+    pub access_format: AccessFormat,
+}
+
+/// The access log's line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessFormat {
+    /// nginx's `combined`, followed by `vhost=`, `route=` and `rt=` (seconds).
+    Combined,
+    /// One structured event per request (best with `log.format = "json"`).
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,6 +290,40 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         ));
     }
 
+    let access_format = match raw.log.access_format.as_deref() {
+        None | Some("combined") => AccessFormat::Combined,
+        Some("json") => AccessFormat::Json,
+        Some(other) => {
+            return Err(check.invalid(
+                "log.access_format",
+                format!("is {other:?}"),
+                "use \"combined\" or \"json\"",
+            ))
+        }
+    };
+    let admin_address = match raw.admin.address.as_deref() {
+        None => None,
+        Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+            check.invalid(
+                "admin.address",
+                format!("is {a:?}, not an IP address with a port"),
+                "write it like \"127.0.0.1:9091\"",
+            )
+        })?),
+    };
+    if let Some(a) = admin_address.filter(|a| a.port() != 0) {
+        if raw
+            .listener
+            .iter()
+            .any(|l| l.address.parse::<SocketAddr>().ok() == Some(a))
+        {
+            return Err(check.invalid(
+                "admin.address",
+                format!("{a} is also a [[listener]]"),
+                "give the admin listener its own port",
+            ));
+        }
+    }
     let root = PathBuf::from(root);
     let ca_dir = PathBuf::from(raw.tls.ca_dir.clone().unwrap_or_else(|| "certs".to_owned()));
     let servers = servers::validate(&check, &raw.server, &root)?;
@@ -287,6 +333,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         servers,
         ca_dir,
         limits,
+        admin_address,
         storage: StorageConfig {
             root,
             upload_max_age,
@@ -299,6 +346,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
             level,
             format,
             access_log: raw.log.access_log.unwrap_or(true),
+            access_format,
         },
         shutdown_grace,
     })
@@ -369,6 +417,16 @@ mod tests {
     fn tiny_header_limit_is_an_error() {
         assert!(err("[limits]\nmax_header_bytes = 100").contains("limits.max_header_bytes"));
         assert!(err("[limits]\nheader_read_timeout = \"x\"").contains("limits.header_read_timeout"));
+    }
+
+    #[test]
+    fn admin_listener_is_checked() {
+        assert!(err("[admin]\naddress = \"nope\"").contains("admin.address"));
+        let e = err(
+            "[[listener]]\naddress = \"127.0.0.1:7000\"\n[admin]\naddress = \"127.0.0.1:7000\"",
+        );
+        assert!(e.contains("also a [[listener]]"), "{e}");
+        assert!(err("[log]\naccess_format = \"apache\"").contains("log.access_format"));
     }
 
     #[test]

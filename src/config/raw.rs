@@ -22,6 +22,15 @@ pub struct RawConfig {
     pub tls: RawTls,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+/// The admin listener, for `/metrics`; separate so it can stay on a private address.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +118,7 @@ pub struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
     pub access_log: Option<bool>,
+    pub access_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,6 +3,7 @@
 //! responses (in [`respond`]), add the common headers and write the access log.
 
 mod access_log;
+pub mod metrics;
 pub mod proxy;
 pub mod respond;
 mod vhost;
@@ -41,7 +42,7 @@ pub struct Gateway {
     servers: Vec<ServerConfig>,
     /// Indexed like `servers`: each server's routes, longest prefix first.
     routes: Vec<Vec<Route>>,
-    access_log: bool,
+    recorder: Arc<access_log::Recorder>,
 }
 
 struct Route {
@@ -61,6 +62,7 @@ impl Gateway {
     pub fn new(
         config: &Config,
         registries: &HashMap<PathBuf, Arc<Registry>>,
+        metrics: Arc<metrics::Metrics>,
     ) -> Result<Self, proxy::ProxyError> {
         let mut routes = Vec::new();
         for server in &config.servers {
@@ -91,7 +93,10 @@ impl Gateway {
         Ok(Self {
             servers: config.servers.clone(),
             routes,
-            access_log: config.log.access_log,
+            recorder: Arc::new(access_log::Recorder {
+                format: config.log.access_log.then_some(config.log.access_format),
+                metrics,
+            }),
         })
     }
 
@@ -100,57 +105,99 @@ impl Gateway {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let started = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let is_api = path == "/v2" || path.starts_with("/v2/");
+        let entry = self.entry_for(&req, conn);
+        let is_api = entry.path == "/v2" || entry.path.starts_with("/v2/");
         let host = vhost::request_host(&req).map(str::to_owned);
-        let (response, server) = match self.dispatch(req, conn, host.as_deref()).await {
-            Ok(done) => done,
-            Err((e, server)) => (respond::error(&e, is_api), server),
+        let mut at = Where::default();
+        let mut response = match self.dispatch(req, conn, host.as_deref(), &mut at).await {
+            Ok(r) => r,
+            Err(e) => respond::error(&e, is_api),
         };
-        let mut response = response;
         if is_api {
             response
                 .headers_mut()
                 .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
         }
-        if self.access_log {
-            let label = server
-                .map(|i| self.servers[i].label.as_str())
-                .unwrap_or("-");
-            access_log::write(conn, label, &method, &path, &response, started);
-        }
-        response
+        let entry = access_log::Entry {
+            status: response.status().as_u16(),
+            vhost: at
+                .server
+                .map(|i| self.servers[i].label.clone())
+                .unwrap_or_else(|| "-".into()),
+            route: at
+                .server
+                .zip(at.route)
+                .map(|(s, r)| self.routes[s][r].prefix.clone())
+                .unwrap_or_else(|| "-".into()),
+            ..entry
+        };
+        response.map(|body| self.recorder.wrap(body, entry))
     }
 
-    /// Finds the server and route and runs the request; errors carry the server, if known.
+    /// What is known of a request before it runs, for the access log and metrics.
+    fn entry_for<B>(&self, req: &Request<B>, conn: &ConnInfo) -> access_log::Entry {
+        let header = |name: http::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .replace('"', "'")
+        };
+        access_log::Entry {
+            client: conn.peer.ip(),
+            user: None,
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            version: req.version(),
+            status: 0,
+            vhost: String::new(),
+            route: String::new(),
+            referer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+            request_bytes: req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            started: Instant::now(),
+            time: time::OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// Finds the server and route (noting them in `at`) and runs the request.
     async fn dispatch<B>(
         &self,
         req: Request<B>,
         conn: &ConnInfo,
         host: Option<&str>,
-    ) -> Result<(Response<Body>, Option<usize>), (ApiError, Option<usize>)>
+        at: &mut Where,
+    ) -> ApiResult<Response<Body>>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let server = vhost::select(&self.servers, host, conn).map_err(|e| (e, None))?;
+        let server = vhost::select(&self.servers, host, conn)?;
+        at.server = Some(server);
         if conn.tls.is_none() {
             if let PlainMode::Redirect { port } = conn.plain {
-                return Ok((vhost::https_redirect(&req, host, port), Some(server)));
+                return Ok(vhost::https_redirect(&req, host, port));
             }
         }
         let path = req.uri().path();
-        let Some(route) = self.routes[server]
+        let Some(index) = self.routes[server]
             .iter()
-            .find(|r| path.starts_with(&r.prefix))
+            .position(|r| path.starts_with(&r.prefix))
         else {
-            let e = ApiError::new(Code::NotFound, format!("no route for {path:?}"));
-            return Err((e, Some(server)));
+            return Err(ApiError::new(
+                Code::NotFound,
+                format!("no route for {path:?}"),
+            ));
         };
-        let req = limit_body(req, route.max_body_bytes).map_err(|e| (e, Some(server)))?;
-        let result = match &route.target {
+        at.route = Some(index);
+        let route = &self.routes[server][index];
+        let req = limit_body(req, route.max_body_bytes)?;
+        match &route.target {
             Target::Registry(registry) => serve_registry(registry, req).await,
             Target::Redirect { to, status } => Ok(redirect(&req, &route.prefix, to, *status)),
             Target::Upstream(upstream) => {
@@ -167,11 +214,15 @@ impl Gateway {
                     .await
                     .map_err(|e| respond::proxy_error(&e))
             }
-        };
-        result
-            .map(|r| (r, Some(server)))
-            .map_err(|e| (e, Some(server)))
+        }
     }
+}
+
+/// Which server and route a request reached (indexes into the gateway's tables).
+#[derive(Default)]
+struct Where {
+    server: Option<usize>,
+    route: Option<usize>,
 }
 
 /// Applies a route's body limit: an announced length over it is refused at once (413); an

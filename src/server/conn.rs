@@ -57,13 +57,17 @@ pub async fn serve(
     };
     match tls.accept(stream, local, deadline).await {
         Ok((stream, info)) => {
+            shared.metrics.tls_handshake("ok");
             let conn = ConnInfo {
                 tls: Some(info),
                 ..base
             };
             http(TokioIo::new(stream), conn, shared, watcher).await;
         }
-        Err(error) => tracing::debug!(%peer, %error, "TLS connection not established"),
+        Err(error) => {
+            shared.metrics.tls_handshake(error.outcome());
+            tracing::debug!(%peer, %error, "TLS connection not established");
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! completes, then stops accepting and lets in-flight requests finish for the configured
 //! grace period.
 
+mod admin;
 mod conn;
 mod conn_limit;
 mod maintenance;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, Limits, ListenerConfig, RouteTarget};
+use crate::gateway::metrics::Metrics;
 use crate::gateway::Gateway;
 use crate::registry::storage::fs::FsStorage;
 use crate::registry::{Registry, RegistryOptions};
@@ -47,12 +49,15 @@ pub enum ServerError {
 /// What every connection needs.
 pub(crate) struct Shared {
     gateway: Arc<Gateway>,
+    metrics: Arc<Metrics>,
     tls: Option<TlsServers>,
     limits: Limits,
 }
 
 pub struct Server {
     listeners: Vec<(TcpListener, ListenerConfig)>,
+    /// Serves `/metrics`, when configured.
+    admin: Option<TcpListener>,
     state: Arc<State>,
     config: Config,
 }
@@ -61,6 +66,8 @@ pub struct Server {
 /// is accepted, so a reload never disturbs connections already running.
 struct State {
     current: RwLock<Arc<Shared>>,
+    /// Kept across reloads, so counters never reset while the process lives.
+    metrics: Arc<Metrics>,
     /// Open connections per client IP, across all listeners.
     conn_limit: Arc<conn_limit::ConnLimiter>,
     /// Registry engines by storage root, kept across reloads: an engine owns the upload
@@ -107,7 +114,7 @@ impl Reloader {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let registries = open_registries(&config, known).await?;
-        let shared = build_shared(&config, &registries).await?;
+        let shared = build_shared(&config, &registries, self.state.metrics.clone()).await?;
         *self
             .state
             .registries
@@ -128,7 +135,16 @@ impl Server {
         for registry in registries.values() {
             maintenance::purge_uploads_once(registry, config.storage.upload_max_age).await;
         }
-        let shared = build_shared(&config, &registries).await?;
+        let metrics = Arc::new(Metrics::new());
+        let shared = build_shared(&config, &registries, metrics.clone()).await?;
+        let admin = match config.admin_address {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| ServerError::Bind { address, source })?,
+            ),
+            None => None,
+        };
         let mut listeners = Vec::new();
         for l in &config.listeners {
             let listener =
@@ -142,7 +158,9 @@ impl Server {
         }
         Ok(Self {
             listeners,
+            admin,
             state: Arc::new(State {
+                metrics,
                 current: RwLock::new(Arc::new(shared)),
                 conn_limit: conn_limit::ConnLimiter::new(config.limits.max_connections_per_ip),
                 registries: Mutex::new(registries),
@@ -159,6 +177,11 @@ impl Server {
         }
     }
 
+    /// The admin listener's address, when one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The bound addresses, in config order (with real ports where the config said 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
@@ -173,6 +196,10 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
         let mut loops = Vec::new();
+        if let Some(admin) = self.admin {
+            let (metrics, stop) = (self.state.metrics.clone(), stop_rx.clone());
+            loops.push(tokio::spawn(admin::serve(admin, metrics, stop)));
+        }
         for (listener, config) in self.listeners {
             loops.push(tokio::spawn(accept_loop(
                 listener,
@@ -221,8 +248,9 @@ impl Server {
 async fn build_shared(
     config: &Config,
     registries: &HashMap<PathBuf, Arc<Registry>>,
+    metrics: Arc<Metrics>,
 ) -> Result<Shared, ServerError> {
-    let gateway = Arc::new(Gateway::new(config, registries)?);
+    let gateway = Arc::new(Gateway::new(config, registries, metrics.clone())?);
     let tls = match config.servers.iter().any(|s| s.tls.is_some()) {
         true => {
             let (servers, ca_dir) = (config.servers.clone(), config.ca_dir.clone());
@@ -238,6 +266,7 @@ async fn build_shared(
     };
     Ok(Shared {
         gateway,
+        metrics,
         tls,
         limits: config.limits.clone(),
     })
@@ -307,6 +336,7 @@ async fn accept_loop(
                     // connection, and costs us nothing.
                     let Some(guard) = state.conn_limit.try_acquire(peer.ip()) else {
                         tracing::warn!(client = %peer.ip(), "connection refused: too many open connections from this client");
+                        state.metrics.connection_refused();
                         continue;
                     };
                     let serve = conn::serve(stream, peer, local, config.clone(), state.snapshot(), graceful.watcher());

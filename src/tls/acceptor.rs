@@ -28,6 +28,17 @@ pub enum HandshakeError {
     NoServer(String),
 }
 
+impl HandshakeError {
+    /// A short label for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            HandshakeError::Failed(_) => "failed",
+            HandshakeError::Timeout(_) => "timeout",
+            HandshakeError::NoServer(_) => "no_server",
+        }
+    }
+}
+
 /// What the handshake established, for routing and logs.
 #[derive(Clone, Debug)]
 pub struct TlsInfo {

@@ -14,6 +14,7 @@ mod limits;
 mod listing;
 mod malformed;
 mod manifests;
+mod observability;
 mod oci_client;
 mod proxy;
 mod referrers;

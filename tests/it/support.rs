@@ -21,6 +21,8 @@ pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 /// A running in-process server. Dropping it shuts the server down.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`), when the config has one.
+    pub admin: Option<SocketAddr>,
     pub base: String,
     pub root: PathBuf,
     pub http: Client,
@@ -57,11 +59,13 @@ impl TestServer {
         let config = Config::from_toml(&toml, "test").expect("test config is valid");
         let server = Server::bind(config).await.expect("server binds");
         let addrs = server.local_addrs();
+        let admin = server.admin_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
         let s = Self {
+            admin,
             addr: addrs[0],
             base: format!("http://{}", addrs[0]),
             root: dir.path().to_path_buf(),
@@ -90,6 +94,7 @@ impl TestServer {
             let _ = stopped.await;
         }));
         Self {
+            admin: None,
             addr,
             base: format!("http://{addr}"),
             root: root.to_path_buf(),
@@ -259,14 +264,20 @@ impl WharfProcess {
     /// Runs `wharf serve` with `toml` written to `<config_dir>/wharf.toml`; the address is
     /// the first listener's.
     pub fn spawn_config(config_dir: &Path, toml: &str) -> Self {
+        Self::spawn_logging(config_dir, toml, Stdio::null())
+    }
+
+    /// Like [`WharfProcess::spawn_config`], with the log (stderr) going to `log`.
+    pub fn spawn_logging(config_dir: &Path, toml: &str, log: impl Into<Stdio>) -> Self {
         use std::io::{BufRead, BufReader};
         let config = config_dir.join("wharf.toml");
         std::fs::write(&config, toml).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
             .args(["serve", "--config"])
             .arg(&config)
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start wharf");
         let stdout = child.stdout.take().unwrap();

@@ -1,0 +1,158 @@
+//! Prometheus metrics, served as text on the admin listener's `/metrics`. Label values come
+//! from the config (server labels, route prefixes) and status codes, so their number is
+//! bounded whatever clients send.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub vhost: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub vhost: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// Every metric wharf keeps. Lives as long as the process: reloads keep counting.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    response_bytes: Family<RouteLabels, Counter>,
+    request_bytes: Family<RouteLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    upstream_errors: Family<RouteLabels, Counter>,
+    tls_handshakes: Family<OutcomeLabels, Counter>,
+    connections_refused: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 65 s: manifest HEADs at the bottom, big layers at the top.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("wharf");
+        let requests = Family::default();
+        let response_bytes = Family::default();
+        let request_bytes = Family::default();
+        let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let upstream_errors = Family::default();
+        let tls_handshakes = Family::default();
+        let connections_refused = Counter::default();
+        registry.register(
+            "http_requests",
+            "Requests answered, by server, route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_response_bytes",
+            "Response body bytes sent",
+            response_bytes.clone(),
+        );
+        registry.register(
+            "http_request_bytes",
+            "Request body bytes received (announced lengths)",
+            request_bytes.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request to the end of the response body",
+            latency.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Proxied requests that failed (502/504)",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes by outcome (ok, failed, timeout, no_server)",
+            tls_handshakes.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed for exceeding limits.max_connections_per_ip",
+            connections_refused.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            response_bytes,
+            request_bytes,
+            latency,
+            upstream_errors,
+            tls_handshakes,
+            connections_refused,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn request_done(
+        &self,
+        vhost: &str,
+        route: &str,
+        status: u16,
+        sent: u64,
+        received: u64,
+        seconds: f64,
+    ) {
+        let route_labels = RouteLabels {
+            vhost: vhost.to_owned(),
+            route: route.to_owned(),
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                vhost: vhost.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.response_bytes
+            .get_or_create(&route_labels)
+            .inc_by(sent);
+        self.request_bytes
+            .get_or_create(&route_labels)
+            .inc_by(received);
+        self.latency.get_or_create(&route_labels).observe(seconds);
+        if status == 502 || status == 504 {
+            self.upstream_errors.get_or_create(&route_labels).inc();
+        }
+    }
+
+    pub fn tls_handshake(&self, outcome: &'static str) {
+        self.tls_handshakes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,113 @@
+//! The access log as an operator reads it, and Prometheus metrics on the admin listener.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+
+use crate::pki::{https_client, Pki};
+use crate::support::{TestServer, WharfProcess};
+
+#[tokio::test]
+async fn metrics_count_requests_bytes_latency_and_handshakes() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("m", &["m.test"]);
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"auto\"\n[admin]\naddress = \"127.0.0.1:0\"\n[[server]]\nnames = [\"m.test\"]\ndefault = true\ntls = {{ cert = {:?}, key = {:?} }}\n",
+        leaf.cert, leaf.key
+    );
+    let (s, addrs) = TestServer::start_config(&toml).await;
+    for _ in 0..3 {
+        assert_eq!(
+            s.http.get(s.url("/v2/")).send().await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        s.http
+            .get(s.url("/v2/x/manifests/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let c = https_client(&pki.ca_pem, &["m.test"], addrs[0]);
+    c.get(format!("https://m.test:{}/v2/", addrs[0].port()))
+        .send()
+        .await
+        .unwrap();
+
+    let admin = s.admin.expect("admin listener");
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert!(line("wharf_http_requests_total{vhost=\"m.test\",route=\"/\",status=\"200\"}") >= 4.0);
+    assert_eq!(
+        line("wharf_http_requests_total{vhost=\"m.test\",route=\"/\",status=\"404\"}"),
+        1.0
+    );
+    assert!(line("wharf_http_response_bytes_total{vhost=\"m.test\",route=\"/\"}") >= 8.0);
+    assert!(line("wharf_http_request_duration_seconds_count{vhost=\"m.test\",route=\"/\"}") >= 5.0);
+    assert_eq!(line("wharf_tls_handshakes_total{outcome=\"ok\"}"), 1.0);
+    // The registry's own port does not serve metrics.
+    let r = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_are_nginx_combined() {
+    let (root, conf) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let log_path = conf.path().join("wharf.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n",
+        root.path().display().to_string()
+    );
+    let mut wharf = WharfProcess::spawn_logging(conf.path(), &toml, log);
+    let http = reqwest::Client::builder()
+        .user_agent("test-agent/1.0")
+        .build()
+        .unwrap();
+    let r = http
+        .get(format!("http://{}/v2/?secret=query", wharf.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.bytes().await.unwrap();
+    assert!(Command::new("kill")
+        .args(["-TERM", &wharf.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wharf.child.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("wharf::access"))
+        .unwrap_or_else(|| panic!("no access line in\n{text}"));
+    assert!(line.contains("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.contains(
+            "\"GET /v2/ HTTP/1.1\" 200 2 \"-\" \"test-agent/1.0\" vhost=default route=/ rt="
+        ),
+        "{line}"
+    );
+    assert!(
+        !text.contains("secret=query"),
+        "query strings are not logged"
+    );
+}
