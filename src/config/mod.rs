@@ -65,7 +65,8 @@ pub enum PlainMode {
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub tls_handshake_timeout: Duration,
-    /// How long a client may take to send a request's headers (slowloris protection).
+    /// How long a client may take to send a request's headers (slowloris protection); an
+    /// idle keep-alive connection is closed after the same time.
     pub header_read_timeout: Duration,
     /// Request line plus headers larger than this get 431.
     pub max_header_bytes: usize,

@@ -395,3 +395,28 @@ async fn upstream_routes_proxy_the_registry_api() {
     }
     assert_eq!(status, StatusCode::BAD_GATEWAY);
 }
+
+#[tokio::test(start_paused = true)]
+async fn idle_keep_alive_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (s, _) = TestServer::start_config(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[limits]\nheader_read_timeout = \"5s\"\n",
+    )
+    .await;
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Now idle: the server hangs up after the timeout instead of keeping it forever.
+    let started = tokio::time::Instant::now();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(120), conn.read(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "closed: {n:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(5) && waited < std::time::Duration::from_secs(10),
+        "{waited:?}"
+    );
+}
