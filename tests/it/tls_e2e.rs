@@ -223,7 +223,23 @@ fn podman_and_skopeo_over_tls_trusting_wharfs_ca() {
         .unwrap()
         .success());
     podman(&["import", tar.to_str().unwrap(), "localhost/tls/app:1"]);
-    let remote = format!("127.0.0.1:{}/team/app:1", wharf.addr.port());
+    let registry = format!("127.0.0.1:{}", wharf.addr.port());
+    let authfile = work.path().join("auth.json");
+    let authfile = authfile.to_str().unwrap();
+    // No logins are configured yet, so any credentials pass; this checks TLS trust and /v2/.
+    podman(&[
+        "login",
+        "--cert-dir",
+        &cert_dir,
+        "--authfile",
+        authfile,
+        "-u",
+        "ci",
+        "-p",
+        "unused",
+        &registry,
+    ]);
+    let remote = format!("{registry}/team/app:1");
     podman(&[
         "push",
         "--cert-dir",

@@ -28,22 +28,21 @@
 //! - **Errors** are returned as [`ProxyError`] and logged here with their cause chain; the
 //!   gateway turns them into responses, so nothing about the upstream reaches the client.
 
+mod headers;
+mod paths;
+mod relay;
+
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
-use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::uri::{Authority, Scheme};
 use http::{Extensions, Request, Response, Uri, Version};
-use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -53,29 +52,14 @@ use tokio::time::Instant;
 
 use crate::http_util::Body;
 
+use self::headers::*;
+use self::paths::*;
+use self::relay::*;
+
 /// How long an idle upstream connection is kept for reuse. Shorter than common server
 /// keep-alive timeouts (nginx 75 s, Go without one), so wharf usually closes first instead
 /// of picking a connection the upstream is just closing.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
-/// non-standard `Keep-Alive` and `Proxy-Connection`.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-];
 
 /// One upstream, e.g. `http://10.0.0.5:5000/prefix` (http only for now). A cheap handle:
 /// clones share the connection pool.
@@ -375,207 +359,8 @@ impl Inner {
     }
 }
 
-/// Maps a request path to the upstream path: `base_path` (no trailing slash) + the part of
-/// `path` after `route_prefix`, joined on a segment boundary.
-fn upstream_path(path: &str, route_prefix: &str, base_path: &str) -> Result<String, &'static str> {
-    if !path.starts_with('/') {
-        return Err("it is not in origin form");
-    }
-    let prefix = route_prefix.strip_suffix('/').unwrap_or(route_prefix);
-    let tail = match path.strip_prefix(prefix) {
-        Some(tail) if tail.is_empty() || tail.starts_with('/') => tail,
-        _ => return Err("it is not under the route prefix"),
-    };
-    if has_dot_segment(tail) {
-        return Err("it has `.` or `..` segments");
-    }
-    Ok(non_empty(format!("{base_path}{tail}")))
-}
-
-/// The inverse of [`upstream_path`] for redirects: `None` if `path` is outside the base.
-fn client_path(path: &str, base_path: &str, route_prefix: &str) -> Option<String> {
-    let tail = path.strip_prefix(base_path)?;
-    if !(tail.is_empty() || tail.starts_with('/')) {
-        return None;
-    }
-    let prefix = route_prefix.strip_suffix('/').unwrap_or(route_prefix);
-    Some(non_empty(format!("{prefix}{tail}")))
-}
-
-fn non_empty(path: String) -> String {
-    if path.is_empty() {
-        "/".to_owned()
-    } else {
-        path
-    }
-}
-
-/// Whether a raw path has a `.` or `..` segment, also when percent-encoded (`%2e%2e`,
-/// `..%2f`) or separated by `\`, which some upstreams treat as `/`.
-fn has_dot_segment(path: &str) -> bool {
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    decoded.split(['/', '\\']).any(|s| s == "." || s == "..")
-}
-
-fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
-}
-
-/// Rewrites the client's headers for the upstream.
-fn request_headers(headers: &mut HeaderMap, fwd: &Forwarded, host: &HeaderValue) {
-    strip_hop_by_hop(headers);
-    // hyper answers `100 Continue` to the client itself when the body is first read, and
-    // the upstream gets the body at once (nginx clears Expect for the same reason).
-    headers.remove(header::EXPECT);
-    headers.insert(header::HOST, host.clone());
-
-    // An IPv4 client on a dual-stack listener shows up as ::ffff:a.b.c.d.
-    let ip = fwd.client_ip.to_canonical().to_string();
-    let mut chain = Vec::new();
-    for value in headers.get_all(&X_FORWARDED_FOR) {
-        chain.extend_from_slice(value.as_bytes());
-        chain.extend_from_slice(b", ");
-    }
-    chain.extend_from_slice(ip.as_bytes());
-    set(headers, X_FORWARDED_FOR, HeaderValue::from_bytes(&chain));
-    set(headers, X_REAL_IP, HeaderValue::from_str(&ip));
-    set(
-        headers,
-        X_FORWARDED_PROTO,
-        HeaderValue::from_str(fwd.scheme),
-    );
-    set(headers, X_FORWARDED_HOST, HeaderValue::from_str(&fwd.host));
-}
-
-/// Sets a header, or removes it if the value could not be encoded, so that a value the
-/// client sent never stands in for ours.
-fn set<E>(headers: &mut HeaderMap, name: HeaderName, value: Result<HeaderValue, E>) {
-    match value {
-        Ok(value) => {
-            headers.insert(name, value);
-        }
-        Err(_) => {
-            tracing::debug!(header = %name, "dropped a forwarding header that could not be encoded");
-            headers.remove(name);
-        }
-    }
-}
-
-/// Removes hop-by-hop headers: those `Connection` names, then the fixed list.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        // Framing and routing are decided here, not by whoever sent `Connection`.
-        .filter(|name| *name != header::HOST && *name != header::CONTENT_LENGTH)
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-}
-
-/// A body passing through the proxy. Errors become `io::Error` (the one body type);
-/// trailers end the body, because `Trailer` is stripped and HTTP/1 peers drop undeclared
-/// trailers anyway. Size hints pass through, so known lengths stay known.
-struct Relay<B> {
-    inner: Pin<Box<B>>,
-    side: Side,
-}
-
-enum Side {
-    /// Every chunk the upstream takes is progress for the response timeout.
-    Request(Arc<Progress>),
-    /// The upstream's name, to log a body that breaks after the headers were passed on.
-    Response(Arc<str>),
-}
-
-impl<B> http_body::Body for Relay<B>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: StdError + Send + Sync + 'static,
-{
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = self.get_mut();
-        let frame = match this.inner.as_mut().poll_frame(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(frame) => frame,
-        };
-        if let Side::Request(progress) = &this.side {
-            progress.touch();
-        }
-        match frame {
-            None => Poll::Ready(None),
-            Some(Ok(frame)) => Poll::Ready(frame.into_data().ok().map(|d| Ok(Frame::data(d)))),
-            Some(Err(e)) => {
-                match &this.side {
-                    Side::Request(progress) => progress.fail(),
-                    Side::Response(upstream) => tracing::warn!(
-                        %upstream, error = %Chain(&e), "upstream response body failed"
-                    ),
-                }
-                Poll::Ready(Some(Err(io::Error::other(e))))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// When the request last made progress, and whether the client's body failed. Shared by
-/// the request body (polled on hyper's connection task) and `wait_for_headers`.
-struct Progress {
-    start: Instant,
-    /// Nanoseconds after `start`.
-    last: AtomicU64,
-    client_failed: AtomicBool,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            last: AtomicU64::new(0),
-            client_failed: AtomicBool::new(false),
-        }
-    }
-
-    fn touch(&self) {
-        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last.store(nanos, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.start + Duration::from_nanos(self.last.load(Ordering::Relaxed))
-    }
-
-    fn fail(&self) {
-        self.client_failed.store(true, Ordering::Relaxed);
-    }
-
-    fn client_failed(&self) -> bool {
-        self.client_failed.load(Ordering::Relaxed)
-    }
-}
-
 /// Displays an error with its sources: `a: b: c`.
-struct Chain<'a>(&'a (dyn StdError + 'static));
+pub(super) struct Chain<'a>(&'a (dyn StdError + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -592,6 +377,7 @@ impl fmt::Display for Chain<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderMap;
 
     const SECOND: Duration = Duration::from_secs(1);
 
