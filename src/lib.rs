@@ -3,6 +3,7 @@
 //! See `docs/ARCHITECTURE.md` for the map: `server` accepts connections and hands requests
 //! to `gateway`, which dispatches them to the `registry` engine on top of its `storage`.
 
+pub mod auth;
 pub mod config;
 pub mod gateway;
 pub mod http_util;

@@ -1,0 +1,1 @@
+//! The verified-login cache (being written).

@@ -1,0 +1,1 @@
+//! htpasswd files (being written).

@@ -1,0 +1,98 @@
+//! Who is asking: Basic credentials, the providers that verify them (htpasswd, later LDAP),
+//! the verified-login cache, and the access rules that say what each principal may do.
+//!
+//! `auth` knows nothing of the registry: the gateway asks it "may this identity do this
+//! action on this repository name?" with plain strings.
+
+pub mod cache;
+pub mod htpasswd;
+pub mod policy;
+
+use async_trait::async_trait;
+
+/// Credentials from an `Authorization: Basic` header.
+#[derive(Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+// Never print a password, not even in debug output.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// Parses an `Authorization` header value; `None` unless it is well-formed Basic.
+    pub fn from_basic(header: &str) -> Option<Self> {
+        use base64::Engine as _;
+        let (scheme, rest) = header.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (user, password) = text.split_once(':')?;
+        if user.is_empty() {
+            return None;
+        }
+        Some(Self {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        })
+    }
+}
+
+/// A verified user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    /// Group names (from LDAP, or the config's groups table), without the `group:` prefix.
+    pub groups: Vec<String>,
+}
+
+/// What a provider found.
+pub enum Lookup {
+    /// The provider has no such user; the next provider may.
+    UnknownUser,
+    /// The provider knows the user; `stored` is what the password is checked against (the
+    /// htpasswd hash, or the LDAP DN). It goes into the cache key, so a changed or deleted
+    /// entry can never be matched by an old cache entry.
+    Known { stored: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The backend (e.g. an LDAP server) cannot be asked right now; the client gets 503.
+    #[error("{provider} is unavailable: {reason}")]
+    Unavailable { provider: String, reason: String },
+}
+
+/// A source of users. `lookup` must be cheap (no password hashing); `verify` does the
+/// expensive part and is only called on a cache miss.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &str;
+    async fn lookup(&self, user: &str) -> Result<Lookup, AuthError>;
+    /// Checks `creds` against the entry `stored` that `lookup` returned. Implementations
+    /// must take the same time for wrong passwords as for right ones.
+    async fn verify(&self, creds: &Credentials, stored: &str) -> Result<Option<Identity>, AuthError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Credentials;
+
+    #[test]
+    fn basic_headers_parse() {
+        let c = Credentials::from_basic("Basic YWxpY2U6czNjcjN0OndpdGg6Y29sb25z").unwrap();
+        assert_eq!(c.user, "alice");
+        assert_eq!(c.password, "s3cr3t:with:colons");
+        assert!(Credentials::from_basic("Bearer abc").is_none());
+        assert!(Credentials::from_basic("Basic !!!").is_none());
+        assert!(Credentials::from_basic("Basic OnB3").is_none(), "empty user");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+}
