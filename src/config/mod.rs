@@ -1,6 +1,7 @@
 //! Configuration: the TOML file (see `conf/wharf.toml`) parsed strictly and validated into
 //! typed values. Every error names the key and says how to fix it.
 
+mod auth;
 pub mod names;
 mod raw;
 mod servers;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use self::raw::RawConfig;
+pub use self::auth::{AccessRule, AuthConfig, ProviderConfig};
 pub use self::servers::{find_server, RouteConfig, RouteTarget, ServerConfig, ServerTls};
 
 /// Where `wharf serve` looks when no file is named.

@@ -55,6 +55,37 @@ pub struct RawServer {
     pub tls: Option<RawServerTls>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
+    pub auth: Option<RawAuth>,
+}
+
+/// `[server.auth]`: logins and access rules for one server block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub realm: Option<String>,
+    /// Login providers, asked in this order.
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    pub cache_ttl: Option<String>,
+    #[serde(default)]
+    pub access: Vec<RawAccessRule>,
+    /// Group name → user names, for `group:NAME` in access rules.
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub htpasswd: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessRule {
+    pub repos: String,
+    pub who: Vec<String>,
+    pub actions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub tls: Option<ServerTls>,
     /// Sorted longest prefix first, so the first match is the most specific.
     pub routes: Vec<RouteConfig>,
+    /// Logins and access rules; `None` means everyone may do everything.
+    pub auth: Option<super::AuthConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +82,7 @@ pub fn validate(
                 },
                 max_body_bytes: None,
             }],
+            auth: None,
         }]);
     }
     let mut servers: Vec<ServerConfig> = Vec::new();
@@ -138,6 +141,7 @@ pub fn validate(
             ));
         }
         let routes = routes(check, i, &s.route, default_root)?;
+        let auth = s.auth.as_ref().map(|a| super::auth::validate(check, i, a)).transpose()?;
         let label = names
             .first()
             .map(ToString::to_string)
@@ -148,6 +152,7 @@ pub fn validate(
             default,
             tls,
             routes,
+            auth,
         });
     }
     Ok(servers)

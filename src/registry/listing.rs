@@ -31,8 +31,7 @@ impl Registry {
     }
 
     pub(super) async fn catalog(&self, req: &Parts) -> ApiResult<Response<Body>> {
-        let repos = self.storage.list_repositories().await?;
-        let names = repos.iter().map(|r| r.as_str().to_owned()).collect();
+        let names = self.visible_repositories(req).await?;
         let page = Page::of(req.uri.query(), names)?;
         let reply = Reply::new(StatusCode::OK);
         let reply = match page.next_link("/v2/_catalog") {

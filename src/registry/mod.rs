@@ -1,6 +1,7 @@
 //! The OCI Distribution API engine: routes `/v2/...` (and docker's `/v1/search`) to
 //! handlers that stream bodies to and from [`storage`].
 
+pub mod access;
 pub mod error;
 pub mod reference;
 pub mod route;
@@ -92,6 +93,20 @@ impl Registry {
                 format!("{method} is not supported on this endpoint"),
             )),
         }
+    }
+
+    /// Every repository the caller may see (all of them without a [`access::Visibility`]
+    /// in the request), sorted by name. What `_catalog` and `/v1/search` list.
+    pub(crate) async fn visible_repositories(&self, req: &Parts) -> ApiResult<Vec<String>> {
+        let visibility = req.extensions.get::<access::Visibility>();
+        Ok(self
+            .storage
+            .list_repositories()
+            .await?
+            .into_iter()
+            .map(|r| r.as_str().to_owned())
+            .filter(|r| visibility.is_none_or(|v| v.allows(r)))
+            .collect())
     }
 
     /// `GET /healthz`: storage accepts writes.

@@ -15,7 +15,7 @@ const MAX_PAGE_SIZE: usize = 100;
 pub async fn handle(registry: &Registry, req: &Parts) -> ApiResult<Response<Body>> {
     match req.uri.path() {
         "/v1/_ping" => Ok(Reply::new(StatusCode::OK).json(&json!(true))),
-        "/v1/search" => search(registry, req.uri.query()).await,
+        "/v1/search" => search(registry, req).await,
         other => Err(ApiError::new(
             Code::NotFound,
             format!("no API endpoint at {other:?}"),
@@ -23,7 +23,8 @@ pub async fn handle(registry: &Registry, req: &Parts) -> ApiResult<Response<Body
     }
 }
 
-async fn search(registry: &Registry, query: Option<&str>) -> ApiResult<Response<Body>> {
+async fn search(registry: &Registry, req: &Parts) -> ApiResult<Response<Body>> {
+    let query = req.uri.query();
     let q = query_param(query, "q").unwrap_or_default();
     let number = |key: &str, default: usize| -> ApiResult<usize> {
         match query_param(query, key) {
@@ -40,11 +41,9 @@ async fn search(registry: &Registry, query: Option<&str>) -> ApiResult<Response<
     let page = number("page", 1)?.max(1);
     let needle = q.to_lowercase();
     let matches: Vec<String> = registry
-        .storage()
-        .list_repositories()
+        .visible_repositories(req)
         .await?
         .into_iter()
-        .map(|r| r.as_str().to_owned())
         .filter(|name| name.contains(&needle))
         .collect();
     let num_results = matches.len();
