@@ -130,7 +130,9 @@ impl LoginCache {
                 }
                 Ok(Lookup::UnknownUser) => {}
                 Err(e) => {
-                    tracing::debug!(provider = provider.name(), error = %e, "login lookup failed; trying the next provider");
+                    // Not a warning: the gateway logs the error if it decides the answer.
+                    let provider = provider.name();
+                    tracing::debug!(provider, error = %e, "lookup failed; trying the next");
                     first_error.get_or_insert(e);
                 }
             }
