@@ -36,6 +36,8 @@ enum Command {
         #[command(subcommand)]
         command: crate::cert_cmd::CertCommand,
     },
+    /// Add, update, delete (--delete) or check (--verify) a bcrypt user in an htpasswd file.
+    Htpasswd(crate::htpasswd_cmd::HtpasswdArgs),
 }
 
 impl Cli {
@@ -44,6 +46,7 @@ impl Cli {
             Command::Serve { config } => serve(config).await,
             Command::CheckConfig { file } => check_config(file),
             Command::Cert { command } => crate::cert_cmd::run(command),
+            Command::Htpasswd(args) => crate::htpasswd_cmd::run(args).await,
         }
     }
 }

@@ -10,6 +10,7 @@ mod cli;
 mod clients;
 mod crash;
 mod front_door;
+mod htpasswd;
 mod limits;
 mod listing;
 mod malformed;

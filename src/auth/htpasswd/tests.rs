@@ -1,0 +1,173 @@
+//! Loading, reloading, watching and verifying. Parse rules are tested in `parse.rs`.
+
+use std::time::Instant;
+
+use super::edit::{hash_password, write_atomic};
+use super::*;
+
+struct File {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl File {
+    fn with(text: &str) -> File {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.htpasswd");
+        std::fs::write(&path, text).unwrap();
+        File { _dir: dir, path }
+    }
+
+    fn set(&self, text: &str) {
+        write_atomic(&self.path, text.as_bytes()).unwrap();
+    }
+}
+
+fn creds(user: &str, password: &str) -> Credentials {
+    Credentials {
+        user: user.into(),
+        password: password.into(),
+    }
+}
+
+#[test]
+fn open_names_the_file_and_the_line() {
+    let file = File::with("# users\nalice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n");
+    let e = Htpasswd::open(&file.path).unwrap_err().to_string();
+    let at = format!("{}:2: ", file.path.display());
+    assert!(e.starts_with(&at) && e.contains("SHA-1"), "{e}");
+    let missing = file.path.with_file_name("missing");
+    let e = Htpasswd::open(&missing).unwrap_err().to_string();
+    assert!(e.contains("cannot read") && e.contains("missing"), "{e}");
+}
+
+#[test]
+fn reload_swaps_the_users() {
+    let file = File::with(&format!("alice:{}\n", hash_password("a", 4).unwrap()));
+    let users = Htpasswd::open(&file.path).unwrap();
+    assert_eq!(users.user_count(), 1);
+    assert!(!users.reload().unwrap(), "unchanged");
+    let bob = hash_password("b", 4).unwrap();
+    file.set(&format!("bob:{bob}\n"));
+    assert!(users.reload().unwrap());
+    assert_eq!(users.hash_of("alice"), None);
+    assert_eq!(users.hash_of("bob"), Some(bob));
+}
+
+#[test]
+fn a_broken_file_keeps_the_users_in_force() {
+    let alice = hash_password("a", 4).unwrap();
+    let file = File::with(&format!("alice:{alice}\n"));
+    let users = Htpasswd::open(&file.path).unwrap();
+    file.set(&format!("alice:{alice}\nbob:$apr1$abc$def\n"));
+    let e = users.reload().unwrap_err().to_string();
+    assert!(e.contains(":2: ") && e.contains("Apache MD5"), "{e}");
+    assert_eq!(users.hash_of("alice"), Some(alice.clone()));
+    std::fs::remove_file(&file.path).unwrap();
+    assert!(matches!(users.reload(), Err(HtpasswdError::Read { .. })));
+    assert_eq!(users.hash_of("alice"), Some(alice));
+}
+
+#[tokio::test]
+async fn verify_checks_the_password_through_the_provider_trait() {
+    let file = File::with(&format!("alice:{}\n", hash_password("s3cret", 4).unwrap()));
+    let users = Htpasswd::open(&file.path).unwrap();
+    let provider: &dyn Provider = &*users;
+    assert_eq!(provider.name(), format!("htpasswd {}", file.path.display()));
+    assert!(matches!(
+        provider.lookup("bob").await,
+        Ok(Lookup::UnknownUser)
+    ));
+    let Ok(Lookup::Known { stored }) = provider.lookup("alice").await else {
+        panic!("alice is known");
+    };
+    let ok = provider
+        .verify(&creds("alice", "s3cret"), &stored)
+        .await
+        .unwrap();
+    assert_eq!(
+        ok,
+        Some(Identity {
+            user: "alice".into(),
+            groups: vec![]
+        })
+    );
+    let wrong = provider
+        .verify(&creds("alice", "s3creT"), &stored)
+        .await
+        .unwrap();
+    assert_eq!(wrong, None);
+    let garbage = provider
+        .verify(&creds("alice", "s3cret"), "plain")
+        .await
+        .unwrap();
+    assert_eq!(garbage, None);
+}
+
+/// The smallest of a few runs, to keep a busy machine's noise out of the comparison.
+async fn fastest<F: std::future::Future<Output = ()>>(mut run: impl FnMut() -> F) -> Duration {
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        run().await;
+        best = best.min(start.elapsed());
+    }
+    best
+}
+
+#[tokio::test]
+async fn unknown_users_cost_what_known_users_cost() {
+    let cost = 8;
+    let hash = hash_password("right", cost).unwrap();
+    let file = File::with(&format!("alice:{hash}\n"));
+    let users = Htpasswd::open(&file.path).unwrap();
+    let known = fastest(|| async {
+        let r = users.verify(&creds("alice", "wrong"), &hash).await;
+        assert!(matches!(r, Ok(None)));
+    })
+    .await;
+    let unknown = fastest(|| users.verify_unknown("wrong")).await;
+    // A cost-8 bcrypt is 256 rounds of the key schedule: well over a millisecond anywhere,
+    // and far more than building a dummy string would take.
+    assert!(unknown > Duration::from_millis(1), "{unknown:?}");
+    let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "known {known:?}, unknown {unknown:?}"
+    );
+}
+
+#[test]
+fn the_dummy_of_an_empty_file_has_cost_10() {
+    let file = File::with("# nobody yet\n");
+    let users = Htpasswd::open(&file.path).unwrap();
+    assert!(users.snapshot().dummy.starts_with("$2y$10$"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_watcher_reloads_a_changed_file_and_ends_with_its_owner() {
+    let file = File::with(&format!("alice:{}\n", hash_password("a", 4).unwrap()));
+    let users = Htpasswd::open(&file.path).unwrap();
+    let every = Duration::from_secs(2);
+    let watcher = Arc::clone(&users).watch(every);
+    file.set(&format!("bob:{}\n", hash_password("b", 4).unwrap()));
+    // Paused time jumps ahead whenever the runtime is idle, so these are ticks, not waits.
+    for _ in 0..100 {
+        if users.hash_of("bob").is_some() {
+            break;
+        }
+        tokio::time::sleep(every).await;
+    }
+    assert!(users.hash_of("bob").is_some(), "the watcher picked up bob");
+    // A broken file is logged and skipped; bob stays.
+    file.set("bob:plain\n");
+    for _ in 0..3 {
+        tokio::time::sleep(every).await;
+    }
+    assert!(users.hash_of("bob").is_some());
+    drop(users);
+    tokio::time::timeout(every * 10, watcher)
+        .await
+        .expect("the watcher ends once the users are dropped")
+        .unwrap();
+}
