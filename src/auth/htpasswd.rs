@@ -42,7 +42,7 @@ pub enum HtpasswdError {
         reason: String,
     },
 
-    #[error("{path}:{line}: user {user:?} has a {kind} password hash, but wharf accepts only bcrypt; re-create the user with `wharf htpasswd {path} {user}` or `htpasswd -B {path} {user}`")]
+    #[error("{path}:{line}: the password hash of user {user:?} is {kind}, but wharf accepts only bcrypt; re-create the user with `wharf htpasswd {path} {user}` or `htpasswd -B {path} {user}`")]
     Unsupported {
         path: PathBuf,
         line: usize,

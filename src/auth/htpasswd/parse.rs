@@ -151,7 +151,7 @@ fn scheme_of(hash: &str) -> &'static str {
         ("$6$", "SHA-512-crypt ($6$)"),
         (
             "$2x$",
-            "bcrypt $2x$ (the variant for hashes made by a buggy implementation)",
+            "bcrypt $2x$ (a variant for hashes from a buggy implementation)",
         ),
     ];
     if let Some((_, kind)) = prefixes.iter().find(|(p, _)| hash.starts_with(p)) {
@@ -160,11 +160,11 @@ fn scheme_of(hash: &str) -> &'static str {
     if hash.is_empty() {
         "empty"
     } else if hash.starts_with('$') {
-        "unknown $…$"
+        "of an unknown $…$ type"
     } else if hash.len() == 13 && hash.chars().all(|c| CRYPT_ALPHABET.contains(c)) {
         "DES crypt"
     } else {
-        "plain-text (or unknown)"
+        "plain text (or of an unknown type)"
     }
 }
 
@@ -226,7 +226,7 @@ mod tests {
             ("$1$x$y", "MD5-crypt"),
             ("$6$x$y", "SHA-512-crypt"),
             ("abJnggxhB/yWI", "DES crypt"),
-            ("secret", "plain-text"),
+            ("secret", "plain text"),
             ("", "empty"),
         ] {
             let e = err(&format!("alice:{H4}\n# note\nbob:{hash}\n"));
