@@ -20,7 +20,9 @@ pub struct Credentials {
 // Never print a password, not even in debug output.
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("user", &self.user).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
     }
 }
 
@@ -32,7 +34,9 @@ impl Credentials {
         if !scheme.eq_ignore_ascii_case("basic") {
             return None;
         }
-        let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (user, password) = text.split_once(':')?;
         if user.is_empty() {
@@ -78,7 +82,11 @@ pub trait Provider: Send + Sync {
     async fn lookup(&self, user: &str) -> Result<Lookup, AuthError>;
     /// Checks `creds` against the entry `stored` that `lookup` returned. Implementations
     /// must take the same time for wrong passwords as for right ones.
-    async fn verify(&self, creds: &Credentials, stored: &str) -> Result<Option<Identity>, AuthError>;
+    async fn verify(
+        &self,
+        creds: &Credentials,
+        stored: &str,
+    ) -> Result<Option<Identity>, AuthError>;
 }
 
 #[cfg(test)]
@@ -92,7 +100,10 @@ mod tests {
         assert_eq!(c.password, "s3cr3t:with:colons");
         assert!(Credentials::from_basic("Bearer abc").is_none());
         assert!(Credentials::from_basic("Basic !!!").is_none());
-        assert!(Credentials::from_basic("Basic OnB3").is_none(), "empty user");
+        assert!(
+            Credentials::from_basic("Basic OnB3").is_none(),
+            "empty user"
+        );
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }
 }

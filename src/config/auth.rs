@@ -36,7 +36,11 @@ pub fn validate(check: &Check<'_>, i: usize, raw: &RawAuth) -> Result<AuthConfig
     let key = |k: &str| format!("server[{i}].auth.{k}");
     let realm = raw.realm.clone().unwrap_or_else(|| "wharf".into());
     if realm.contains('"') || realm.is_empty() {
-        return Err(check.invalid(key("realm"), format!("is {realm:?}"), "use a non-empty name without quotes"));
+        return Err(check.invalid(
+            key("realm"),
+            format!("is {realm:?}"),
+            "use a non-empty name without quotes",
+        ));
     }
     if raw.providers.is_empty() {
         return Err(check.invalid(
@@ -48,7 +52,11 @@ pub fn validate(check: &Check<'_>, i: usize, raw: &RawAuth) -> Result<AuthConfig
     let mut providers = Vec::new();
     for (j, p) in raw.providers.iter().enumerate() {
         let Some(path) = &p.htpasswd else {
-            return Err(check.invalid(format!("server[{i}].auth.providers[{j}]"), "names no provider", "write { htpasswd = \"FILE\" }"));
+            return Err(check.invalid(
+                format!("server[{i}].auth.providers[{j}]"),
+                "names no provider",
+                "write { htpasswd = \"FILE\" }",
+            ));
         };
         if !Path::new(path).is_file() {
             return Err(check.invalid(
@@ -59,7 +67,11 @@ pub fn validate(check: &Check<'_>, i: usize, raw: &RawAuth) -> Result<AuthConfig
         }
         providers.push(ProviderConfig::Htpasswd { path: path.into() });
     }
-    let cache_ttl = check.duration(&key("cache_ttl"), raw.cache_ttl.as_deref(), Duration::from_secs(300))?;
+    let cache_ttl = check.duration(
+        &key("cache_ttl"),
+        raw.cache_ttl.as_deref(),
+        Duration::from_secs(300),
+    )?;
     let mut access = Vec::new();
     for (j, r) in raw.access.iter().enumerate() {
         let k = |f: &str| format!("server[{i}].auth.access[{j}].{f}");
@@ -68,20 +80,40 @@ pub fn validate(check: &Check<'_>, i: usize, raw: &RawAuth) -> Result<AuthConfig
             !r.repos.is_empty() && !base.contains('*') && !base.contains("..")
         };
         if !pattern_ok {
-            return Err(check.invalid(k("repos"), format!("is {:?}", r.repos), "use a name, a prefix ending in * like \"team-a/*\", or \"*\""));
+            return Err(check.invalid(
+                k("repos"),
+                format!("is {:?}", r.repos),
+                "use a name, a prefix ending in * like \"team-a/*\", or \"*\"",
+            ));
         }
         if r.who.is_empty() {
-            return Err(check.invalid(k("who"), "is empty", "list user names, \"group:NAME\", \"authenticated\" or \"anonymous\""));
+            return Err(check.invalid(
+                k("who"),
+                "is empty",
+                "list user names, \"group:NAME\", \"authenticated\" or \"anonymous\"",
+            ));
         }
         for w in &r.who {
             // Groups may also come from a provider (LDAP), so they need not be in the table.
             let bad_group = w.strip_prefix("group:").is_some_and(str::is_empty);
             if w.is_empty() || bad_group {
-                return Err(check.invalid(k("who"), format!("contains {w:?}"), "list user names, \"group:NAME\", \"authenticated\" or \"anonymous\""));
+                return Err(check.invalid(
+                    k("who"),
+                    format!("contains {w:?}"),
+                    "list user names, \"group:NAME\", \"authenticated\" or \"anonymous\"",
+                ));
             }
         }
-        if r.actions.is_empty() || r.actions.iter().any(|a| !matches!(a.as_str(), "pull" | "push" | "delete")) {
-            return Err(check.invalid(k("actions"), format!("is {:?}", r.actions), "use some of \"pull\", \"push\", \"delete\""));
+        if r.actions.is_empty()
+            || r.actions
+                .iter()
+                .any(|a| !matches!(a.as_str(), "pull" | "push" | "delete"))
+        {
+            return Err(check.invalid(
+                k("actions"),
+                format!("is {:?}", r.actions),
+                "use some of \"pull\", \"push\", \"delete\"",
+            ));
         }
         access.push(AccessRule {
             repos: r.repos.clone(),
@@ -130,13 +162,18 @@ mod tests {
         let f = htpasswd();
         let p = format!("providers = [{{ htpasswd = {:?} }}]\n", f.path());
         assert!(err(&p).contains("auth.access") && err(&p).contains("\"authenticated\""));
-        let bad_action = format!("{p}access = [{{ repos = \"*\", who = [\"anonymous\"], actions = [\"read\"] }}]");
+        let bad_action = format!(
+            "{p}access = [{{ repos = \"*\", who = [\"anonymous\"], actions = [\"read\"] }}]"
+        );
         assert!(err(&bad_action).contains("access[0].actions"));
-        let bad_repo = format!("{p}access = [{{ repos = \"a*b\", who = [\"anonymous\"], actions = [\"pull\"] }}]");
+        let bad_repo = format!(
+            "{p}access = [{{ repos = \"a*b\", who = [\"anonymous\"], actions = [\"pull\"] }}]"
+        );
         assert!(err(&bad_repo).contains("access[0].repos"));
         let no_who = format!("{p}access = [{{ repos = \"*\", who = [], actions = [\"pull\"] }}]");
         assert!(err(&no_who).contains("access[0].who"));
-        let bad_group = format!("{p}access = [{{ repos = \"*\", who = [\"group:\"], actions = [\"pull\"] }}]");
+        let bad_group =
+            format!("{p}access = [{{ repos = \"*\", who = [\"group:\"], actions = [\"pull\"] }}]");
         assert!(err(&bad_group).contains("access[0].who"));
         let ok = format!("[[server]]\ndefault = true\n[server.auth]\n{p}access = [{{ repos = \"*\", who = [\"authenticated\"], actions = [\"pull\", \"push\", \"delete\"] }}]\n");
         let c = Config::from_toml(&ok, "test").unwrap();

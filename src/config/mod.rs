@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use self::raw::RawConfig;
 pub use self::auth::{AccessRule, AuthConfig, ProviderConfig};
+use self::raw::RawConfig;
 pub use self::servers::{find_server, RouteConfig, RouteTarget, ServerConfig, ServerTls};
 
 /// Where `wharf serve` looks when no file is named.

@@ -141,7 +141,11 @@ pub fn validate(
             ));
         }
         let routes = routes(check, i, &s.route, default_root)?;
-        let auth = s.auth.as_ref().map(|a| super::auth::validate(check, i, a)).transpose()?;
+        let auth = s
+            .auth
+            .as_ref()
+            .map(|a| super::auth::validate(check, i, a))
+            .transpose()?;
         let label = names
             .first()
             .map(ToString::to_string)

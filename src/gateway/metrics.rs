@@ -36,6 +36,7 @@ pub struct Metrics {
     upstream_errors: Family<RouteLabels, Counter>,
     tls_handshakes: Family<OutcomeLabels, Counter>,
     connections_refused: Counter,
+    login_verifications: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -53,6 +54,7 @@ impl Metrics {
         let upstream_errors = Family::default();
         let tls_handshakes = Family::default();
         let connections_refused = Counter::default();
+        let login_verifications = Counter::default();
         registry.register(
             "http_requests",
             "Requests answered, by server, route and status",
@@ -88,7 +90,13 @@ impl Metrics {
             "Connections closed for exceeding limits.max_connections_per_ip",
             connections_refused.clone(),
         );
+        registry.register(
+            "login_verifications",
+            "Password verifications actually run (bcrypt); cached logins do not count",
+            login_verifications.clone(),
+        );
         Self {
+            login_verifications,
             registry,
             requests,
             response_bytes,
@@ -144,6 +152,10 @@ impl Metrics {
         self.tls_handshakes
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+    }
+
+    pub fn login_verification(&self) {
+        self.login_verifications.inc();
     }
 
     pub fn connection_refused(&self) {

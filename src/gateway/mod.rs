@@ -3,6 +3,7 @@
 //! responses (in [`respond`]), add the common headers and write the access log.
 
 mod access_log;
+pub mod authz;
 pub mod metrics;
 pub mod proxy;
 pub mod respond;
@@ -19,6 +20,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 
 use crate::config::{Config, PlainMode, RouteTarget, ServerConfig};
 use crate::http_util::{self, Body, Reply};
+use crate::registry::access::{self, Need};
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::Registry;
 use crate::tls::acceptor::TlsInfo;
@@ -26,6 +28,15 @@ use crate::tls::acceptor::TlsInfo;
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 /// How long connecting to an upstream may take.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the gateway could not be built from a config.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Upstream(#[from] proxy::UpstreamUrlError),
+    #[error(transparent)]
+    Auth(#[from] authz::AuthSetupError),
+}
 
 /// What the server knows about the connection a request came on.
 #[derive(Clone, Debug)]
@@ -42,6 +53,8 @@ pub struct Gateway {
     servers: Vec<ServerConfig>,
     /// Indexed like `servers`: each server's routes, longest prefix first.
     routes: Vec<Vec<Route>>,
+    /// Indexed like `servers`: logins and rules, for servers that have them.
+    auth: Vec<Option<authz::ServerAuth>>,
     recorder: Arc<access_log::Recorder>,
 }
 
@@ -63,7 +76,7 @@ impl Gateway {
         config: &Config,
         registries: &HashMap<PathBuf, Arc<Registry>>,
         metrics: Arc<metrics::Metrics>,
-    ) -> Result<Self, proxy::ProxyError> {
+    ) -> Result<Self, GatewayError> {
         let mut routes = Vec::new();
         for server in &config.servers {
             let mut table = Vec::new();
@@ -90,9 +103,20 @@ impl Gateway {
             }
             routes.push(table);
         }
+        let auth = config
+            .servers
+            .iter()
+            .map(|s| {
+                s.auth
+                    .as_ref()
+                    .map(|a| authz::ServerAuth::new(a, &metrics))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             servers: config.servers.clone(),
             routes,
+            auth,
             recorder: Arc::new(access_log::Recorder {
                 format: config.log.access_log.then_some(config.log.access_format),
                 metrics,
@@ -129,6 +153,7 @@ impl Gateway {
                 .zip(at.route)
                 .map(|(s, r)| self.routes[s][r].prefix.clone())
                 .unwrap_or_else(|| "-".into()),
+            user: at.user,
             ..entry
         };
         response.map(|body| self.recorder.wrap(body, entry))
@@ -196,7 +221,15 @@ impl Gateway {
         };
         at.route = Some(index);
         let route = &self.routes[server][index];
-        let req = limit_body(req, route.max_body_bytes)?;
+        let mut req = limit_body(req, route.max_body_bytes)?;
+        if let (Some(auth), Some(need)) = (&self.auth[server], need_of(&req)) {
+            let (identity, mount) = auth.check(req.headers(), &need, conn.peer.ip()).await?;
+            at.user = identity.as_ref().map(|i| i.user.clone());
+            if mount == authz::MountDecision::Refused {
+                drop_mount(&mut req);
+            }
+            req.extensions_mut().insert(auth.visibility(identity));
+        }
         match &route.target {
             Target::Registry(registry) => serve_registry(registry, req).await,
             Target::Redirect { to, status } => Ok(redirect(&req, &route.prefix, to, *status)),
@@ -223,6 +256,42 @@ impl Gateway {
 struct Where {
     server: Option<usize>,
     route: Option<usize>,
+    user: Option<String>,
+}
+
+/// What a request needs from the access rules. Paths that are not the registry API need
+/// nothing, except docker's search (a listing); unparseable API paths count as the base
+/// endpoint, so probing them still requires a login where one is needed.
+fn need_of<B>(req: &Request<B>) -> Option<Need> {
+    let path = req.uri().path();
+    if path == "/v1/search" {
+        return Some(Need::Listing);
+    }
+    if path != "/v2" && !path.starts_with("/v2/") {
+        return None;
+    }
+    Some(match crate::registry::route::parse(path) {
+        Ok(route) => access::needed(&route, req.method(), req.uri().query()),
+        Err(_) => Need::Base,
+    })
+}
+
+/// Removes `mount` and `from` from an upload request, turning it into an ordinary upload.
+fn drop_mount<B>(req: &mut Request<B>) {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .filter(|(k, _)| k != "mount" && k != "from"),
+        )
+        .finish();
+    let path = req.uri().path();
+    let pq = match query.is_empty() {
+        true => path.to_owned(),
+        false => format!("{path}?{query}"),
+    };
+    if let Ok(uri) = pq.parse() {
+        *req.uri_mut() = uri;
+    }
 }
 
 /// Applies a route's body limit: an announced length over it is refused at once (413); an

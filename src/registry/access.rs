@@ -76,21 +76,48 @@ mod tests {
     #[test]
     fn methods_map_to_actions() {
         let d = format!("sha256:{}", "a".repeat(64));
-        let repo = |action| Need::Repo { repo: "t/a".into(), action };
+        let repo = |action| Need::Repo {
+            repo: "t/a".into(),
+            action,
+        };
         assert_eq!(need(Method::GET, "/v2/", None), Need::Base);
         assert_eq!(need(Method::GET, "/v2/_catalog", None), Need::Listing);
-        assert_eq!(need(Method::HEAD, "/v2/t/a/manifests/1", None), repo(Action::Pull));
-        assert_eq!(need(Method::GET, &format!("/v2/t/a/blobs/{d}"), None), repo(Action::Pull));
-        assert_eq!(need(Method::PUT, "/v2/t/a/manifests/1", None), repo(Action::Push));
-        assert_eq!(need(Method::POST, "/v2/t/a/blobs/uploads/", None), repo(Action::Push));
-        assert_eq!(need(Method::DELETE, "/v2/t/a/manifests/1", None), repo(Action::Delete));
+        assert_eq!(
+            need(Method::HEAD, "/v2/t/a/manifests/1", None),
+            repo(Action::Pull)
+        );
+        assert_eq!(
+            need(Method::GET, &format!("/v2/t/a/blobs/{d}"), None),
+            repo(Action::Pull)
+        );
+        assert_eq!(
+            need(Method::PUT, "/v2/t/a/manifests/1", None),
+            repo(Action::Push)
+        );
+        assert_eq!(
+            need(Method::POST, "/v2/t/a/blobs/uploads/", None),
+            repo(Action::Push)
+        );
+        assert_eq!(
+            need(Method::DELETE, "/v2/t/a/manifests/1", None),
+            repo(Action::Delete)
+        );
         let id = uuid::Uuid::new_v4();
-        assert_eq!(need(Method::DELETE, &format!("/v2/t/a/blobs/uploads/{id}"), None), repo(Action::Push));
-        assert_eq!(need(Method::GET, "/v2/t/a/tags/list", None), repo(Action::Pull));
+        assert_eq!(
+            need(Method::DELETE, &format!("/v2/t/a/blobs/uploads/{id}"), None),
+            repo(Action::Push)
+        );
+        assert_eq!(
+            need(Method::GET, "/v2/t/a/tags/list", None),
+            repo(Action::Pull)
+        );
         let q = format!("mount={d}&from=t/b");
         assert_eq!(
             need(Method::POST, "/v2/t/a/blobs/uploads/", Some(&q)),
-            Need::Mount { repo: "t/a".into(), from: "t/b".into() }
+            Need::Mount {
+                repo: "t/a".into(),
+                from: "t/b".into()
+            }
         );
     }
 }

@@ -43,7 +43,7 @@ pub enum ServerError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
-    Upstream(#[from] crate::gateway::proxy::ProxyError),
+    Gateway(#[from] crate::gateway::GatewayError),
 }
 
 /// What every connection needs.

@@ -4,6 +4,7 @@ mod pki;
 mod support;
 
 mod api_base;
+mod auth;
 mod blobs;
 mod certs;
 mod cli;

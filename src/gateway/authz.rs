@@ -1,0 +1,215 @@
+//! Logins and permissions for a server block: where `auth` (who is asking, what they may
+//! do) meets the registry (what a request needs).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+
+use super::metrics::Metrics;
+use crate::auth::cache::LoginCache;
+use crate::auth::htpasswd::Htpasswd;
+use crate::auth::policy::{Action, Policy, RuleSpec};
+use crate::auth::{AuthError, Credentials, Identity, Lookup, Provider};
+use crate::config::{AuthConfig, ProviderConfig};
+use crate::registry::access::{self, Need};
+use crate::registry::error::{ApiError, ApiResult, Code};
+
+/// How often htpasswd files are checked for changes.
+const HTPASSWD_POLL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error("{0}")]
+    Htpasswd(String),
+    #[error("access rules: {0}")]
+    Policy(String),
+}
+
+/// The logins and rules of one server block, built from its config.
+pub struct ServerAuth {
+    challenge: String,
+    providers: Vec<Arc<dyn Provider>>,
+    /// Used to spend a bcrypt's worth of time on unknown users.
+    htpasswd: Vec<Arc<Htpasswd>>,
+    cache: LoginCache,
+    policy: Arc<Policy>,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ServerAuth {
+    fn drop(&mut self) {
+        // A reload builds a new ServerAuth; the old one's file watchers must stop.
+        self.watchers.iter().for_each(|w| w.abort());
+    }
+}
+
+/// A provider whose verifications (the expensive part) are counted in the metrics.
+struct Counted {
+    inner: Arc<dyn Provider>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait::async_trait]
+impl Provider for Counted {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn lookup(&self, user: &str) -> Result<Lookup, AuthError> {
+        self.inner.lookup(user).await
+    }
+
+    async fn verify(
+        &self,
+        creds: &Credentials,
+        stored: &str,
+    ) -> Result<Option<Identity>, AuthError> {
+        self.metrics.login_verification();
+        self.inner.verify(creds, stored).await
+    }
+}
+
+impl ServerAuth {
+    pub fn new(config: &AuthConfig, metrics: &Arc<Metrics>) -> Result<Self, AuthSetupError> {
+        let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+        let mut htpasswd = Vec::new();
+        let mut watchers = Vec::new();
+        for p in &config.providers {
+            match p {
+                ProviderConfig::Htpasswd { path } => {
+                    let file = Htpasswd::open(path)
+                        .map_err(|e| AuthSetupError::Htpasswd(e.to_string()))?;
+                    watchers.push(file.clone().watch(HTPASSWD_POLL));
+                    htpasswd.push(file.clone());
+                    providers.push(Arc::new(Counted {
+                        inner: file,
+                        metrics: metrics.clone(),
+                    }));
+                }
+            }
+        }
+        let rules = config
+            .access
+            .iter()
+            .map(|r| RuleSpec {
+                repos: r.repos.clone(),
+                who: r.who.clone(),
+                actions: r.actions.clone(),
+            })
+            .collect();
+        let groups: HashMap<String, Vec<String>> = config.groups.clone().into_iter().collect();
+        let policy =
+            Policy::new(rules, groups).map_err(|e| AuthSetupError::Policy(e.to_string()))?;
+        Ok(Self {
+            challenge: format!("Basic realm=\"{}\"", config.realm),
+            providers,
+            htpasswd,
+            cache: LoginCache::new(config.cache_ttl),
+            policy: Arc::new(policy),
+            watchers,
+        })
+    }
+
+    /// Authenticates the request's credentials, if any, then checks `need`. Returns the
+    /// identity (None: anonymous) for the registry, or the error to answer with.
+    pub async fn check(
+        &self,
+        headers: &http::HeaderMap,
+        need: &Need,
+        client: IpAddr,
+    ) -> ApiResult<(Option<Identity>, MountDecision)> {
+        let identity = self.authenticate(headers, client).await?;
+        let who = identity.as_ref();
+        let mut mount = MountDecision::NotAsked;
+        let allowed = match need {
+            Need::Base => who.is_some() || !self.policy.any_needs_login(),
+            Need::Listing => true,
+            Need::Repo { repo, action } => self.policy.allows(who, repo, map(*action)),
+            Need::Mount { repo, from } => {
+                // Push on the target is required; without pull on the source the mount is
+                // simply not done and an ordinary upload starts (nothing leaks).
+                mount = match self.policy.allows(who, from, Action::Pull) {
+                    true => MountDecision::Allowed,
+                    false => MountDecision::Refused,
+                };
+                self.policy.allows(who, repo, Action::Push)
+            }
+        };
+        match (allowed, &identity) {
+            (true, _) => Ok((identity, mount)),
+            (false, None) => Err(self.unauthorized("authentication required")),
+            (false, Some(id)) => Err(ApiError::new(
+                Code::Denied,
+                format!("{} may not do this on this repository", id.user),
+            )),
+        }
+    }
+
+    /// What the caller may see in `_catalog` and `/v1/search`: repositories it may pull.
+    pub fn visibility(&self, identity: Option<Identity>) -> access::Visibility {
+        let policy = self.policy.clone();
+        access::Visibility(Arc::new(move |repo| {
+            policy.allows(identity.as_ref(), repo, Action::Pull)
+        }))
+    }
+
+    async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        client: IpAddr,
+    ) -> ApiResult<Option<Identity>> {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let Some(creds) = value.to_str().ok().and_then(Credentials::from_basic) else {
+            return Err(
+                self.unauthorized("the Authorization header is not valid Basic credentials")
+            );
+        };
+        let burn_with = self.htpasswd.first().cloned();
+        let password = creds.password.clone();
+        let burn = move || async move {
+            if let Some(h) = burn_with {
+                h.verify_unknown(&password).await;
+            }
+        };
+        match self.cache.login(&self.providers, &creds, burn).await {
+            Ok(Some(identity)) => Ok(Some(identity)),
+            Ok(None) => {
+                tracing::warn!(%client, user = %creds.user, "login failed");
+                Err(self.unauthorized("invalid username or password"))
+            }
+            Err(AuthError::Unavailable { provider, reason }) => {
+                tracing::error!(%client, user = %creds.user, provider, reason, "login provider unavailable");
+                Err(ApiError::new(
+                    Code::Unavailable,
+                    "the login service is unavailable; try again shortly",
+                ))
+            }
+        }
+    }
+
+    fn unauthorized(&self, message: &str) -> ApiError {
+        ApiError::new(Code::Unauthorized, message).with_header(WWW_AUTHENTICATE, &self.challenge)
+    }
+}
+
+/// What to do with a cross-repository mount request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MountDecision {
+    NotAsked,
+    Allowed,
+    /// The caller may not pull the source: start an ordinary upload instead.
+    Refused,
+}
+
+fn map(a: access::Action) -> Action {
+    match a {
+        access::Action::Pull => Action::Pull,
+        access::Action::Push => Action::Push,
+        access::Action::Delete => Action::Delete,
+    }
+}

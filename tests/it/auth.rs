@@ -1,0 +1,334 @@
+//! Logins and permissions, end to end: Basic auth with htpasswd, the `/v2/` challenge, the
+//! permission matrix (including catalog filtering and mounts), and the login cache.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::{assert_error, image_manifest, sha256, TestServer, OCI_MANIFEST};
+
+/// Users (bcrypt cost 4 keeps the suite quick; the cache test measures verifications, not
+/// time): alice owns team-a, bob reads it through a group, carol is just authenticated.
+fn htpasswd(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("users.htpasswd");
+    let line = |u: &str, p: &str| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap());
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}{}",
+            line("alice", "a-pass"),
+            line("bob", "b-pass"),
+            line("carol", "c-pass")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn server() -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = htpasswd(dir.path());
+    let toml = format!(
+        r#"
+[[listener]]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+[[server]]
+default = true
+[server.auth]
+realm = "test registry"
+providers = [{{ htpasswd = {file:?} }}]
+access = [
+  {{ repos = "*", who = ["authenticated"], actions = ["pull", "push"] }},
+  {{ repos = "public/*", who = ["anonymous", "authenticated"], actions = ["pull"] }},
+  {{ repos = "public/*", who = ["alice"], actions = ["push", "delete"] }},
+  {{ repos = "team-a/*", who = ["alice"], actions = ["pull", "push", "delete"] }},
+  {{ repos = "team-a/*", who = ["group:readers"], actions = ["pull"] }},
+]
+[server.auth.groups]
+readers = ["bob"]
+"#
+    );
+    let (s, _) = TestServer::start_config(&toml).await;
+    (s, dir)
+}
+
+/// Pushes a one-layer image as `user`; returns the push's final status.
+async fn push(s: &TestServer, user: Option<(&str, &str)>, repo: &str) -> StatusCode {
+    let auth = |r: reqwest::RequestBuilder| match user {
+        Some((u, p)) => r.basic_auth(u, Some(p)),
+        None => r,
+    };
+    let layer = format!("layer of {repo}");
+    let d = sha256(layer.as_bytes());
+    let r = auth(
+        s.http
+            .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}"))),
+    )
+    .body(layer.clone())
+    .send()
+    .await
+    .unwrap();
+    if r.status() != StatusCode::CREATED {
+        return r.status();
+    }
+    let c = sha256(b"{}");
+    auth(
+        s.http
+            .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={c}"))),
+    )
+    .body("{}")
+    .send()
+    .await
+    .unwrap();
+    let m = image_manifest(&c, 2, &[(&d, layer.len())]);
+    let r = auth(s.http.put(s.url(&format!("/v2/{repo}/manifests/v1"))))
+        .header("Content-Type", OCI_MANIFEST)
+        .body(serde_json::to_vec(&m).unwrap())
+        .send()
+        .await
+        .unwrap();
+    r.status()
+}
+
+async fn pull(s: &TestServer, user: Option<(&str, &str)>, repo: &str) -> StatusCode {
+    let r = s.http.get(s.url(&format!("/v2/{repo}/manifests/v1")));
+    let r = match user {
+        Some((u, p)) => r.basic_auth(u, Some(p)),
+        None => r,
+    };
+    r.send().await.unwrap().status()
+}
+
+const ALICE: Option<(&str, &str)> = Some(("alice", "a-pass"));
+const BOB: Option<(&str, &str)> = Some(("bob", "b-pass"));
+const CAROL: Option<(&str, &str)> = Some(("carol", "c-pass"));
+
+#[tokio::test]
+async fn anonymous_v2_is_challenged_even_when_some_pulls_are_public() {
+    let (s, _d) = server().await;
+    // docker and podman send stored credentials only after GET /v2/ answered 401 with a
+    // challenge: a 200 here would make them push anonymously, and fail.
+    let r = s.http.get(s.url("/v2/")).send().await.unwrap();
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Basic realm=\"test registry\""
+    );
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    let r = s
+        .http
+        .get(s.url("/v2/"))
+        .basic_auth("alice", Some("a-pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .http
+        .get(s.url("/v2/"))
+        .basic_auth("alice", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Basic realm=\"test registry\""
+    );
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    let r = s
+        .http
+        .get(s.url("/v2/"))
+        .basic_auth("nobody", Some("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = s
+        .http
+        .get(s.url("/v2/"))
+        .header("Authorization", "Basic !!!")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_permission_matrix() {
+    let (s, _d) = server().await;
+    // push: 401 anonymous, 403 for a user without the right, 201 with it.
+    assert_eq!(push(&s, None, "team-a/app").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(push(&s, BOB, "team-a/app").await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        push(&s, CAROL, "team-a/app").await,
+        StatusCode::FORBIDDEN,
+        "team-a/* beats *"
+    );
+    assert_eq!(push(&s, ALICE, "team-a/app").await, StatusCode::CREATED);
+    assert_eq!(
+        push(&s, CAROL, "carol/tool").await,
+        StatusCode::CREATED,
+        "* lets any user push"
+    );
+    assert_eq!(push(&s, ALICE, "public/base").await, StatusCode::CREATED);
+    assert_eq!(push(&s, CAROL, "public/base").await, StatusCode::FORBIDDEN);
+
+    // pull
+    assert_eq!(pull(&s, None, "team-a/app").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        pull(&s, BOB, "team-a/app").await,
+        StatusCode::OK,
+        "bob reads through group:readers"
+    );
+    assert_eq!(pull(&s, CAROL, "team-a/app").await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        pull(&s, None, "public/base").await,
+        StatusCode::OK,
+        "anonymous pull of public/*"
+    );
+    assert_eq!(pull(&s, None, "carol/tool").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(pull(&s, ALICE, "carol/tool").await, StatusCode::OK);
+
+    // delete: nobody has it on carol/*; alice has it on team-a/*.
+    let del = |user: (&str, &str), repo: &str| {
+        s.http
+            .delete(s.url(&format!("/v2/{repo}/manifests/v1")))
+            .basic_auth(user.0, Some(user.1))
+            .send()
+    };
+    let r = del(("carol", "c-pass"), "carol/tool").await.unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    assert_eq!(
+        del(("bob", "b-pass"), "team-a/app").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        del(("alice", "a-pass"), "team-a/app")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn catalog_and_search_list_only_pullable_repositories() {
+    let (s, _d) = server().await;
+    push(&s, ALICE, "team-a/app").await;
+    push(&s, ALICE, "public/base").await;
+    push(&s, CAROL, "carol/tool").await;
+    let catalog = |user: Option<(&str, &str)>| {
+        let r = s.http.get(s.url("/v2/_catalog"));
+        let r = match user {
+            Some((u, p)) => r.basic_auth(u, Some(p)),
+            None => r,
+        };
+        async move { r.send().await.unwrap().json::<Value>().await.unwrap()["repositories"].clone() }
+    };
+    assert_eq!(catalog(None).await, serde_json::json!(["public/base"]));
+    assert_eq!(
+        catalog(CAROL).await,
+        serde_json::json!(["carol/tool", "public/base"])
+    );
+    assert_eq!(
+        catalog(BOB).await,
+        serde_json::json!(["carol/tool", "public/base", "team-a/app"])
+    );
+    let r = s.http.get(s.url("/v1/search?q=a")).send().await.unwrap();
+    let names: Vec<String> = r.json::<Value>().await.unwrap()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["public/base"]);
+}
+
+#[tokio::test]
+async fn mounts_need_pull_on_the_source_and_push_on_the_target() {
+    let (s, _d) = server().await;
+    push(&s, ALICE, "team-a/app").await;
+    let d = sha256(b"layer of team-a/app");
+    let mount = |user: (&str, &str), target: &str| {
+        s.http
+            .post(s.url(&format!(
+                "/v2/{target}/blobs/uploads/?mount={d}&from=team-a/app"
+            )))
+            .basic_auth(user.0, Some(user.1))
+            .send()
+    };
+    assert_eq!(
+        mount(("alice", "a-pass"), "alice/copy")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    // carol may push to carol/* but not pull team-a: no mount, an ordinary upload instead.
+    let r = mount(("carol", "c-pass"), "carol/copy").await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = s
+        .http
+        .head(s.url(&format!("/v2/carol/copy/blobs/{d}")))
+        .basic_auth("carol", Some("c-pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "nothing leaked from team-a"
+    );
+    // bob may pull team-a but not push there.
+    assert_eq!(
+        mount(("bob", "b-pass"), "team-a/other")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn many_requests_cost_one_verification() {
+    let (s, _d) = server().await;
+    for _ in 0..30 {
+        assert_eq!(
+            s.http
+                .head(s.url("/v2/"))
+                .basic_auth("alice", Some("a-pass"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+    }
+    for _ in 0..3 {
+        s.http
+            .head(s.url("/v2/"))
+            .basic_auth("alice", Some("wrong"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let metrics = reqwest::get(format!("http://{}/metrics", s.admin.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("wharf_login_verifications_total"))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        count, 4.0,
+        "one for the 30 good logins, one per wrong password (failures are not cached)"
+    );
+}
