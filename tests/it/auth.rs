@@ -332,3 +332,150 @@ async fn many_requests_cost_one_verification() {
         "one for the 30 good logins, one per wrong password (failures are not cached)"
     );
 }
+
+/// podman login (wrong, then right password), then push and pull with podman and skopeo
+/// using the stored credentials, against a real `wharf serve` with an htpasswd made by
+/// `wharf htpasswd`.
+#[test]
+fn podman_and_skopeo_log_in_and_use_stored_credentials() {
+    use std::process::{Command, Stdio};
+    if !crate::support::have_program("podman", "podman")
+        || !crate::support::have_program("skopeo", "skopeo")
+    {
+        return;
+    }
+    let (root, conf, work) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let users = conf.path().join("users.htpasswd");
+    let mut add = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "htpasswd",
+            users.to_str().unwrap(),
+            "dev",
+            "--password-stdin",
+            "--cost",
+            "5",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"dev-secret\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[[server]]\ndefault = true\n[server.auth]\nproviders = [{{ htpasswd = {:?} }}]\naccess = [{{ repos = \"*\", who = [\"authenticated\"], actions = [\"pull\", \"push\", \"delete\"] }}]\n",
+        root.path().display().to_string(),
+        users.display().to_string()
+    );
+    let wharf = crate::support::WharfProcess::spawn_config(conf.path(), &toml);
+    let registry = wharf.addr.to_string();
+    let authfile = work.path().join("auth.json");
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .arg("--root")
+            .arg(work.path().join("root"))
+            .arg("--runroot")
+            .arg(work.path().join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |out: std::process::Output, what: &str| {
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let auth = authfile.to_str().unwrap();
+    let bad = podman(&[
+        "login",
+        "--tls-verify=false",
+        "--authfile",
+        auth,
+        "-u",
+        "dev",
+        "-p",
+        "wrong",
+        &registry,
+    ]);
+    assert!(!bad.status.success(), "a wrong password is refused");
+    ok(
+        podman(&[
+            "login",
+            "--tls-verify=false",
+            "--authfile",
+            auth,
+            "-u",
+            "dev",
+            "-p",
+            "dev-secret",
+            &registry,
+        ]),
+        "podman login",
+    );
+
+    let rootfs = work.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("hello.txt"), "with a login").unwrap();
+    let tar = work.path().join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    ok(
+        podman(&["import", tar.to_str().unwrap(), "localhost/auth/app:1"]),
+        "import",
+    );
+    let remote = format!("{registry}/team/app:1");
+    ok(
+        podman(&[
+            "push",
+            "--tls-verify=false",
+            "--authfile",
+            auth,
+            "localhost/auth/app:1",
+            &remote,
+        ]),
+        "push",
+    );
+    ok(podman(&["rmi", "-a", "-f"]), "rmi");
+    ok(
+        podman(&["pull", "--tls-verify=false", "--authfile", auth, &remote]),
+        "pull",
+    );
+
+    // skopeo with the same stored credentials, and without them.
+    let copy = Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--authfile",
+            auth,
+        ])
+        .arg(format!("docker://{remote}"))
+        .arg(format!("docker://{registry}/mirror/app:1"))
+        .output()
+        .unwrap();
+    ok(copy, "skopeo copy");
+    let anonymous = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--no-creds"])
+        .arg(format!("docker://{registry}/mirror/app:1"))
+        .output()
+        .unwrap();
+    assert!(!anonymous.status.success(), "anonymous inspect is refused");
+}
