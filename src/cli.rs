@@ -123,6 +123,12 @@ fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
     let file = file.or_else(|| std::env::var_os("WHARF_CONFIG").map(PathBuf::from));
     let path = file.unwrap_or_else(|| PathBuf::from(wharf::config::DEFAULT_PATH));
     let config = Config::from_file(&path)?;
+    for (i, server) in config.servers.iter().enumerate() {
+        if let Some(auth) = &server.auth {
+            wharf::gateway::authz::validate(auth)
+                .map_err(|e| anyhow::anyhow!("config {}: server[{i}].auth: {e}", path.display()))?;
+        }
+    }
     println!(
         "{}: ok ({} listener(s), storage at {})",
         path.display(),

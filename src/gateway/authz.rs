@@ -91,18 +91,7 @@ impl ServerAuth {
                 }
             }
         }
-        let rules = config
-            .access
-            .iter()
-            .map(|r| RuleSpec {
-                repos: r.repos.clone(),
-                who: r.who.clone(),
-                actions: r.actions.clone(),
-            })
-            .collect();
-        let groups: HashMap<String, Vec<String>> = config.groups.clone().into_iter().collect();
-        let policy =
-            Policy::new(rules, groups).map_err(|e| AuthSetupError::Policy(e.to_string()))?;
+        let policy = policy_of(config)?;
         Ok(Self {
             challenge: format!("Basic realm=\"{}\"", config.realm),
             providers,
@@ -195,6 +184,33 @@ impl ServerAuth {
     fn unauthorized(&self, message: &str) -> ApiError {
         ApiError::new(Code::Unauthorized, message).with_header(WWW_AUTHENTICATE, &self.challenge)
     }
+}
+
+/// Checks what the server would load for `config` (htpasswd files, access rules) without
+/// starting anything: what `wharf check-config` reports beyond the config file itself.
+pub fn validate(config: &AuthConfig) -> Result<(), AuthSetupError> {
+    for p in &config.providers {
+        match p {
+            ProviderConfig::Htpasswd { path } => {
+                Htpasswd::open(path).map_err(|e| AuthSetupError::Htpasswd(e.to_string()))?;
+            }
+        }
+    }
+    policy_of(config).map(drop)
+}
+
+fn policy_of(config: &AuthConfig) -> Result<Policy, AuthSetupError> {
+    let rules = config
+        .access
+        .iter()
+        .map(|r| RuleSpec {
+            repos: r.repos.clone(),
+            who: r.who.clone(),
+            actions: r.actions.clone(),
+        })
+        .collect();
+    let groups: HashMap<String, Vec<String>> = config.groups.clone().into_iter().collect();
+    Policy::new(rules, groups).map_err(|e| AuthSetupError::Policy(e.to_string()))
 }
 
 /// What to do with a cross-repository mount request.

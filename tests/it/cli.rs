@@ -141,3 +141,48 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     let status = process.child.wait().unwrap();
     assert!(status.success(), "clean exit: {status:?}");
 }
+
+#[test]
+fn check_config_checks_htpasswd_files_and_access_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "alice:$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/\n").unwrap();
+    let config = dir.path().join("wharf.toml");
+    let write = |access: &str| {
+        std::fs::write(
+            &config,
+            format!("[[server]]\ndefault = true\n[server.auth]\nproviders = [{{ htpasswd = {users:?} }}]\naccess = [{access}]\n"),
+        )
+        .unwrap();
+    };
+    write("{ repos = \"*\", who = [\"authenticated\"], actions = [\"pull\"] }");
+    let out = wharf().arg("check-config").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server[0].auth") && err.contains(":1:") && err.contains("bcrypt"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &users,
+        format!("alice:{}\n", bcrypt::hash("pw", 4).unwrap()),
+    )
+    .unwrap();
+    write("{ repos = \"Team/*\", who = [\"authenticated\"], actions = [\"pull\"] }");
+    let out = wharf().arg("check-config").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("access[0]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    write("{ repos = \"team/*\", who = [\"authenticated\"], actions = [\"pull\"] }");
+    let out = wharf().arg("check-config").arg(&config).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
