@@ -228,6 +228,7 @@ impl Gateway {
             if mount == authz::MountDecision::Refused {
                 drop_mount(&mut req);
             }
+            req.extensions_mut().insert(access::Caller(at.user.clone()));
             req.extensions_mut().insert(auth.visibility(identity));
         }
         match &route.target {

@@ -53,6 +53,11 @@ pub fn needed(route: &Route, method: &Method, query: Option<&str>) -> Need {
     Need::Repo { repo, action }
 }
 
+/// The logged-in user making a request, put in its extensions by the gateway. Upload
+/// sessions belong to the user that opened them.
+#[derive(Clone, Debug)]
+pub struct Caller(pub Option<String>);
+
 /// Which repositories a caller may see in listings; put in the request's extensions by the
 /// gateway. Without it, everything is visible.
 #[derive(Clone)]

@@ -27,6 +27,18 @@ use self::route::Route;
 use self::storage::{ByteStream, Storage};
 use crate::http_util::{Body, Reply};
 
+/// Who an upload session belongs to: the repository, and the logged-in user the gateway
+/// recorded in the request's [`access::Caller`], if any.
+fn owner_of(repo: &reference::RepoName, parts: &Parts) -> storage::UploadOwner {
+    storage::UploadOwner {
+        repo: repo.clone(),
+        user: parts
+            .extensions
+            .get::<access::Caller>()
+            .and_then(|c| c.0.clone()),
+    }
+}
+
 /// Limits and knobs of the engine, from the config.
 #[derive(Clone, Debug)]
 pub struct RegistryOptions {
@@ -77,16 +89,23 @@ impl Registry {
             (Route::Blob(name, d), Method::HEAD) => self.get_blob(&name, &d, &parts, false).await,
             (Route::Blob(name, d), Method::DELETE) => self.delete_blob(&name, &d).await,
             (Route::UploadStart(name), Method::POST) => {
-                self.start_upload(&name, &parts, body).await
+                self.start_upload(&owner_of(&name, &parts), &parts, body)
+                    .await
             }
-            (Route::Upload(name, id), Method::GET) => self.upload_status(&name, id).await,
+            (Route::Upload(name, id), Method::GET) => {
+                self.upload_status(&owner_of(&name, &parts), id).await
+            }
             (Route::Upload(name, id), Method::PATCH) => {
-                self.patch_upload(&name, id, &parts, body).await
+                self.patch_upload(&owner_of(&name, &parts), id, &parts, body)
+                    .await
             }
             (Route::Upload(name, id), Method::PUT) => {
-                self.put_upload(&name, id, &parts, body).await
+                self.put_upload(&owner_of(&name, &parts), id, &parts, body)
+                    .await
             }
-            (Route::Upload(name, id), Method::DELETE) => self.cancel_upload(&name, id).await,
+            (Route::Upload(name, id), Method::DELETE) => {
+                self.cancel_upload(&owner_of(&name, &parts), id).await
+            }
             (Route::Referrers(name, d), Method::GET) => self.referrers(&name, &d, &parts).await,
             (_, method) => Err(ApiError::new(
                 Code::MethodNotAllowed,

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, Response, StatusCode};
 use super::blobs::DOCKER_CONTENT_DIGEST;
 use super::error::{ApiError, ApiResult, Code};
 use super::reference::{Digest, RepoName};
-use super::storage::{Append, ByteStream, Finish, LinkKind, UploadId};
+use super::storage::{Append, ByteStream, Finish, LinkKind, UploadId, UploadOwner};
 use super::Registry;
 use crate::http_util::{query_param, Body, Reply};
 
@@ -17,7 +17,7 @@ const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uu
 impl Registry {
     pub(super) async fn start_upload(
         &self,
-        repo: &RepoName,
+        owner: &UploadOwner,
         req: &Parts,
         body: ByteStream,
     ) -> ApiResult<Response<Body>> {
@@ -27,25 +27,25 @@ impl Registry {
             let digest = parse_digest(&mount)?;
             let from = RepoName::parse(&from)
                 .map_err(|why| ApiError::new(Code::NameInvalid, format!("from: {why}")))?;
-            if self.mount(repo, &from, &digest).await? {
-                return Ok(blob_created(repo, &digest));
+            if self.mount(&owner.repo, &from, &digest).await? {
+                return Ok(blob_created(&owner.repo, &digest));
             }
             // The spec's fallback when the source lacks the blob: an ordinary session.
         }
         let digest = query_param(query, "digest")
             .map(|d| parse_digest(&d))
             .transpose()?;
-        let id = self.storage.create_upload(repo).await?;
+        let id = self.storage.create_upload(owner).await?;
         match digest {
             Some(digest) => {
-                if let Err(e) = self.append(repo, id, &req.headers, body).await {
+                if let Err(e) = self.append(owner, id, &req.headers, body).await {
                     // Nobody knows this session's id; don't leave it for the purge.
-                    self.storage.cancel_upload(repo, id).await?;
+                    self.storage.cancel_upload(owner, id).await?;
                     return Err(e);
                 }
-                self.finish(repo, id, &digest).await
+                self.finish(owner, id, &digest).await
             }
-            None => Ok(session_reply(StatusCode::ACCEPTED, repo, id, 0)),
+            None => Ok(session_reply(StatusCode::ACCEPTED, &owner.repo, id, 0)),
         }
     }
 
@@ -67,31 +67,31 @@ impl Registry {
 
     pub(super) async fn upload_status(
         &self,
-        repo: &RepoName,
+        owner: &UploadOwner,
         id: UploadId,
     ) -> ApiResult<Response<Body>> {
         let size = self
             .storage
-            .upload_size(repo, id)
+            .upload_size(owner, id)
             .await?
             .ok_or_else(upload_unknown)?;
-        Ok(session_reply(StatusCode::NO_CONTENT, repo, id, size))
+        Ok(session_reply(StatusCode::NO_CONTENT, &owner.repo, id, size))
     }
 
     pub(super) async fn patch_upload(
         &self,
-        repo: &RepoName,
+        owner: &UploadOwner,
         id: UploadId,
         req: &Parts,
         body: ByteStream,
     ) -> ApiResult<Response<Body>> {
-        let size = self.append(repo, id, &req.headers, body).await?;
-        Ok(session_reply(StatusCode::ACCEPTED, repo, id, size))
+        let size = self.append(owner, id, &req.headers, body).await?;
+        Ok(session_reply(StatusCode::ACCEPTED, &owner.repo, id, size))
     }
 
     pub(super) async fn put_upload(
         &self,
-        repo: &RepoName,
+        owner: &UploadOwner,
         id: UploadId,
         req: &Parts,
         body: ByteStream,
@@ -106,17 +106,17 @@ impl Registry {
             .and_then(|d| parse_digest(&d))?;
         let has_body = req.headers.get(CONTENT_LENGTH).is_none_or(|v| v != "0");
         if has_body {
-            self.append(repo, id, &req.headers, body).await?;
+            self.append(owner, id, &req.headers, body).await?;
         }
-        self.finish(repo, id, &digest).await
+        self.finish(owner, id, &digest).await
     }
 
     pub(super) async fn cancel_upload(
         &self,
-        repo: &RepoName,
+        owner: &UploadOwner,
         id: UploadId,
     ) -> ApiResult<Response<Body>> {
-        if !self.storage.cancel_upload(repo, id).await? {
+        if !self.storage.cancel_upload(owner, id).await? {
             return Err(upload_unknown());
         }
         Ok(Reply::new(StatusCode::NO_CONTENT).empty())
@@ -126,13 +126,17 @@ impl Registry {
     /// one. Returns the session's new size.
     async fn append(
         &self,
-        repo: &RepoName,
+        owner: &UploadOwner,
         id: UploadId,
         headers: &HeaderMap,
         body: ByteStream,
     ) -> ApiResult<u64> {
         let expected = content_range(headers)?;
-        match self.storage.append_upload(repo, id, expected, body).await? {
+        match self
+            .storage
+            .append_upload(owner, id, expected, body)
+            .await?
+        {
             Append::Written { size } => Ok(size),
             Append::UnknownUpload => Err(upload_unknown()),
             Append::OffsetMismatch { size } => Err(ApiError::new(
@@ -140,9 +144,9 @@ impl Registry {
                 format!("chunk must start at byte {size}, where the upload ends"),
             )
             .with_header(RANGE, range_value(size))
-            .with_header(LOCATION, session_location(repo, id))),
+            .with_header(LOCATION, session_location(&owner.repo, id))),
             Append::BodyFailed { size, error } => {
-                tracing::warn!(%repo, upload = %id, size, %error, "upload body broke off");
+                tracing::warn!(repo = %owner.repo, upload = %id, size, %error, "upload body broke off");
                 Err(ApiError::new(
                     Code::BlobUploadInvalid,
                     format!("the request body ended early; the upload holds {size} bytes and can be resumed"),
@@ -153,14 +157,14 @@ impl Registry {
 
     async fn finish(
         &self,
-        repo: &RepoName,
+        owner: &UploadOwner,
         id: UploadId,
         digest: &Digest,
     ) -> ApiResult<Response<Body>> {
-        match self.storage.finish_upload(repo, id, digest).await? {
+        match self.storage.finish_upload(owner, id, digest).await? {
             Finish::Done { .. } => {
-                self.storage.link(repo, LinkKind::Layer, digest, b"").await?;
-                Ok(blob_created(repo, digest))
+                self.storage.link(&owner.repo, LinkKind::Layer, digest, b"").await?;
+                Ok(blob_created(&owner.repo, digest))
             }
             Finish::UnknownUpload => Err(upload_unknown()),
             Finish::DigestMismatch { actual } => Err(ApiError::new(

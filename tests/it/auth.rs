@@ -479,3 +479,52 @@ fn podman_and_skopeo_log_in_and_use_stored_credentials() {
         .unwrap();
     assert!(!anonymous.status.success(), "anonymous inspect is refused");
 }
+
+#[tokio::test]
+async fn upload_sessions_belong_to_the_user_that_opened_them() {
+    let (s, _d) = server().await;
+    // Both may push to shared/* (the "*" rule); the session is still alice's alone.
+    let r = s
+        .http
+        .post(s.url("/v2/shared/x/blobs/uploads/"))
+        .basic_auth("alice", Some("a-pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = s.url(r.headers()["location"].to_str().unwrap());
+    let r = s
+        .http
+        .patch(&loc)
+        .basic_auth("carol", Some("c-pass"))
+        .body("injected")
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+    let r = s
+        .http
+        .get(&loc)
+        .basic_auth("carol", Some("c-pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+    let r = s
+        .http
+        .delete(&loc)
+        .basic_auth("carol", Some("c-pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+    let r = s
+        .http
+        .get(&loc)
+        .basic_auth("alice", Some("a-pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["range"], "0-0", "carol's bytes never landed");
+}

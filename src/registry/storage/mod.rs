@@ -64,6 +64,25 @@ impl std::fmt::Display for UploadId {
     }
 }
 
+/// Who an upload session belongs to: the repository that opened it and, when logins are
+/// on, the user. Every later request on the session must come from the same owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadOwner {
+    pub repo: RepoName,
+    pub user: Option<String>,
+}
+
+impl UploadOwner {
+    /// The owner as stored with the session: the repository, then the user on a second line
+    /// (user names cannot contain newlines).
+    pub fn record(&self) -> String {
+        match &self.user {
+            None => self.repo.as_str().to_owned(),
+            Some(u) => format!("{}\n{u}", self.repo),
+        }
+    }
+}
+
 /// Which kind of repository membership a link records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkKind {
@@ -186,15 +205,15 @@ pub trait Storage: Send + Sync + 'static {
     /// Every repository, sorted by name.
     async fn list_repositories(&self) -> StorageResult<Vec<RepoName>>;
 
-    /// Opens an empty upload session owned by `repo`.
-    async fn create_upload(&self, repo: &RepoName) -> StorageResult<UploadId>;
-    /// The number of bytes a session holds, or `None` when it is unknown in `repo`.
-    async fn upload_size(&self, repo: &RepoName, id: UploadId) -> StorageResult<Option<u64>>;
+    /// Opens an empty upload session owned by `owner`.
+    async fn create_upload(&self, owner: &UploadOwner) -> StorageResult<UploadId>;
+    /// The number of bytes a session holds, or `None` when it is unknown for `owner`.
+    async fn upload_size(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<Option<u64>>;
     /// Appends a body to a session. With `expected_offset`, the append happens only when the
     /// session currently holds exactly that many bytes.
     async fn append_upload(
         &self,
-        repo: &RepoName,
+        owner: &UploadOwner,
         id: UploadId,
         expected_offset: Option<u64>,
         body: ByteStream,
@@ -202,12 +221,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Verifies the session's bytes against `digest` and makes them the blob `digest`.
     async fn finish_upload(
         &self,
-        repo: &RepoName,
+        owner: &UploadOwner,
         id: UploadId,
         digest: &Digest,
     ) -> StorageResult<Finish>;
     /// Discards a session; `false` when it was unknown.
-    async fn cancel_upload(&self, repo: &RepoName, id: UploadId) -> StorageResult<bool>;
+    async fn cancel_upload(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<bool>;
     /// Discards sessions not touched for `max_age`; returns how many.
     async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize>;
 

@@ -15,7 +15,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use self::layout::Layout;
-use super::{Append, ByteStream, Finish, LinkKind, Storage, StorageError, StorageResult, UploadId};
+use super::{
+    Append, ByteStream, Finish, LinkKind, Storage, StorageError, StorageResult, UploadId,
+    UploadOwner,
+};
 use crate::registry::reference::{Digest, RepoName, Tag};
 
 pub struct FsStorage {
@@ -289,17 +292,17 @@ impl Storage for FsStorage {
         .await
     }
 
-    async fn create_upload(&self, repo: &RepoName) -> StorageResult<UploadId> {
-        uploads::create(&self.layout, repo).await
+    async fn create_upload(&self, owner: &UploadOwner) -> StorageResult<UploadId> {
+        uploads::create(&self.layout, owner).await
     }
 
-    async fn upload_size(&self, repo: &RepoName, id: UploadId) -> StorageResult<Option<u64>> {
-        uploads::size(&self.layout, repo, id).await
+    async fn upload_size(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<Option<u64>> {
+        uploads::size(&self.layout, owner, id).await
     }
 
     async fn append_upload(
         &self,
-        repo: &RepoName,
+        owner: &UploadOwner,
         id: UploadId,
         expected_offset: Option<u64>,
         body: ByteStream,
@@ -307,7 +310,7 @@ impl Storage for FsStorage {
         uploads::append(
             &self.layout,
             &self.sessions,
-            repo,
+            owner,
             id,
             expected_offset,
             body,
@@ -317,15 +320,15 @@ impl Storage for FsStorage {
 
     async fn finish_upload(
         &self,
-        repo: &RepoName,
+        owner: &UploadOwner,
         id: UploadId,
         digest: &Digest,
     ) -> StorageResult<Finish> {
-        uploads::finish(&self.layout, &self.sessions, repo, id, digest).await
+        uploads::finish(&self.layout, &self.sessions, owner, id, digest).await
     }
 
-    async fn cancel_upload(&self, repo: &RepoName, id: UploadId) -> StorageResult<bool> {
-        uploads::cancel(&self.layout, &self.sessions, repo, id).await
+    async fn cancel_upload(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<bool> {
+        uploads::cancel(&self.layout, &self.sessions, owner, id).await
     }
 
     async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize> {

@@ -1,5 +1,5 @@
 //! Upload sessions on disk: `_uploads/<uuid>/data` holds the bytes received so far and
-//! `_uploads/<uuid>/owner` the repository that opened the session.
+//! `_uploads/<uuid>/owner` who opened it (the repository, and the user when logins are on).
 //!
 //! The bytes on disk are the truth, so a session survives a restart. What lives only in
 //! memory is an optimisation: the sha256 state after the last append, so finishing a
@@ -17,8 +17,10 @@ use sha2::{Digest as _, Sha256};
 use super::atomic;
 use super::layout::Layout;
 use super::{blocking, stream};
-use crate::registry::reference::{Algorithm, Digest, RepoName};
-use crate::registry::storage::{Append, ByteStream, Finish, StorageError, StorageResult, UploadId};
+use crate::registry::reference::{Algorithm, Digest};
+use crate::registry::storage::{
+    Append, ByteStream, Finish, StorageError, StorageResult, UploadId, UploadOwner,
+};
 
 /// sha256 state of a session after exactly `offset` bytes.
 type HashState = Option<(u64, Sha256)>;
@@ -43,16 +45,16 @@ impl Sessions {
 }
 
 /// Whether the session exists and belongs to `repo`.
-fn owned_by(layout: &Layout, id: UploadId, repo: &RepoName) -> io::Result<bool> {
-    let owner = atomic::read_optional(&layout.upload_dir(id).join("owner"))?;
-    Ok(owner.as_deref() == Some(repo.as_str().as_bytes()))
+fn owned_by(layout: &Layout, id: UploadId, owner: &UploadOwner) -> io::Result<bool> {
+    let stored = atomic::read_optional(&layout.upload_dir(id).join("owner"))?;
+    Ok(stored.as_deref() == Some(owner.record().as_bytes()))
 }
 
-pub async fn create(layout: &Layout, repo: &RepoName) -> StorageResult<UploadId> {
+pub async fn create(layout: &Layout, owner: &UploadOwner) -> StorageResult<UploadId> {
     let id = UploadId::new();
     let dir = layout.upload_dir(id);
     let tmp = layout.tmp();
-    let owner = repo.as_str().to_owned();
+    let owner = owner.record();
     blocking("create upload", move || {
         fs::create_dir_all(&dir)?;
         File::create(dir.join("data"))?;
@@ -63,10 +65,14 @@ pub async fn create(layout: &Layout, repo: &RepoName) -> StorageResult<UploadId>
     Ok(id)
 }
 
-pub async fn size(layout: &Layout, repo: &RepoName, id: UploadId) -> StorageResult<Option<u64>> {
-    let (layout, repo) = (layout.clone(), repo.clone());
+pub async fn size(
+    layout: &Layout,
+    owner: &UploadOwner,
+    id: UploadId,
+) -> StorageResult<Option<u64>> {
+    let (layout, owner) = (layout.clone(), owner.clone());
     blocking("upload status", move || {
-        if !owned_by(&layout, id, &repo)? {
+        if !owned_by(&layout, id, &owner)? {
             return Ok(None);
         }
         Ok(Some(
@@ -79,14 +85,14 @@ pub async fn size(layout: &Layout, repo: &RepoName, id: UploadId) -> StorageResu
 pub async fn append(
     layout: &Layout,
     sessions: &Sessions,
-    repo: &RepoName,
+    owner: &UploadOwner,
     id: UploadId,
     expected_offset: Option<u64>,
     body: ByteStream,
 ) -> StorageResult<Append> {
     let lock = sessions.lock_of(id);
     let mut hash_state = lock.lock().await;
-    let (l, r) = (layout.clone(), repo.clone());
+    let (l, r) = (layout.clone(), owner.clone());
     let opened = blocking("open upload", move || {
         if !owned_by(&l, id, &r)? {
             return Ok(None);
@@ -126,14 +132,14 @@ pub async fn append(
 pub async fn finish(
     layout: &Layout,
     sessions: &Sessions,
-    repo: &RepoName,
+    owner: &UploadOwner,
     id: UploadId,
     digest: &Digest,
 ) -> StorageResult<Finish> {
     let lock = sessions.lock_of(id);
     let mut hash_state = lock.lock().await;
     let streamed = hash_state.take();
-    let (l, r, d) = (layout.clone(), repo.clone(), digest.clone());
+    let (l, r, d) = (layout.clone(), owner.clone(), digest.clone());
     let outcome = blocking("finish upload", move || {
         if !owned_by(&l, id, &r)? {
             return Ok(Finish::UnknownUpload);
@@ -170,12 +176,12 @@ pub async fn finish(
 pub async fn cancel(
     layout: &Layout,
     sessions: &Sessions,
-    repo: &RepoName,
+    owner: &UploadOwner,
     id: UploadId,
 ) -> StorageResult<bool> {
     let lock = sessions.lock_of(id);
     let _held = lock.lock().await;
-    let (l, r) = (layout.clone(), repo.clone());
+    let (l, r) = (layout.clone(), owner.clone());
     let removed = blocking("cancel upload", move || {
         if !owned_by(&l, id, &r)? {
             return Ok(false);
