@@ -528,3 +528,111 @@ async fn upload_sessions_belong_to_the_user_that_opened_them() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(r.headers()["range"], "0-0", "carol's bytes never landed");
 }
+
+#[tokio::test]
+async fn htpasswd_changes_take_effect_without_a_restart() {
+    let (s, d) = server().await;
+    let ok = |p: &'static str| {
+        let r = s
+            .http
+            .get(s.url("/v2/"))
+            .basic_auth("alice", Some(p))
+            .send();
+        async move { r.await.unwrap().status() }
+    };
+    assert_eq!(ok("a-pass").await, StatusCode::OK);
+    // Change alice's password and drop carol, as `wharf htpasswd` would.
+    let file = d.path().join("users.htpasswd");
+    let bob = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("bob:"))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &file,
+        format!("alice:{}\n{bob}\n", bcrypt::hash("new-pass", 4).unwrap()),
+    )
+    .unwrap();
+    let mut switched = false;
+    for _ in 0..100 {
+        if ok("new-pass").await == StatusCode::OK {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(switched, "the new password works once the file is re-read");
+    assert_eq!(
+        ok("a-pass").await,
+        StatusCode::UNAUTHORIZED,
+        "the cached old login is not honoured"
+    );
+    let r = s
+        .http
+        .get(s.url("/v2/"))
+        .basic_auth("carol", Some("c-pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "a deleted user is out at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_logged_without_the_password() {
+    let (root, conf) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let file = htpasswd(conf.path());
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[[server]]\ndefault = true\n[server.auth]\nproviders = [{{ htpasswd = {:?} }}]\naccess = [{{ repos = \"*\", who = [\"authenticated\"], actions = [\"pull\"] }}]\n",
+        root.path().display().to_string(),
+        file.display().to_string()
+    );
+    let log_path = conf.path().join("wharf.log");
+    let mut wharf = crate::support::WharfProcess::spawn_logging(
+        conf.path(),
+        &toml,
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("http://{}/v2/", wharf.addr))
+        .basic_auth("alice", Some("hunter2-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = http
+        .get(format!("http://{}/v2/", wharf.addr))
+        .basic_auth("alice", Some("a-pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &wharf.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wharf.child.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("login failed"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("127.0.0.1") && line.contains("alice"),
+        "{line}"
+    );
+    assert!(
+        !text.contains("hunter2-secret") && !text.contains("a-pass"),
+        "passwords never reach the log"
+    );
+    assert!(
+        text.contains("\"GET /v2/ HTTP/1.1\" 200") && text.contains(" - alice ["),
+        "the access log names the user"
+    );
+}
