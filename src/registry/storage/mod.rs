@@ -12,7 +12,8 @@
 //!   registry bounds by size before calling, go through the `*_small_blob` methods.
 //! - **Upload sessions live in storage**, not in process memory: a session can be continued
 //!   after a restart (and, for shared backends, by another node). Sessions belong to the
-//!   repository that opened them; asking for one under another repository is "unknown".
+//!   [`UploadOwner`] that opened them (repository and user); asking for one as anyone else
+//!   is "unknown".
 //! - **Idempotence and concurrency.** Deletes of missing things report `false`, never fail.
 //!   Two concurrent finishes of the same blob both succeed and leave one intact blob.
 //!   Writes of small metadata (links, tags, referrers) are atomic: readers see the old or
