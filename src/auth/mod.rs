@@ -1,4 +1,4 @@
-//! Who is asking: Basic credentials, the providers that verify them (htpasswd, later LDAP),
+//! Who is asking: Basic credentials, the providers that verify them (htpasswd, LDAP),
 //! the verified-login cache, and the access rules that say what each principal may do.
 //!
 //! `auth` knows nothing of the registry: the gateway asks it "may this identity do this
@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod htpasswd;
+pub mod ldap;
 pub mod policy;
 
 use async_trait::async_trait;

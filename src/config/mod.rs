@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use self::auth::{AccessRule, AuthConfig, ProviderConfig};
+pub use self::auth::{
+    AccessRule, AuthConfig, GroupSource, LdapConfig, PasswordSource, ProviderConfig,
+};
 use self::raw::RawConfig;
 pub use self::servers::{find_server, RouteConfig, RouteTarget, ServerConfig, ServerTls};
 

@@ -78,6 +78,33 @@ pub struct RawAuth {
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     pub htpasswd: Option<String>,
+    pub ldap: Option<RawLdap>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLdap {
+    pub url: Option<String>,
+    pub starttls: Option<bool>,
+    pub ca_file: Option<String>,
+    pub bind_dn: Option<String>,
+    /// The service password lives outside the config: a file or an environment variable.
+    pub bind_password_file: Option<String>,
+    pub bind_password_env: Option<String>,
+    pub base_dn: Option<String>,
+    pub user_filter: Option<String>,
+    pub group_attribute: Option<String>,
+    pub group_search: Option<RawGroupSearch>,
+    pub connect_timeout: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroupSearch {
+    pub base_dn: Option<String>,
+    pub filter: Option<String>,
+    pub name_attribute: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,7 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use super::metrics::Metrics;
 use crate::auth::cache::LoginCache;
 use crate::auth::htpasswd::Htpasswd;
+use crate::auth::ldap::{Ldap, LdapSetupError};
 use crate::auth::policy::{Action, Policy, RuleSpec};
 use crate::auth::{AuthError, Credentials, Identity, Lookup, Provider};
 use crate::config::{AuthConfig, ProviderConfig};
@@ -24,6 +25,8 @@ const HTPASSWD_POLL: Duration = Duration::from_secs(2);
 pub enum AuthSetupError {
     #[error("{0}")]
     Htpasswd(String),
+    #[error(transparent)]
+    Ldap(#[from] LdapSetupError),
     #[error("access rules: {0}")]
     Policy(String),
 }
@@ -86,6 +89,12 @@ impl ServerAuth {
                     htpasswd.push(file.clone());
                     providers.push(Arc::new(Counted {
                         inner: file,
+                        metrics: metrics.clone(),
+                    }));
+                }
+                ProviderConfig::Ldap(ldap) => {
+                    providers.push(Arc::new(Counted {
+                        inner: Arc::new(Ldap::new(ldap)?),
                         metrics: metrics.clone(),
                     }));
                 }
@@ -194,6 +203,8 @@ pub fn validate(config: &AuthConfig) -> Result<(), AuthSetupError> {
             ProviderConfig::Htpasswd { path } => {
                 Htpasswd::open(path).map_err(|e| AuthSetupError::Htpasswd(e.to_string()))?;
             }
+            // Reads the password and CA file; the directory itself is not contacted.
+            ProviderConfig::Ldap(ldap) => drop(Ldap::new(ldap)?),
         }
     }
     policy_of(config).map(drop)
