@@ -12,6 +12,7 @@ mod clients;
 mod crash;
 mod front_door;
 mod htpasswd;
+mod ldap;
 mod limits;
 mod listing;
 mod malformed;

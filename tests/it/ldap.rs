@@ -1,0 +1,380 @@
+//! LDAP logins against a real OpenLDAP `slapd` (Debian package `slapd`), started by the test
+//! on a free loopback port with its own config and database in a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::support::{have_program, TestServer};
+
+const SCHEMA: &str = "/etc/ldap/schema";
+const MODULES: &str = "/usr/lib/ldap";
+
+/// dc=example,dc=org: alice (in pushers, with memberOf), bob, two entries with uid=twin,
+/// and the service account wharf binds as.
+const FIXTURE: &str = "\
+dn: dc=example,dc=org
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: ou=people,dc=example,dc=org
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,dc=example,dc=org
+objectClass: organizationalUnit
+ou: groups
+
+dn: uid=alice,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: alice
+cn: Alice
+sn: A
+userPassword: alice-pw
+memberOf: cn=pushers,ou=groups,dc=example,dc=org
+
+dn: uid=bob,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: bob
+cn: Bob
+sn: B
+userPassword: bob-pw
+
+dn: cn=twin one,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: twin
+cn: twin one
+sn: T
+userPassword: twin-pw
+
+dn: cn=twin two,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: twin
+cn: twin two
+sn: T
+userPassword: twin-pw
+
+dn: cn=wharf,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: wharf-service
+cn: wharf
+sn: service
+userPassword: svc-pw
+
+dn: cn=pushers,ou=groups,dc=example,dc=org
+objectClass: groupOfNames
+cn: pushers
+member: uid=alice,ou=people,dc=example,dc=org
+";
+
+/// A slapd of the test's own; stopped (killed) on drop.
+struct Slapd {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+/// Debian puts slapd and slapadd in /usr/sbin, which is not on every user's PATH.
+fn sbin(program: &str) -> String {
+    let full = format!("/usr/sbin/{program}");
+    match Path::new(&full).exists() {
+        true => full,
+        false => program.to_owned(),
+    }
+}
+
+impl Slapd {
+    /// Loads the fixture and starts slapd; None (test skipped) when slapd is not installed.
+    async fn start() -> Option<Self> {
+        if !Path::new(&sbin("slapd")).exists() && !have_program("slapd", "slapd") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("db")).unwrap();
+        let conf = format!(
+            "include {SCHEMA}/core.schema\ninclude {SCHEMA}/cosine.schema\n\
+             include {SCHEMA}/inetorgperson.schema\nmodulepath {MODULES}\n\
+             moduleload back_mdb\nmoduleload memberof\npidfile {pid}\n\
+             database mdb\nsuffix \"dc=example,dc=org\"\n\
+             rootdn \"cn=admin,dc=example,dc=org\"\ndirectory {db}\noverlay memberof\n\
+             access to attrs=userPassword by anonymous auth by * none\n\
+             access to * by users read by * none\n",
+            pid = d.join("slapd.pid").display(),
+            db = d.join("db").display(),
+        );
+        std::fs::write(d.join("slapd.conf"), conf).unwrap();
+        std::fs::write(d.join("fixture.ldif"), FIXTURE).unwrap();
+        let out = Command::new(sbin("slapadd"))
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-l")
+            .arg(d.join("fixture.ldif"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "slapadd failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(d.join("service.pw"), "svc-pw\n").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut slapd = Self {
+            dir,
+            port,
+            child: None,
+        };
+        slapd.launch().await;
+        Some(slapd)
+    }
+
+    /// Starts slapd on `self.port` and waits (bounded) until it accepts connections.
+    async fn launch(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::File::create(d.join("slapd.log")).unwrap();
+        // `-d 0` keeps slapd in the foreground (so it can be killed by its pid) without
+        // debug output.
+        let mut child = Command::new(sbin("slapd"))
+            .arg("-h")
+            .arg(format!("ldap://127.0.0.1:{}/", self.port))
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .args(["-d", "0"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(d.join("slapd.log")).unwrap_or_default();
+                panic!("slapd exited with {status}: {log}");
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                self.child = Some(child);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = child.kill();
+        panic!("slapd did not answer on port {} within 5s", self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn password_file(&self) -> PathBuf {
+        self.dir.path().join("service.pw")
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A wharf with carol in an htpasswd file (asked first), then the directory; members of
+/// `pushers` may push, every logged-in user may pull.
+async fn wharf(slapd: &Slapd, groups: &str) -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("users.htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("carol:{}\n", bcrypt::hash("carol-pw", 4).unwrap()),
+    )
+    .unwrap();
+    let toml = format!(
+        r#"
+[[listener]]
+address = "127.0.0.1:0"
+[[server]]
+default = true
+[server.auth]
+providers = [
+  {{ htpasswd = {htpasswd:?} }},
+  {{ ldap = {{ url = "ldap://127.0.0.1:{port}", bind_dn = "cn=wharf,ou=people,dc=example,dc=org", bind_password_file = {pw:?}, base_dn = "ou=people,dc=example,dc=org", user_filter = "(uid={{user}})", {groups}, connect_timeout = "2s", timeout = "2s" }} }},
+]
+access = [
+  {{ repos = "*", who = ["authenticated"], actions = ["pull"] }},
+  {{ repos = "*", who = ["group:pushers"], actions = ["pull", "push"] }},
+]
+"#,
+        port = slapd.port,
+        pw = slapd.password_file(),
+    );
+    let (s, _) = TestServer::start_config(&toml).await;
+    (s, dir)
+}
+
+async fn base(s: &TestServer, user: &str, password: &str) -> reqwest::Response {
+    s.http
+        .get(s.url("/v2/"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Starting an upload needs push rights: 202 when allowed, 403 when not.
+async fn start_upload(s: &TestServer, user: &str, password: &str) -> StatusCode {
+    s.http
+        .post(s.url("/v2/team/app/blobs/uploads/"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn pull(s: &TestServer, user: &str, password: &str) -> StatusCode {
+    s.http
+        .get(s.url("/v2/team/app/manifests/v1"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn ldap_logins_and_groups() {
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    for groups in [
+        "group_attribute = \"memberOf\"",
+        "group_search = { base_dn = \"ou=groups,dc=example,dc=org\", filter = \"(member={dn})\" }",
+    ] {
+        let (s, _d) = wharf(&slapd, groups).await;
+        assert_eq!(base(&s, "alice", "alice-pw").await.status(), StatusCode::OK);
+        assert_eq!(base(&s, "bob", "bob-pw").await.status(), StatusCode::OK);
+        // alice is in pushers; bob may only pull (404: nothing pushed yet, but allowed).
+        assert_eq!(
+            start_upload(&s, "alice", "alice-pw").await,
+            StatusCode::ACCEPTED,
+            "{groups}"
+        );
+        assert_eq!(
+            start_upload(&s, "bob", "bob-pw").await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(pull(&s, "bob", "bob-pw").await, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn ldap_rejects_wrong_passwords_and_filter_injection() {
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    let (s, _d) = wharf(&slapd, "group_attribute = \"memberOf\"").await;
+    for (user, password) in [
+        ("alice", "wrong"),
+        // An empty password would be an unauthenticated bind, which LDAP calls success.
+        ("alice", ""),
+        ("nobody", "alice-pw"),
+        // Unescaped, this would be (uid=*)(uid=*) and match every entry.
+        ("*)(uid=*", "alice-pw"),
+        ("*", "alice-pw"),
+        // Unescaped, (uid=ali*) would find alice alone, and her password would work.
+        ("ali*", "alice-pw"),
+        ("alice)(uid=*", "alice-pw"),
+        // Two entries match: neither is guessed.
+        ("twin", "twin-pw"),
+    ] {
+        let r = base(&s, user, password).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "{user:?}/{password:?}"
+        );
+        assert!(r.headers().contains_key("www-authenticate"));
+    }
+    assert_eq!(base(&s, "alice", "alice-pw").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn ldap_outage_is_503_and_logins_recover() {
+    let Some(mut slapd) = Slapd::start().await else {
+        return;
+    };
+    let (s, _d) = wharf(&slapd, "group_attribute = \"memberOf\"").await;
+    // A pooled service connection exists before the outage.
+    assert_eq!(base(&s, "alice", "alice-pw").await.status(), StatusCode::OK);
+
+    slapd.stop();
+    for user in ["alice", "bob"] {
+        let r = base(&s, user, &format!("{user}-pw")).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{user}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("login service is unavailable"), "{body}");
+    }
+    // A wrong password cannot be told apart from a right one while the directory is
+    // down: it is 503 too, never 401.
+    assert_eq!(
+        base(&s, "bob", "wrong").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // The htpasswd provider is asked first and does not need the directory.
+    assert_eq!(base(&s, "carol", "carol-pw").await.status(), StatusCode::OK);
+
+    slapd.launch().await;
+    assert_eq!(base(&s, "alice", "alice-pw").await.status(), StatusCode::OK);
+    assert_eq!(base(&s, "bob", "bob-pw").await.status(), StatusCode::OK);
+    assert_eq!(
+        start_upload(&s, "alice", "alice-pw").await,
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn a_directory_that_never_answers_is_503_after_the_timeout() {
+    // Accepts connections and never says a word: the timeouts, not the client, must end it.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            open.push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("service.pw");
+    std::fs::write(&pw, "svc-pw").unwrap();
+    let toml = format!(
+        r#"
+[[listener]]
+address = "127.0.0.1:0"
+[[server]]
+default = true
+[server.auth]
+providers = [{{ ldap = {{ url = "ldap://127.0.0.1:{port}", bind_dn = "cn=wharf,dc=example,dc=org", bind_password_file = {pw:?}, base_dn = "dc=example,dc=org", connect_timeout = "1s", timeout = "1s" }} }}]
+access = [{{ repos = "*", who = ["authenticated"], actions = ["pull"] }}]
+"#
+    );
+    let (s, _) = TestServer::start_config(&toml).await;
+    let started = std::time::Instant::now();
+    let r = base(&s, "alice", "alice-pw").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    hold.abort();
+}
