@@ -332,7 +332,50 @@ fn first_rdn_value(dn: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::first_rdn_value;
+    use std::time::Duration;
+
+    use super::{first_rdn_value, Ldap, LdapSetupError};
+    use crate::config::{GroupSource, LdapConfig, PasswordSource};
+
+    fn config(password: PasswordSource, ca_file: Option<std::path::PathBuf>) -> LdapConfig {
+        LdapConfig {
+            url: "ldaps://127.0.0.1:1".into(),
+            starttls: false,
+            ca_file,
+            bind_dn: "cn=svc".into(),
+            bind_password: password,
+            base_dn: "dc=x".into(),
+            user_filter: "(uid={user})".into(),
+            groups: GroupSource::None,
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_service_password_file_loses_its_trailing_newline_only() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), " pass word \n").unwrap();
+        let l = Ldap::new(&config(PasswordSource::File(f.path().into()), None)).unwrap();
+        assert_eq!(l.password, " pass word ");
+    }
+
+    #[test]
+    fn setup_errors_name_the_key() {
+        let missing = PasswordSource::File("/no/such/pw".into());
+        let e = Ldap::new(&config(missing, None)).err().unwrap();
+        assert!(matches!(e, LdapSetupError::PasswordFile { .. }));
+        assert!(e.to_string().contains("bind_password_file"));
+        let unset = PasswordSource::Env("WHARF_TEST_SURELY_UNSET".into());
+        let e = Ldap::new(&config(unset, None)).err().unwrap();
+        assert!(e.to_string().contains("bind_password_env"));
+        let pw = tempfile::NamedTempFile::new().unwrap();
+        let not_pem = PasswordSource::File(pw.path().into());
+        let e = Ldap::new(&config(not_pem, Some(pw.path().into())))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("ca_file"), "{e}");
+    }
 
     #[test]
     fn group_names_come_from_the_first_rdn() {
