@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use crate::pki::{Leaf, Pki};
 use crate::support::{have_program, TestServer};
 
 const SCHEMA: &str = "/etc/ldap/schema";
@@ -75,6 +76,8 @@ member: uid=alice,ou=people,dc=example,dc=org
 struct Slapd {
     dir: tempfile::TempDir,
     port: u16,
+    /// The ldaps:// port, when started with a certificate.
+    tls_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -90,6 +93,12 @@ fn sbin(program: &str) -> String {
 impl Slapd {
     /// Loads the fixture and starts slapd; None (test skipped) when slapd is not installed.
     async fn start() -> Option<Self> {
+        Self::start_with(None).await
+    }
+
+    /// Like `start`; with a certificate, slapd also offers StartTLS on `port` and listens
+    /// for ldaps:// on `tls_port`.
+    async fn start_with(tls: Option<&Leaf>) -> Option<Self> {
         if !Path::new(&sbin("slapd")).exists() && !have_program("slapd", "slapd") {
             return None;
         }
@@ -107,6 +116,16 @@ impl Slapd {
             pid = d.join("slapd.pid").display(),
             db = d.join("db").display(),
         );
+        // TLS settings are global, so they go before `database`; `security tls=1` refuses
+        // anything unencrypted, so a passing StartTLS test really used TLS.
+        let conf = match tls {
+            Some(leaf) => format!(
+                "TLSCertificateFile {}\nTLSCertificateKeyFile {}\nsecurity tls=1\n{conf}",
+                leaf.cert.display(),
+                leaf.key.display()
+            ),
+            None => conf,
+        };
         std::fs::write(d.join("slapd.conf"), conf).unwrap();
         std::fs::write(d.join("fixture.ldif"), FIXTURE).unwrap();
         let out = Command::new(sbin("slapadd"))
@@ -122,14 +141,10 @@ impl Slapd {
             String::from_utf8_lossy(&out.stderr)
         );
         std::fs::write(d.join("service.pw"), "svc-pw\n").unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut slapd = Self {
             dir,
-            port,
+            port: free_port(),
+            tls_port: tls.map(|_| free_port()),
             child: None,
         };
         slapd.launch().await;
@@ -144,7 +159,7 @@ impl Slapd {
         // debug output.
         let mut child = Command::new(sbin("slapd"))
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{}/", self.port))
+            .arg(self.urls())
             .arg("-f")
             .arg(d.join("slapd.conf"))
             .args(["-d", "0"])
@@ -170,6 +185,14 @@ impl Slapd {
         panic!("slapd did not answer on port {} within 5s", self.port);
     }
 
+    fn urls(&self) -> String {
+        let plain = format!("ldap://127.0.0.1:{}/", self.port);
+        match self.tls_port {
+            Some(p) => format!("{plain} ldaps://127.0.0.1:{p}/"),
+            None => plain,
+        }
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -182,6 +205,15 @@ impl Slapd {
     }
 }
 
+/// A port nobody listens on right now (slapd binds it a moment later).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Drop for Slapd {
     fn drop(&mut self) {
         self.stop();
@@ -191,6 +223,12 @@ impl Drop for Slapd {
 /// A wharf with carol in an htpasswd file (asked first), then the directory; members of
 /// `pushers` may push, every logged-in user may pull.
 async fn wharf(slapd: &Slapd, groups: &str) -> (TestServer, tempfile::TempDir) {
+    let url = format!("ldap://127.0.0.1:{}", slapd.port);
+    wharf_at(slapd, &url, groups).await
+}
+
+/// `wharf` with the directory at `url`; `extra` holds more `ldap` keys (groups, TLS).
+async fn wharf_at(slapd: &Slapd, url: &str, extra: &str) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("users.htpasswd");
     std::fs::write(
@@ -207,14 +245,13 @@ default = true
 [server.auth]
 providers = [
   {{ htpasswd = {htpasswd:?} }},
-  {{ ldap = {{ url = "ldap://127.0.0.1:{port}", bind_dn = "cn=wharf,ou=people,dc=example,dc=org", bind_password_file = {pw:?}, base_dn = "ou=people,dc=example,dc=org", user_filter = "(uid={{user}})", {groups}, connect_timeout = "2s", timeout = "2s" }} }},
+  {{ ldap = {{ url = "{url}", bind_dn = "cn=wharf,ou=people,dc=example,dc=org", bind_password_file = {pw:?}, base_dn = "ou=people,dc=example,dc=org", user_filter = "(uid={{user}})", {extra}, connect_timeout = "2s", timeout = "2s" }} }},
 ]
 access = [
   {{ repos = "*", who = ["authenticated"], actions = ["pull"] }},
   {{ repos = "*", who = ["group:pushers"], actions = ["pull", "push"] }},
 ]
 "#,
-        port = slapd.port,
         pw = slapd.password_file(),
     );
     let (s, _) = TestServer::start_config(&toml).await;
@@ -377,4 +414,43 @@ access = [{{ repos = "*", who = ["authenticated"], actions = ["pull"] }}]
         started.elapsed()
     );
     hold.abort();
+}
+
+#[tokio::test]
+async fn ldap_over_starttls_and_ldaps_trusts_the_ca_file() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("slapd", &["127.0.0.1"]);
+    let Some(slapd) = Slapd::start_with(Some(&leaf)).await else {
+        return;
+    };
+    let ca = format!("ca_file = {:?}", pki.ca_path());
+    let plain = format!("ldap://127.0.0.1:{}", slapd.port);
+    let ldaps = format!("ldaps://127.0.0.1:{}", slapd.tls_port.unwrap());
+    for (url, extra) in [
+        (
+            &plain,
+            format!("{ca}, starttls = true, group_attribute = \"memberOf\""),
+        ),
+        (&ldaps, format!("{ca}, group_attribute = \"memberOf\"")),
+    ] {
+        let (s, _d) = wharf_at(&slapd, url, &extra).await;
+        assert_eq!(
+            base(&s, "alice", "alice-pw").await.status(),
+            StatusCode::OK,
+            "{url} {extra}"
+        );
+        assert_eq!(
+            start_upload(&s, "alice", "alice-pw").await,
+            StatusCode::ACCEPTED
+        );
+    }
+    // A certificate from a CA wharf was not told to trust is refused: the directory is
+    // unusable (503), and no password is sent to it.
+    let other = Pki::new();
+    let wrong_ca = format!("ca_file = {:?}", other.ca_path());
+    let (s, _d) = wharf_at(&slapd, &ldaps, &wrong_ca).await;
+    assert_eq!(
+        base(&s, "alice", "alice-pw").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
