@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ldap3::{ldap_escape, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
@@ -48,7 +49,17 @@ pub struct Ldap {
     /// Set when `ca_file` is; otherwise ldap3 uses the system's roots.
     tls: Option<Arc<rustls::ClientConfig>>,
     pool: Mutex<Vec<ldap3::Ldap>>,
+    /// User name → (DN, when it was found). Fresh entries spare a search per request (a
+    /// 30-layer pull is 60 requests); older ones are used only while the directory is
+    /// unreachable, so users whose logins are still cached keep working through an outage.
+    known: moka::sync::Cache<String, (String, Instant)>,
 }
+
+/// How long a found DN is used without asking the directory again.
+const LOOKUP_FRESH: Duration = Duration::from_secs(60);
+/// How long a found DN may stand in during an outage: the default login-cache TTL, past
+/// which the login would need a bind (and so the directory) anyway.
+const LOOKUP_STALE: Duration = Duration::from_secs(300);
 
 impl Ldap {
     pub fn new(config: &LdapConfig) -> Result<Self, LdapSetupError> {
@@ -72,6 +83,10 @@ impl Ldap {
             password,
             tls,
             pool: Mutex::new(Vec::new()),
+            known: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(LOOKUP_STALE)
+                .build(),
         })
     }
 
@@ -229,16 +244,39 @@ impl Provider for Ldap {
             .config
             .user_filter
             .replace("{user}", &ldap_escape(user));
+        let known = self.known.get(user);
+        if let Some((dn, at)) = &known {
+            if at.elapsed() < LOOKUP_FRESH {
+                return Ok(Lookup::Known { stored: dn.clone() });
+            }
+        }
         // "1.1" asks for no attributes: only the DN is needed.
-        let mut found = self
-            .search(&self.config.base_dn, &filter, &["1.1"])
-            .await
-            .map_err(|e| self.unavailable(e))?;
+        let mut found = match self.search(&self.config.base_dn, &filter, &["1.1"]).await {
+            Ok(found) => found,
+            Err(e) => {
+                let error = self.unavailable(e);
+                return match known {
+                    // The login cache may still vouch for this user; a login it does not
+                    // hold needs a bind, which fails as unavailable in `verify`.
+                    Some((dn, _)) => {
+                        tracing::warn!(provider = %self.name, user, %error, "directory unreachable; using the user's last known entry");
+                        Ok(Lookup::Known { stored: dn })
+                    }
+                    None => Err(error),
+                };
+            }
+        };
+        if found.len() != 1 {
+            self.known.invalidate(user);
+        }
         match found.len() {
             0 => Ok(Lookup::UnknownUser),
-            1 => Ok(Lookup::Known {
-                stored: found.remove(0).dn,
-            }),
+            1 => {
+                let dn = found.remove(0).dn;
+                self.known
+                    .insert(user.to_owned(), (dn.clone(), Instant::now()));
+                Ok(Lookup::Known { stored: dn })
+            }
             n => {
                 // Guessing which entry is meant could log someone in as the wrong person.
                 tracing::warn!(provider = %self.name, user, entries = n, "LDAP user filter matches several entries; refusing the login");
