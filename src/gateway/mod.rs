@@ -142,6 +142,12 @@ impl Gateway {
                 .headers_mut()
                 .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
         }
+        // A HEAD answer has headers only. hyper drops the body on HTTP/1.1 but not on h2,
+        // where sending one is a protocol error; every handler's headers (Content-Length
+        // included) stay as they would be for GET.
+        if entry.method == http::Method::HEAD {
+            *response.body_mut() = http_util::empty();
+        }
         let entry = access_log::Entry {
             status: response.status().as_u16(),
             vhost: at

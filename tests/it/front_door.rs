@@ -420,3 +420,25 @@ async fn idle_keep_alive_connections_are_closed() {
         "{waited:?}"
     );
 }
+
+#[tokio::test]
+async fn head_over_http2_carries_no_body_even_for_errors() {
+    let pki = Pki::new();
+    let (_s, addr, _, _roots) = two_vhosts(&pki, "on").await;
+    let c = https_client(&pki.ca_pem, &["a.test"], addr);
+    let port = addr.port();
+    for (path, status) in [
+        ("/v2/", StatusCode::OK),
+        ("/v2/no/such/manifests/x", StatusCode::NOT_FOUND),
+        ("/v2/Bad/tags/list", StatusCode::BAD_REQUEST),
+    ] {
+        let r = c
+            .head(format!("https://a.test:{port}{path}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e:?}"));
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status(), status, "{path}");
+        assert!(r.bytes().await.unwrap().is_empty());
+    }
+}
