@@ -378,12 +378,7 @@ fn podman_and_skopeo_log_in_and_use_stored_credentials() {
     let registry = wharf.addr.to_string();
     let authfile = work.path().join("auth.json");
     let podman = |args: &[&str]| {
-        Command::new("podman")
-            .arg("--root")
-            .arg(work.path().join("root"))
-            .arg("--runroot")
-            .arg(work.path().join("run"))
-            .args(["--storage-driver", "vfs"])
+        crate::support::podman(work.path())
             .args(args)
             .output()
             .unwrap()

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::{have_program, WharfProcess};
+use crate::support::{have_program, podman, WharfProcess};
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("program runs");
@@ -15,17 +15,6 @@ fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// podman with its own storage under `dir`, so tests never touch the machine's images.
-fn podman(dir: &Path) -> Command {
-    let mut c = Command::new("podman");
-    c.arg("--root")
-        .arg(dir.join("root"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .args(["--storage-driver", "vfs"]);
-    c
 }
 
 /// A tiny image built offline: a tar of one file, imported into podman.

@@ -303,3 +303,14 @@ impl Drop for WharfProcess {
         self.kill();
     }
 }
+
+/// podman with its own storage under `dir`, so tests never touch the machine's images.
+pub fn podman(dir: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "vfs"]);
+    c
+}

@@ -193,12 +193,7 @@ fn podman_and_skopeo_over_tls_trusting_wharfs_ca() {
     let cert_dir = cert_dir.to_str().unwrap().to_owned();
 
     let podman = |args: &[&str]| {
-        let out = Command::new("podman")
-            .arg("--root")
-            .arg(work.path().join("root"))
-            .arg("--runroot")
-            .arg(work.path().join("run"))
-            .args(["--storage-driver", "vfs"])
+        let out = crate::support::podman(work.path())
             .args(args)
             .output()
             .unwrap();
