@@ -86,9 +86,6 @@ pub fn proxy_error(err: &ProxyError) -> ApiError {
         ProxyError::ClientBody { .. } => {
             ApiError::new(Code::BlobUploadInvalid, "the request body broke off")
         }
-        ProxyError::BadUpstream(_) => {
-            ApiError::new(Code::Internal, "the route's upstream is misconfigured")
-        }
     }
 }
 

@@ -121,10 +121,6 @@ pub enum ProxyError {
         #[source]
         source: ClientError,
     },
-    /// Never returned by `forward`: lets start-up code that collects `ProxyError`s use `?`
-    /// on [`Upstream::new`]. Config validation already refuses such URLs → 500 if ever seen.
-    #[error(transparent)]
-    BadUpstream(#[from] UpstreamUrlError),
 }
 
 /// An upstream URL that cannot be used; the message says what to change.
@@ -212,9 +208,7 @@ impl Upstream {
                 ProxyError::Unreachable { .. } | ProxyError::Timeout { .. } => {
                     tracing::warn!(upstream = %self.0.name, error = %Chain(e), "proxying failed")
                 }
-                ProxyError::BadPath { .. }
-                | ProxyError::ClientBody { .. }
-                | ProxyError::BadUpstream(_) => {
+                ProxyError::BadPath { .. } | ProxyError::ClientBody { .. } => {
                     tracing::info!(upstream = %self.0.name, error = %Chain(e), "request not proxied")
                 }
             }
