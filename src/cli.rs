@@ -44,7 +44,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve { config } => serve(config).await,
-            Command::CheckConfig { file } => check_config(file),
+            Command::CheckConfig { file } => check_config(file).await,
             Command::Cert { command } => crate::cert_cmd::run(command),
             Command::Htpasswd(args) => crate::htpasswd_cmd::run(args).await,
         }
@@ -119,7 +119,7 @@ async fn reload_on_sighup(reloader: wharf::server::Reloader, path: Option<PathBu
     let _ = (reloader, path);
 }
 
-fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
+async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
     let file = file.or_else(|| std::env::var_os("WHARF_CONFIG").map(PathBuf::from));
     let path = file.unwrap_or_else(|| PathBuf::from(wharf::config::DEFAULT_PATH));
     let config = Config::from_file(&path)?;
@@ -129,13 +129,46 @@ fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("config {}: server[{i}].auth: {e}", path.display()))?;
         }
     }
+    let storage = check_storage(&config)
+        .await
+        .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
     println!(
-        "{}: ok ({} listener(s), storage at {})",
+        "{}: ok ({} listener(s), storage at {storage})",
         path.display(),
         config.listeners.len(),
-        config.storage.root.display()
     );
     Ok(())
+}
+
+/// An object store is only worth a config that reaches it: write, read and delete a probe
+/// object under every registry's prefix. Returns where the storage is, for the summary.
+async fn check_storage(config: &Config) -> anyhow::Result<String> {
+    use wharf::config::{RouteTarget, StorageBackend};
+    use wharf::server::{describe_root, open_storage};
+    let backend = &config.storage.backend;
+    let main = describe_root(backend, &config.storage.root);
+    if *backend == StorageBackend::Filesystem {
+        return Ok(main);
+    }
+    let mut roots: Vec<&std::path::Path> = Vec::new();
+    for route in config.servers.iter().flat_map(|s| &s.routes) {
+        if let RouteTarget::Registry { root } = &route.target {
+            if !roots.contains(&root.as_path()) {
+                roots.push(root);
+            }
+        }
+    }
+    for root in roots {
+        let at = describe_root(backend, root);
+        let storage = open_storage(backend, root).await?;
+        storage.check_writable().await.map_err(|e| {
+            anyhow::anyhow!(
+                "storage.s3: cannot write, read and delete a probe object at {at}: {e}; \
+                 fix: check storage.s3.endpoint, region, bucket (it must exist) and the credentials"
+            )
+        })?;
+    }
+    Ok(main)
 }
 
 fn init_logging(config: &Config) {

@@ -5,6 +5,7 @@ mod auth;
 pub mod names;
 mod raw;
 mod servers;
+mod storage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ pub use self::auth::{
 };
 use self::raw::RawConfig;
 pub use self::servers::{find_server, RouteConfig, RouteTarget, ServerConfig, ServerTls};
+pub use self::storage::{
+    default_credentials_file, S3Config, S3Credentials, SecretSource, StorageBackend, StorageConfig,
+};
 
 /// Where `wharf serve` looks when no file is named.
 pub const DEFAULT_PATH: &str = "conf/wharf.toml";
@@ -76,13 +80,6 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Open connections one client IP may hold; 0 means no limit.
     pub max_connections_per_ip: usize,
-}
-
-#[derive(Clone, Debug)]
-pub struct StorageConfig {
-    pub root: PathBuf,
-    /// Upload sessions untouched this long are deleted.
-    pub upload_max_age: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -213,30 +210,7 @@ impl Check<'_> {
 
 fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
     let check = Check { origin };
-    let root = raw
-        .storage
-        .root
-        .clone()
-        .unwrap_or_else(|| "./data".to_owned());
-    if root.trim().is_empty() {
-        return Err(check.invalid(
-            "storage.root",
-            "is empty",
-            "name a directory, for example \"./data\" or \"/var/lib/wharf\"",
-        ));
-    }
-    let upload_max_age = check.duration(
-        "storage.upload_max_age",
-        raw.storage.upload_max_age.as_deref(),
-        Duration::from_secs(24 * 3600),
-    )?;
-    if upload_max_age < Duration::from_secs(60) {
-        return Err(check.invalid(
-            "storage.upload_max_age",
-            "is under a minute, which would delete uploads in progress",
-            "use at least \"1m\"; the default is \"24h\"",
-        ));
-    }
+    let storage = storage::validate(&check, &raw.storage)?;
     let shutdown_grace = check.duration(
         "shutdown.grace",
         raw.shutdown.grace.as_deref(),
@@ -329,9 +303,9 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
             ));
         }
     }
-    let root = PathBuf::from(root);
     let ca_dir = PathBuf::from(raw.tls.ca_dir.clone().unwrap_or_else(|| "certs".to_owned()));
-    let servers = servers::validate(&check, &raw.server, &root)?;
+    let servers = servers::validate(&check, &raw.server, &storage.root)?;
+    storage::check_route_roots(&check, &storage, &servers)?;
     let listeners = servers::listeners(&check, &raw.listener, &servers)?;
     Ok(Config {
         listeners,
@@ -339,10 +313,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         ca_dir,
         limits,
         admin_address,
-        storage: StorageConfig {
-            root,
-            upload_max_age,
-        },
+        storage,
         registry: RegistryConfig {
             max_manifest_bytes,
             manifest_cache_bytes,

@@ -159,8 +159,31 @@ pub struct RawLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
+    /// "filesystem" (the default) or "s3".
+    pub backend: Option<String>,
     pub root: Option<String>,
     pub upload_max_age: Option<String>,
+    pub s3: Option<RawS3>,
+}
+
+/// `[storage.s3]`: an S3-compatible bucket (AWS, MinIO, Ceph RGW, Garage).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3 {
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: Option<bool>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub secret_access_key_file: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub credentials_file: Option<String>,
+    pub profile: Option<String>,
+    pub ca_file: Option<String>,
+    pub part_size: Option<u64>,
+    pub conditional_writes: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

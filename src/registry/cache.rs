@@ -3,7 +3,8 @@
 //! Manifest reads dominate registry traffic (every pull resolves a tag, often several times),
 //! and a manifest is small, so answering them from memory is what lets `HEAD` of a manifest
 //! run at memory speed. Digest entries never go stale (content-addressed); tag entries are
-//! invalidated by every write this process makes to that repository's tags or manifests.
+//! invalidated by every write this process makes to that repository's tags or manifests,
+//! which is why, on storage shared by several nodes, `manifests.rs` caches no tags at all.
 
 use std::sync::Arc;
 

@@ -26,15 +26,7 @@ impl Registry {
         reference: &Reference,
         with_body: bool,
     ) -> ApiResult<Response<Body>> {
-        let key = reference.to_string();
-        let m = match self.cache.get(repo, &key) {
-            Some(m) => m,
-            None => {
-                let m = self.load_manifest(repo, reference).await?;
-                self.cache.insert(repo, &key, m.clone());
-                m
-            }
-        };
+        let m = self.manifest(repo, reference).await?;
         let reply = Reply::new(StatusCode::OK)
             .header(CONTENT_TYPE, &m.media_type)
             .header(CONTENT_LENGTH, m.bytes.len())
@@ -45,11 +37,24 @@ impl Registry {
         })
     }
 
-    async fn load_manifest(
+    /// A manifest by tag or digest, from the cache when that cannot be stale.
+    ///
+    /// On storage only this process writes, every write invalidates what it changes, so
+    /// whole lookups are cached. On shared storage another node may retag or delete at any
+    /// moment: the tag and the repository's link are read every time, and only the bytes,
+    /// which the digest fixes, come from the cache.
+    async fn manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
     ) -> ApiResult<Arc<CachedManifest>> {
+        let shared = self.storage.shared();
+        let key = reference.to_string();
+        if !shared {
+            if let Some(m) = self.cache.get(repo, &key) {
+                return Ok(m);
+            }
+        }
         let digest = match reference {
             Reference::Digest(d) => d.clone(),
             Reference::Tag(t) => self
@@ -63,19 +68,31 @@ impl Registry {
             .read_link(repo, LinkKind::Manifest, &digest)
             .await?
             .ok_or_else(|| manifest_unknown(reference))?;
-        let bytes = self
-            .storage
-            .read_small_blob(&digest)
-            .await?
-            .ok_or_else(|| {
-                tracing::error!(%repo, %digest, "manifest is linked but its bytes are missing");
-                manifest_unknown(reference)
-            })?;
-        Ok(Arc::new(CachedManifest {
-            digest,
-            media_type: String::from_utf8_lossy(&media_type).into_owned(),
-            bytes,
-        }))
+        let by_digest = digest.to_string();
+        let m = match self.cache.get(repo, &by_digest) {
+            Some(m) => m,
+            None => {
+                let bytes = self
+                    .storage
+                    .read_small_blob(&digest)
+                    .await?
+                    .ok_or_else(|| {
+                        tracing::error!(%repo, %digest, "manifest is linked but its bytes are missing");
+                        manifest_unknown(reference)
+                    })?;
+                let m = Arc::new(CachedManifest {
+                    digest,
+                    media_type: String::from_utf8_lossy(&media_type).into_owned(),
+                    bytes,
+                });
+                self.cache.insert(repo, &by_digest, m.clone());
+                m
+            }
+        };
+        if !shared {
+            self.cache.insert(repo, &key, m.clone());
+        }
+        Ok(m)
     }
 
     pub(super) async fn put_manifest(

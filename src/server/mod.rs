@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -23,10 +23,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Config, Limits, ListenerConfig, RouteTarget};
+use crate::config::{Config, Limits, ListenerConfig, RouteTarget, StorageBackend};
 use crate::gateway::metrics::Metrics;
 use crate::gateway::Gateway;
 use crate::registry::storage::fs::FsStorage;
+use crate::registry::storage::s3::S3Storage;
+use crate::registry::storage::Storage;
 use crate::registry::{Registry, RegistryOptions};
 use crate::tls::acceptor::TlsServers;
 use crate::tls::error::TlsError;
@@ -295,22 +297,47 @@ async fn open_registries(
             out.insert(root, existing.clone());
             continue;
         }
-        let r = root.clone();
-        let storage = tokio::task::spawn_blocking(move || FsStorage::open(&r))
-            .await
-            .map_err(io::Error::other)
-            .and_then(|r| r)
-            .map_err(|source| ServerError::Storage {
-                path: root.display().to_string(),
-                source,
-            })?;
+        let storage = open_storage(&config.storage.backend, &root).await?;
         let options = RegistryOptions {
             max_manifest_bytes: config.registry.max_manifest_bytes,
             manifest_cache_bytes: config.registry.manifest_cache_bytes,
         };
-        out.insert(root, Arc::new(Registry::new(Arc::new(storage), options)));
+        out.insert(root, Arc::new(Registry::new(storage, options)));
     }
     Ok(out)
+}
+
+/// The one place a backend is chosen: a directory, or a key prefix in the bucket.
+pub async fn open_storage(
+    backend: &StorageBackend,
+    root: &Path,
+) -> Result<Arc<dyn Storage>, ServerError> {
+    let (r, b) = (root.to_path_buf(), backend.clone());
+    let opened = tokio::task::spawn_blocking(move || -> io::Result<Arc<dyn Storage>> {
+        Ok(match &b {
+            StorageBackend::Filesystem => Arc::new(FsStorage::open(&r)?),
+            StorageBackend::S3(s3) => Arc::new(S3Storage::open(s3, &r)?),
+        })
+    })
+    .await
+    .map_err(io::Error::other)
+    .and_then(|r| r);
+    opened.map_err(|source| ServerError::Storage {
+        path: describe_root(backend, root),
+        source,
+    })
+}
+
+/// A storage root as people name it: a directory, or `s3://bucket/prefix`.
+pub fn describe_root(backend: &StorageBackend, root: &Path) -> String {
+    match backend {
+        StorageBackend::Filesystem => root.display().to_string(),
+        StorageBackend::S3(s3) => {
+            let parts = [s3.prefix.as_str(), root.to_str().unwrap_or_default()];
+            let prefix: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+            format!("s3://{}/{}", s3.bucket, prefix.join("/"))
+        }
+    }
 }
 
 /// Accepts until told to stop. Errors (out of file descriptors, aborted connections) are

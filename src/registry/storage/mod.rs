@@ -25,6 +25,7 @@
 //! Errors are [`StorageError`]s; they carry the internal cause for the log, never for the client.
 
 pub mod fs;
+pub mod s3;
 
 use std::io;
 use std::pin::Pin;
@@ -145,6 +146,12 @@ pub type StorageResult<T> = Result<T, StorageError>;
 /// The storage behind one registry. See the module docs for the contract.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
+    /// Whether other processes may change this storage (several nodes on one bucket). The
+    /// registry then caches nothing that can change, such as what a tag points at.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// The size of a stored blob, or `None` when it does not exist.
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>>;
     /// Streams `len` bytes of a blob starting at `offset` (the caller checked the range

@@ -1,0 +1,517 @@
+//! `[storage]`: where registries keep their data. The filesystem (the default) or an
+//! S3-compatible object store (`backend = "s3"` with a `[storage.s3]` table).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::{RawS3, RawStorage};
+use super::{Check, ConfigError};
+
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    /// The filesystem backend's directory, and the root of routes that name none. With
+    /// `s3` it is empty: the registry lives at `storage.s3.prefix` itself.
+    pub root: PathBuf,
+    /// Upload sessions untouched this long are deleted.
+    pub upload_max_age: Duration,
+    pub backend: StorageBackend,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// Each route's `root` is a directory.
+    Filesystem,
+    /// Each route's `root` is a key prefix under `s3.prefix` in one bucket.
+    S3(S3Config),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Prepended to every key, without leading or trailing `/`; may be empty.
+    pub prefix: String,
+    pub region: String,
+    /// For MinIO, Ceph RGW, Garage and other non-AWS services; `None` means AWS.
+    pub endpoint: Option<String>,
+    /// `https://endpoint/bucket/key` rather than `https://bucket.endpoint/key`.
+    pub path_style: bool,
+    pub credentials: S3Credentials,
+    /// Extra CA certificates (PEM) to trust for a private endpoint.
+    pub ca_file: Option<PathBuf>,
+    /// Size of the parts of multipart uploads, and so the most an upload buffers.
+    pub part_size: u64,
+    /// Whether the store honours `If-Match` on PUT (AWS, MinIO, Ceph RGW since Squid).
+    /// Without it, two nodes appending to one upload session at once are not detected.
+    pub conditional_writes: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum S3Credentials {
+    /// An access key from the config, with its secret from the config, a file or a variable.
+    Static {
+        access_key_id: String,
+        secret: SecretSource,
+    },
+    /// A profile of an AWS shared credentials file (`~/.aws/credentials` format).
+    Profile { file: PathBuf, profile: String },
+    /// What the AWS SDKs look at: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/
+    /// `AWS_SESSION_TOKEN`, then `AWS_PROFILE` in `~/.aws/credentials`, then web identity,
+    /// ECS container and EC2 instance credentials.
+    Environment,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Inline(String),
+    File(PathBuf),
+    Env(String),
+}
+
+/// Never prints the secret itself, so configs can be logged with `{:?}`.
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            SecretSource::File(p) => f.debug_tuple("File").field(p).finish(),
+            SecretSource::Env(v) => f.debug_tuple("Env").field(v).finish(),
+        }
+    }
+}
+
+/// S3 refuses parts under 5 MiB (except the last one).
+const MIN_PART: u64 = 5 << 20;
+const DEFAULT_PART: u64 = 8 << 20;
+const MAX_PART: u64 = 512 << 20;
+
+pub(super) fn validate(check: &Check<'_>, raw: &RawStorage) -> Result<StorageConfig, ConfigError> {
+    let upload_max_age = check.duration(
+        "storage.upload_max_age",
+        raw.upload_max_age.as_deref(),
+        Duration::from_secs(24 * 3600),
+    )?;
+    if upload_max_age < Duration::from_secs(60) {
+        return Err(check.invalid(
+            "storage.upload_max_age",
+            "is under a minute, which would delete uploads in progress",
+            "use at least \"1m\"; the default is \"24h\"",
+        ));
+    }
+    let backend = match (raw.backend.as_deref(), &raw.s3) {
+        (None | Some("filesystem"), None) => StorageBackend::Filesystem,
+        (None | Some("filesystem"), Some(_)) => {
+            return Err(check.invalid(
+                "storage.s3",
+                "is set but storage.backend is not \"s3\"",
+                "add backend = \"s3\" to [storage], or remove [storage.s3]",
+            ))
+        }
+        (Some("s3"), Some(s3)) => StorageBackend::S3(s3_config(check, s3)?),
+        (Some("s3"), None) => {
+            return Err(check.invalid(
+                "storage.s3",
+                "is missing",
+                "add a [storage.s3] table with at least bucket = \"NAME\"",
+            ))
+        }
+        (Some(other), _) => {
+            return Err(check.invalid(
+                "storage.backend",
+                format!("is {other:?}"),
+                "use \"filesystem\" (the default) or \"s3\"",
+            ))
+        }
+    };
+    let root =
+        match (&backend, raw.root.as_deref()) {
+            (StorageBackend::Filesystem, None) => PathBuf::from("./data"),
+            (StorageBackend::Filesystem, Some(r)) if r.trim().is_empty() => {
+                return Err(check.invalid(
+                    "storage.root",
+                    "is empty",
+                    "name a directory, for example \"./data\" or \"/var/lib/wharf\"",
+                ))
+            }
+            (StorageBackend::Filesystem, Some(r)) => PathBuf::from(r),
+            (StorageBackend::S3(_), None) => PathBuf::new(),
+            (StorageBackend::S3(_), Some(_)) => return Err(check.invalid(
+                "storage.root",
+                "is a directory, but storage.backend is \"s3\"",
+                "remove storage.root; use storage.s3.prefix to place the registry in the bucket",
+            )),
+        };
+    Ok(StorageConfig {
+        root,
+        upload_max_age,
+        backend,
+    })
+}
+
+fn s3_config(check: &Check<'_>, raw: &RawS3) -> Result<S3Config, ConfigError> {
+    let bucket = raw.bucket.clone().unwrap_or_default();
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !bucket_ok {
+        return Err(check.invalid(
+            "storage.s3.bucket",
+            format!("is {bucket:?}, not a bucket name"),
+            "name an existing bucket: 3 to 63 lower-case letters, digits, '-' and '.'",
+        ));
+    }
+    let prefix = raw.prefix.as_deref().unwrap_or("").trim_matches('/');
+    if !prefix.is_empty() && !is_key_prefix(prefix) {
+        return Err(check.invalid(
+            "storage.s3.prefix",
+            format!("is {prefix:?}"),
+            "use path segments of letters, digits, '.', '_' and '-', like \"registry/prod\"",
+        ));
+    }
+    let endpoint = raw.endpoint.clone();
+    if let Some(e) = &endpoint {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            return Err(check.invalid(
+                "storage.s3.endpoint",
+                format!("is {e:?}, not an http(s) URL"),
+                "write it like \"https://minio.internal:9000\" (no bucket in it)",
+            ));
+        }
+    }
+    let part_size = raw.part_size.unwrap_or(DEFAULT_PART);
+    if !(MIN_PART..=MAX_PART).contains(&part_size) {
+        return Err(check.invalid(
+            "storage.s3.part_size",
+            format!("is {part_size}"),
+            "use 5242880 (5 MiB, S3's minimum) to 536870912; the default is 8388608",
+        ));
+    }
+    let ca_file = raw.ca_file.as_ref().map(PathBuf::from);
+    if let Some(f) = ca_file.as_ref().filter(|f| !f.is_file()) {
+        return Err(check.invalid(
+            "storage.s3.ca_file",
+            format!("names {:?}, which does not exist", f.display().to_string()),
+            "point it at the PEM certificate of the CA that signed the endpoint's certificate",
+        ));
+    }
+    Ok(S3Config {
+        bucket,
+        prefix: prefix.to_owned(),
+        region: raw.region.clone().unwrap_or_else(|| "us-east-1".into()),
+        path_style: raw.path_style.unwrap_or(endpoint.is_some()),
+        endpoint,
+        credentials: credentials(check, raw)?,
+        ca_file,
+        part_size,
+        conditional_writes: raw.conditional_writes.unwrap_or(true),
+    })
+}
+
+fn credentials(check: &Check<'_>, raw: &RawS3) -> Result<S3Credentials, ConfigError> {
+    let secret = match (
+        &raw.secret_access_key,
+        &raw.secret_access_key_file,
+        &raw.secret_access_key_env,
+    ) {
+        (None, None, None) => None,
+        (Some(s), None, None) => Some(SecretSource::Inline(s.clone())),
+        (None, Some(f), None) if Path::new(f).is_file() => Some(SecretSource::File(f.into())),
+        (None, Some(f), None) => {
+            return Err(check.invalid(
+                "storage.s3.secret_access_key_file",
+                format!("names {f:?}, which does not exist"),
+                "create it with the secret access key (mode 0600)",
+            ))
+        }
+        (None, None, Some(v)) if std::env::var_os(v).is_some() => {
+            Some(SecretSource::Env(v.clone()))
+        }
+        (None, None, Some(v)) => {
+            return Err(check.invalid(
+                "storage.s3.secret_access_key_env",
+                format!("names {v:?}, which is not set"),
+                "set that environment variable for wharf, or use secret_access_key_file",
+            ))
+        }
+        _ => {
+            return Err(check.invalid(
+                "storage.s3.secret_access_key",
+                "is given more than once (inline, _file and _env)",
+                "keep one of secret_access_key, secret_access_key_file, secret_access_key_env",
+            ))
+        }
+    };
+    let static_key = raw.access_key_id.is_some() || secret.is_some();
+    let profile = raw.credentials_file.is_some() || raw.profile.is_some();
+    match (raw.access_key_id.clone(), secret) {
+        _ if static_key && profile => Err(check.invalid(
+            "storage.s3.credentials_file",
+            "is set together with access_key_id/secret_access_key",
+            "use either an access key or a credentials file profile",
+        )),
+        (Some(access_key_id), Some(secret)) => Ok(S3Credentials::Static {
+            access_key_id,
+            secret,
+        }),
+        (Some(_), None) => Err(check.invalid(
+            "storage.s3.secret_access_key_file",
+            "is missing for access_key_id",
+            "set secret_access_key_file (or secret_access_key_env, or secret_access_key)",
+        )),
+        (None, Some(_)) => Err(check.invalid(
+            "storage.s3.access_key_id",
+            "is missing for the secret access key",
+            "set access_key_id to the key the secret belongs to",
+        )),
+        (None, None) if profile => {
+            let file = match &raw.credentials_file {
+                Some(f) => PathBuf::from(f),
+                None => default_credentials_file().ok_or_else(|| {
+                    check.invalid(
+                        "storage.s3.credentials_file",
+                        "is not set and HOME is unknown",
+                        "name the credentials file, like \"/etc/wharf/aws-credentials\"",
+                    )
+                })?,
+            };
+            if !file.is_file() {
+                return Err(check.invalid(
+                    "storage.s3.credentials_file",
+                    format!("names {:?}, which does not exist", file.display().to_string()),
+                    "point it at an AWS credentials file ([profile] with aws_access_key_id and aws_secret_access_key)",
+                ));
+            }
+            let profile = raw.profile.clone().unwrap_or_else(|| "default".into());
+            Ok(S3Credentials::Profile { file, profile })
+        }
+        (None, None) => Ok(S3Credentials::Environment),
+    }
+}
+
+/// `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`.
+pub fn default_credentials_file() -> Option<PathBuf> {
+    if let Some(f) = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE") {
+        return Some(f.into());
+    }
+    std::env::var_os("HOME").map(|h| Path::new(&h).join(".aws").join("credentials"))
+}
+
+/// Slash-separated segments of `[A-Za-z0-9._-]`, none of them `.` or `..`.
+pub fn is_key_prefix(s: &str) -> bool {
+    s.split('/').all(|seg| {
+        !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    })
+}
+
+/// With `s3`, a route's registry `root` is a key prefix below `storage.s3.prefix`, so it
+/// must be one.
+pub(super) fn check_route_roots(
+    check: &Check<'_>,
+    storage: &StorageConfig,
+    servers: &[super::ServerConfig],
+) -> Result<(), ConfigError> {
+    if storage.backend == StorageBackend::Filesystem {
+        return Ok(());
+    }
+    for (i, s) in servers.iter().enumerate() {
+        for (j, r) in s.routes.iter().enumerate() {
+            let super::RouteTarget::Registry { root } = &r.target else {
+                continue;
+            };
+            let ok = root.as_os_str().is_empty() || root.to_str().is_some_and(is_key_prefix);
+            if !ok {
+                return Err(check.invalid(
+                    format!("server[{i}].route[{j}].registry.root"),
+                    format!(
+                        "is {:?}, but with storage.backend = \"s3\" it is a key prefix",
+                        root.display().to_string()
+                    ),
+                    "use a relative prefix like \"mirror\", or leave it out for storage.s3.prefix itself",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    use super::*;
+
+    fn s3(extra: &str) -> Result<Config, String> {
+        Config::from_toml(
+            &format!("[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"reg\"\n{extra}"),
+            "test",
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn backend(c: &Config) -> &S3Config {
+        match &c.storage.backend {
+            StorageBackend::S3(s) => s,
+            StorageBackend::Filesystem => panic!("not s3"),
+        }
+    }
+
+    #[test]
+    fn filesystem_is_the_default() {
+        let c = Config::from_toml("", "test").unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::Filesystem);
+    }
+
+    #[test]
+    fn s3_defaults() {
+        let c = s3("").unwrap();
+        let b = backend(&c);
+        assert_eq!((b.region.as_str(), b.path_style), ("us-east-1", false));
+        assert_eq!(b.credentials, S3Credentials::Environment);
+        assert_eq!(b.part_size, 8 << 20);
+        assert!(c.storage.root.as_os_str().is_empty());
+    }
+
+    #[test]
+    fn an_endpoint_implies_path_style_and_must_be_a_url() {
+        let c = s3("endpoint = \"http://127.0.0.1:9000\"").unwrap();
+        assert!(backend(&c).path_style);
+        let c = s3("endpoint = \"http://h:9\"\npath_style = false").unwrap();
+        assert!(!backend(&c).path_style);
+        assert!(s3("endpoint = \"minio:9000\"")
+            .unwrap_err()
+            .contains("storage.s3.endpoint"));
+    }
+
+    #[test]
+    fn bucket_is_required_and_checked() {
+        let e = Config::from_toml("[storage]\nbackend = \"s3\"\n[storage.s3]\n", "t").unwrap_err();
+        assert!(e.to_string().contains("storage.s3.bucket"), "{e}");
+        assert!(s3("").is_ok());
+        let e = Config::from_toml(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"Bad_Name\"",
+            "t",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a bucket name"), "{e}");
+    }
+
+    #[test]
+    fn backend_and_table_must_agree() {
+        let e = Config::from_toml("[storage]\nbackend = \"s3\"", "t").unwrap_err();
+        assert!(e.to_string().contains("[storage.s3]"), "{e}");
+        let e = Config::from_toml("[storage.s3]\nbucket = \"reg\"", "t").unwrap_err();
+        assert!(e.to_string().contains("backend = \\\"s3\\\""), "{e}");
+        let e = Config::from_toml("[storage]\nbackend = \"gcs\"", "t").unwrap_err();
+        assert!(e.to_string().contains("storage.backend"), "{e}");
+    }
+
+    #[test]
+    fn root_is_refused_with_s3() {
+        let e = Config::from_toml(
+            "[storage]\nbackend = \"s3\"\nroot = \"./data\"\n[storage.s3]\nbucket = \"reg\"",
+            "t",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("storage.root"), "{e}");
+    }
+
+    #[test]
+    fn prefix_is_trimmed_and_checked() {
+        assert_eq!(backend(&s3("prefix = \"/a/b/\"").unwrap()).prefix, "a/b");
+        assert!(s3("prefix = \"a/../b\"")
+            .unwrap_err()
+            .contains("storage.s3.prefix"));
+    }
+
+    #[test]
+    fn part_size_has_s3_bounds() {
+        assert!(s3("part_size = 1024")
+            .unwrap_err()
+            .contains("storage.s3.part_size"));
+        assert_eq!(
+            backend(&s3("part_size = 5242880").unwrap()).part_size,
+            5 << 20
+        );
+    }
+
+    #[test]
+    fn static_credentials_need_both_halves() {
+        let c = s3("access_key_id = \"AK\"\nsecret_access_key = \"s\"").unwrap();
+        assert!(matches!(
+            &backend(&c).credentials,
+            S3Credentials::Static { access_key_id, secret: SecretSource::Inline(_) } if access_key_id == "AK"
+        ));
+        assert!(s3("access_key_id = \"AK\"")
+            .unwrap_err()
+            .contains("secret_access_key_file"));
+        assert!(s3("secret_access_key = \"s\"")
+            .unwrap_err()
+            .contains("storage.s3.access_key_id"));
+        let e =
+            s3("access_key_id = \"AK\"\nsecret_access_key = \"s\"\nsecret_access_key_env = \"X\"")
+                .unwrap_err();
+        assert!(e.contains("more than once"), "{e}");
+        assert!(
+            s3("access_key_id = \"AK\"\nsecret_access_key_file = \"/no/such\"")
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        assert!(
+            s3("access_key_id = \"AK\"\nsecret_access_key_env = \"WHARF_SURELY_UNSET\"")
+                .unwrap_err()
+                .contains("not set")
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = s3("access_key_id = \"AK\"\nsecret_access_key = \"hunter2\"").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn profiles_need_an_existing_file() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let path = f.path().display().to_string();
+        let c = s3(&format!("credentials_file = {path:?}\nprofile = \"ci\"")).unwrap();
+        assert_eq!(
+            backend(&c).credentials,
+            S3Credentials::Profile {
+                file: f.path().into(),
+                profile: "ci".into()
+            }
+        );
+        assert!(s3("credentials_file = \"/no/such\"")
+            .unwrap_err()
+            .contains("storage.s3.credentials_file"));
+        let e = s3(&format!(
+            "credentials_file = {path:?}\naccess_key_id = \"AK\"\nsecret_access_key = \"s\""
+        ))
+        .unwrap_err();
+        assert!(e.contains("either"), "{e}");
+    }
+
+    #[test]
+    fn ca_file_must_exist() {
+        assert!(s3("ca_file = \"/no/such.pem\"")
+            .unwrap_err()
+            .contains("storage.s3.ca_file"));
+    }
+
+    #[test]
+    fn route_roots_are_key_prefixes_with_s3() {
+        let base = "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"reg\"\n[[server]]\ndefault = true\n";
+        let ok =
+            format!("{base}[[server.route]]\npath = \"/\"\nregistry = {{ root = \"mirror\" }}\n");
+        Config::from_toml(&ok, "t").unwrap();
+        let bad =
+            format!("{base}[[server.route]]\npath = \"/\"\nregistry = {{ root = \"/var/x\" }}\n");
+        let e = Config::from_toml(&bad, "t").unwrap_err().to_string();
+        assert!(e.contains("server[0].route[0].registry.root"), "{e}");
+    }
+}

@@ -1,0 +1,373 @@
+//! The S3 backend: everything in one bucket under a prefix, laid out as [`keys`] describes,
+//! through the `object_store` crate. Several wharf processes may share one bucket and
+//! prefix: nothing about the registry lives in a process, and upload sessions (including
+//! their hash state and multipart upload) live in the bucket, so any node can continue one.
+//!
+//! What S3 gives and what this relies on: single PUTs and CopyObject are atomic, so links,
+//! tags and blobs appear whole or not at all; reads after writes are strongly consistent
+//! (AWS since 2020, MinIO, Ceph RGW, Garage); `If-Match` on PUT serialises appends to a
+//! session (where the store has it: see `storage.s3.conditional_writes`).
+
+mod connect;
+mod hasher;
+mod keys;
+mod uploads;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::multipart::MultipartStore;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
+
+use self::keys::Keys;
+use super::{
+    Append, ByteStream, Finish, LinkKind, Storage, StorageError, StorageResult, UploadId,
+    UploadOwner,
+};
+use crate::config::S3Config;
+use crate::registry::reference::{Digest, RepoName, Tag};
+
+/// What the backend needs of a store: objects and resumable multipart uploads. S3 has both
+/// (so would GCS and Azure, through the same crate).
+pub trait Store: ObjectStore + MultipartStore {}
+impl<T: ObjectStore + MultipartStore> Store for T {}
+
+pub struct S3Storage {
+    store: Arc<dyn Store>,
+    keys: Keys,
+    part_size: u64,
+    conditional_writes: bool,
+}
+
+impl S3Storage {
+    /// A registry at `root` (a key prefix, possibly empty) below `storage.s3.prefix`. Does
+    /// not contact the store.
+    pub fn open(config: &S3Config, root: &std::path::Path) -> io::Result<Self> {
+        let store = connect::client(config)?;
+        let root = root.to_str().unwrap_or_default().trim_matches('/');
+        let prefix = [config.prefix.as_str(), root]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("/");
+        Ok(Self {
+            store: Arc::new(store),
+            keys: Keys::new(prefix),
+            part_size: config.part_size,
+            conditional_writes: config.conditional_writes,
+        })
+    }
+
+    async fn read_optional(&self, op: &'static str, key: &Path) -> StorageResult<Option<Bytes>> {
+        match self.store.get(key).await {
+            Ok(r) => r.bytes().await.map(Some).map_err(unavailable(op)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(unavailable(op)(e)),
+        }
+    }
+
+    async fn write(&self, op: &'static str, key: &Path, bytes: Bytes) -> StorageResult<()> {
+        self.store
+            .put(key, PutPayload::from(bytes))
+            .await
+            .map(drop)
+            .map_err(unavailable(op))
+    }
+
+    /// Deletes `key`; `false` when it was not there. (S3 deletes of missing keys succeed,
+    /// so presence is asked first; a racing delete just makes both answers `true`.)
+    async fn remove(&self, op: &'static str, key: &Path) -> StorageResult<bool> {
+        match self.store.head(key).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(unavailable(op)(e)),
+        }
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(unavailable(op)(e)),
+        }
+    }
+
+    /// The keys under `prefix`, at any depth.
+    async fn list_keys(&self, op: &'static str, prefix: &Path) -> StorageResult<Vec<Path>> {
+        self.store
+            .list(Some(prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(unavailable(op))
+    }
+
+    /// The child "directories" of `prefix` (their last segment) and its direct objects.
+    async fn children(
+        &self,
+        op: &'static str,
+        prefix: &Path,
+    ) -> StorageResult<(Vec<String>, Vec<Path>)> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(prefix))
+            .await
+            .map_err(unavailable(op))?;
+        let dirs = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect();
+        Ok((
+            dirs,
+            listed.objects.into_iter().map(|m| m.location).collect(),
+        ))
+    }
+}
+
+/// Every object store failure is "unavailable" for the client (503, retry later): the
+/// request was fine, the store was not. The cause is logged where the error is turned
+/// into a response.
+fn unavailable(op: &'static str) -> impl FnOnce(object_store::Error) -> StorageError {
+    move |e| StorageError::Unavailable {
+        op,
+        source: io::Error::other(e),
+    }
+}
+
+fn parse_digest(key: &Path, bytes: &[u8]) -> StorageResult<Digest> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| Digest::parse(s.trim()).ok())
+        .ok_or_else(|| StorageError::Corrupt {
+            what: format!("{key} does not hold a digest"),
+        })
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        match self.store.head(&self.keys.blob(digest)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(unavailable("stat blob")(e)),
+        }
+    }
+
+    async fn read_blob(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> StorageResult<Option<ByteStream>> {
+        let key = self.keys.blob(digest);
+        if len == 0 {
+            // S3 refuses empty ranges; an empty read needs only the blob to exist.
+            return Ok(self
+                .blob_size(digest)
+                .await?
+                .map(|_| Box::pin(futures_util::stream::empty()) as ByteStream));
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(offset..offset + len)),
+            ..GetOptions::default()
+        };
+        match self.store.get_opts(&key, options).await {
+            // The body streams from the store as the client reads it: never the whole blob.
+            Ok(r) => Ok(Some(Box::pin(r.into_stream().map_err(io::Error::other)))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(unavailable("read blob")(e)),
+        }
+    }
+
+    async fn read_small_blob(&self, digest: &Digest) -> StorageResult<Option<Bytes>> {
+        self.read_optional("read manifest", &self.keys.blob(digest))
+            .await
+    }
+
+    async fn put_small_blob(&self, digest: &Digest, bytes: Bytes) -> StorageResult<()> {
+        // Content-addressed: rewriting the same digest writes the same bytes, atomically.
+        self.write("write manifest", &self.keys.blob(digest), bytes)
+            .await
+    }
+
+    async fn link(
+        &self,
+        repo: &RepoName,
+        kind: LinkKind,
+        digest: &Digest,
+        payload: &[u8],
+    ) -> StorageResult<()> {
+        let key = self.keys.link(repo, kind, digest);
+        self.write("write link", &key, Bytes::copy_from_slice(payload))
+            .await
+    }
+
+    async fn read_link(
+        &self,
+        repo: &RepoName,
+        kind: LinkKind,
+        digest: &Digest,
+    ) -> StorageResult<Option<Bytes>> {
+        self.read_optional("read link", &self.keys.link(repo, kind, digest))
+            .await
+    }
+
+    async fn unlink(
+        &self,
+        repo: &RepoName,
+        kind: LinkKind,
+        digest: &Digest,
+    ) -> StorageResult<bool> {
+        self.remove("remove link", &self.keys.link(repo, kind, digest))
+            .await
+    }
+
+    async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>> {
+        let key = self.keys.tag(repo, tag);
+        match self.read_optional("read tag", &key).await? {
+            None => Ok(None),
+            Some(bytes) => parse_digest(&key, &bytes).map(Some),
+        }
+    }
+
+    async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
+        let value = Bytes::from(digest.to_string());
+        self.write("write tag", &self.keys.tag(repo, tag), value)
+            .await
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool> {
+        self.remove("delete tag", &self.keys.tag(repo, tag)).await
+    }
+
+    async fn list_tags(&self, repo: &RepoName) -> StorageResult<Option<Vec<Tag>>> {
+        let (dirs, _) = self.children("list tags", &self.keys.repo(repo)).await?;
+        if !dirs.iter().any(|d| d == "_layers" || d == "_manifests") {
+            return Ok(None);
+        }
+        let (_, objects) = self.children("list tags", &self.keys.tags(repo)).await?;
+        let mut tags: Vec<Tag> = objects
+            .iter()
+            .filter_map(|k| k.filename().and_then(|t| Tag::parse(t).ok()))
+            .collect();
+        tags.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(Some(tags))
+    }
+
+    async fn add_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+        descriptor: &[u8],
+    ) -> StorageResult<()> {
+        let key = self.keys.referrer(repo, subject, referrer);
+        self.write("write referrer", &key, Bytes::copy_from_slice(descriptor))
+            .await
+    }
+
+    async fn remove_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> StorageResult<()> {
+        let key = self.keys.referrer(repo, subject, referrer);
+        self.remove("remove referrer", &key).await.map(drop)
+    }
+
+    async fn list_referrers(&self, repo: &RepoName, subject: &Digest) -> StorageResult<Vec<Bytes>> {
+        let mut keys = self
+            .list_keys("list referrers", &self.keys.referrers(repo, subject))
+            .await?;
+        keys.sort();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            // A referrer removed between the listing and the read is simply gone.
+            if let Some(bytes) = self.read_optional("read referrer", &key).await? {
+                out.push(bytes);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_repositories(&self) -> StorageResult<Vec<RepoName>> {
+        // One listing per namespace level, like a directory walk: listing every key under
+        // repositories/ would read every link and tag of the registry.
+        let mut out = Vec::new();
+        let mut pending = vec![String::new()];
+        while let Some(name) = pending.pop() {
+            let key = match name.is_empty() {
+                true => self.keys.repositories(),
+                false => self.keys.at(&format!("repositories/{name}")),
+            };
+            let (dirs, _) = self.children("list repositories", &key).await?;
+            if dirs.iter().any(|d| d == "_layers" || d == "_manifests") {
+                if let Ok(repo) = RepoName::parse(&name) {
+                    out.push(repo);
+                }
+            }
+            for d in dirs.into_iter().filter(|d| !d.starts_with('_')) {
+                pending.push(match name.is_empty() {
+                    true => d,
+                    false => format!("{name}/{d}"),
+                });
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn create_upload(&self, owner: &UploadOwner) -> StorageResult<UploadId> {
+        uploads::create(self, owner).await
+    }
+
+    async fn upload_size(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<Option<u64>> {
+        uploads::size(self, owner, id).await
+    }
+
+    async fn append_upload(
+        &self,
+        owner: &UploadOwner,
+        id: UploadId,
+        expected_offset: Option<u64>,
+        body: ByteStream,
+    ) -> StorageResult<Append> {
+        uploads::append(self, owner, id, expected_offset, body).await
+    }
+
+    async fn finish_upload(
+        &self,
+        owner: &UploadOwner,
+        id: UploadId,
+        digest: &Digest,
+    ) -> StorageResult<Finish> {
+        uploads::finish(self, owner, id, digest).await
+    }
+
+    async fn cancel_upload(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<bool> {
+        uploads::cancel(self, owner, id).await
+    }
+
+    async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize> {
+        uploads::purge(self, max_age).await
+    }
+
+    async fn check_writable(&self) -> StorageResult<()> {
+        // A key of its own per probe, so nodes probing at once never disturb each other.
+        let probe = self.keys.health_probe();
+        self.write("health probe", &probe, Bytes::from_static(b"ok"))
+            .await?;
+        self.read_optional("health probe", &probe).await?;
+        self.store
+            .delete(&probe)
+            .await
+            .map_err(unavailable("health probe"))
+    }
+}
