@@ -2,11 +2,12 @@
 
 use reqwest::StatusCode;
 
-use crate::support::{assert_error, bytes_of, sha256, TestServer};
+use crate::support::{assert_error, bytes_of, sha256, Backend, TestServer};
 
-#[tokio::test]
-async fn get_head_and_ranges() {
-    let s = TestServer::start().await;
+async fn get_head_and_ranges(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let data = bytes_of(300_000, 1);
     let d = s.push_blob("team/app", &data).await;
     let url = s.url(&format!("/v2/team/app/blobs/{d}"));
@@ -56,9 +57,10 @@ async fn get_head_and_ranges() {
     assert_error(r, StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID").await;
 }
 
-#[tokio::test]
-async fn blobs_are_scoped_to_their_repository() {
-    let s = TestServer::start().await;
+async fn blobs_are_scoped_to_their_repository(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let d = s.push_blob("team/app", b"private layer").await;
     let r = s
         .http
@@ -77,9 +79,10 @@ async fn blobs_are_scoped_to_their_repository() {
     assert_error(r, StatusCode::NOT_FOUND, "BLOB_UNKNOWN").await;
 }
 
-#[tokio::test]
-async fn delete_removes_the_blob_from_the_repository_only() {
-    let s = TestServer::start().await;
+async fn delete_removes_the_blob_from_the_repository_only(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let d = s.push_blob("team/a", b"shared").await;
     s.push_blob("team/b", b"shared").await;
     let r = s
@@ -112,9 +115,10 @@ async fn delete_removes_the_blob_from_the_repository_only() {
     assert_eq!(r.bytes().await.unwrap(), &b"shared"[..]);
 }
 
-#[tokio::test]
-async fn malformed_digests_are_digest_invalid() {
-    let s = TestServer::start().await;
+async fn malformed_digests_are_digest_invalid(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     for bad in ["sha256:abc", "md5:0123", "sha256:ZZZZ"] {
         let r = s
             .http
@@ -125,3 +129,10 @@ async fn malformed_digests_are_digest_invalid() {
         assert_error(r, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
     }
 }
+
+crate::on_both_backends!(
+    get_head_and_ranges,
+    blobs_are_scoped_to_their_repository,
+    delete_removes_the_blob_from_the_repository_only,
+    malformed_digests_are_digest_invalid,
+);

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use crate::support::{have_program, podman, WharfProcess};
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("program runs");
     assert!(
         out.status.success(),
@@ -18,7 +18,7 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 /// A tiny image built offline: a tar of one file, imported into podman.
-fn import_image(dir: &Path, name: &str, content: &str) -> String {
+pub(crate) fn import_image(dir: &Path, name: &str, content: &str) -> String {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
     std::fs::write(rootfs.join("hello.txt"), content).unwrap();

@@ -3,11 +3,12 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{assert_error, TestServer};
+use crate::support::{assert_error, Backend, TestServer};
 
-#[tokio::test]
-async fn tags_list_paginates_with_link() {
-    let s = TestServer::start().await;
+async fn tags_list_paginates_with_link(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     for tag in ["c", "a", "b", "d"] {
         s.push_image("team/app", tag, b"layer").await;
     }
@@ -60,9 +61,10 @@ async fn tags_list_paginates_with_link() {
     assert_error(r, StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID").await;
 }
 
-#[tokio::test]
-async fn tags_of_unknown_repository_is_name_unknown() {
-    let s = TestServer::start().await;
+async fn tags_of_unknown_repository_is_name_unknown(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let r = s
         .http
         .get(s.url("/v2/no/such/tags/list"))
@@ -72,9 +74,10 @@ async fn tags_of_unknown_repository_is_name_unknown() {
     assert_error(r, StatusCode::NOT_FOUND, "NAME_UNKNOWN").await;
 }
 
-#[tokio::test]
-async fn catalog_lists_nested_repositories_in_pages() {
-    let s = TestServer::start().await;
+async fn catalog_lists_nested_repositories_in_pages(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     for repo in ["b/app", "a", "a/nested/deep", "c"] {
         s.push_image(repo, "v1", b"x").await;
     }
@@ -107,3 +110,9 @@ async fn catalog_lists_nested_repositories_in_pages() {
         json!(["c"])
     );
 }
+
+crate::on_both_backends!(
+    tags_list_paginates_with_link,
+    tags_of_unknown_repository_is_name_unknown,
+    catalog_lists_nested_repositories_in_pages,
+);

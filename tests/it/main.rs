@@ -1,5 +1,6 @@
 //! wharf's integration tests: one binary, every test against a real server on 127.0.0.1:0.
 
+mod moto;
 mod pki;
 mod support;
 
@@ -17,6 +18,7 @@ mod limits;
 mod listing;
 mod malformed;
 mod manifests;
+mod nodes;
 mod observability;
 mod oci_client;
 mod proxy;

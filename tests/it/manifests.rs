@@ -3,14 +3,17 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{assert_error, image_manifest, sha256, TestServer, OCI_INDEX, OCI_MANIFEST};
+use crate::support::{
+    assert_error, image_manifest, sha256, Backend, TestServer, TestStore, OCI_INDEX, OCI_MANIFEST,
+};
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
-#[tokio::test]
-async fn push_then_get_and_head_by_tag_and_digest() {
-    let s = TestServer::start().await;
+async fn push_then_get_and_head_by_tag_and_digest(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let (digest, bytes, _) = s.push_image("team/app", "v1", b"layer").await;
     for reference in ["v1", digest.as_str()] {
         let url = s.url(&format!("/v2/team/app/manifests/{reference}"));
@@ -35,9 +38,10 @@ async fn push_then_get_and_head_by_tag_and_digest() {
     }
 }
 
-#[tokio::test]
-async fn bytes_are_kept_exactly_and_put_by_digest_works() {
-    let s = TestServer::start().await;
+async fn bytes_are_kept_exactly_and_put_by_digest_works(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let config = s.push_blob("team/app", b"{}").await;
     // Odd spacing and key order: the digest is of these bytes, not of a re-serialisation.
     let text = format!(
@@ -78,9 +82,10 @@ async fn bytes_are_kept_exactly_and_put_by_digest_works() {
     assert_error(r, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
 }
 
-#[tokio::test]
-async fn manifest_referring_to_a_missing_blob_is_refused() {
-    let s = TestServer::start().await;
+async fn manifest_referring_to_a_missing_blob_is_refused(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let config = s.push_blob("team/app", b"{}").await;
     let missing = sha256(b"never pushed");
     let m = image_manifest(&config, 2, &[(&missing, 12)]);
@@ -100,9 +105,10 @@ async fn manifest_referring_to_a_missing_blob_is_refused() {
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
 }
 
-#[tokio::test]
-async fn invalid_manifests_are_manifest_invalid() {
-    let s = TestServer::start().await;
+async fn invalid_manifests_are_manifest_invalid(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     for (ct, body) in [
         (OCI_MANIFEST, "not json"),
         (OCI_MANIFEST, "{\"schemaVersion\": 2, \"mediaType\": \"application/vnd.oci.image.manifest.v1+json\"}"),
@@ -135,9 +141,12 @@ async fn invalid_manifests_are_manifest_invalid() {
     assert_error(r, StatusCode::BAD_REQUEST, "UNSUPPORTED").await;
 }
 
-#[tokio::test]
-async fn oversized_manifest_is_413() {
-    let s = TestServer::start_with("[registry]\nmax_manifest_bytes = 2048").await;
+async fn oversized_manifest_is_413(backend: Backend) {
+    let Some((s, _store)) =
+        TestServer::start_with_in(backend, "[registry]\nmax_manifest_bytes = 2048").await
+    else {
+        return;
+    };
     let config = s.push_blob("team/app", b"{}").await;
     let mut m = image_manifest(&config, 2, &[]);
     m["annotations"] = json!({ "padding": "x".repeat(4096) });
@@ -145,9 +154,10 @@ async fn oversized_manifest_is_413() {
     assert_error(r, StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID").await;
 }
 
-#[tokio::test]
-async fn indexes_need_their_children() {
-    let s = TestServer::start().await;
+async fn indexes_need_their_children(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let (amd, amd_bytes, _) = s.push_image("team/app", "amd64", b"amd").await;
     let missing = sha256(b"no such manifest");
     let index = |children: &[(&str, usize)]| {
@@ -181,9 +191,10 @@ async fn indexes_need_their_children() {
     assert_eq!(r.headers()["content-type"], OCI_INDEX);
 }
 
-#[tokio::test]
-async fn docker_schema2_and_manifest_list() {
-    let s = TestServer::start().await;
+async fn docker_schema2_and_manifest_list(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let config = s.push_blob("team/app", b"{}").await;
     let layer = s.push_blob("team/app", b"docker layer").await;
     let m = json!({
@@ -223,9 +234,10 @@ async fn docker_schema2_and_manifest_list() {
     assert_eq!(r.headers()["content-type"], DOCKER_LIST);
 }
 
-#[tokio::test]
-async fn retagging_is_seen_at_once() {
-    let s = TestServer::start().await;
+async fn retagging_is_seen_at_once(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let (first, _, _) = s.push_image("team/app", "latest", b"one").await;
     let r = s
         .http
@@ -244,9 +256,10 @@ async fn retagging_is_seen_at_once() {
     assert_eq!(r.headers()["docker-content-digest"], second.as_str());
 }
 
-#[tokio::test]
-async fn deleting_a_tag_keeps_the_manifest() {
-    let s = TestServer::start().await;
+async fn deleting_a_tag_keeps_the_manifest(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let (digest, _, _) = s.push_image("team/app", "v1", b"layer").await;
     let r = s
         .http
@@ -278,9 +291,10 @@ async fn deleting_a_tag_keeps_the_manifest() {
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
 }
 
-#[tokio::test]
-async fn deleting_by_digest_removes_manifest_and_its_tags() {
-    let s = TestServer::start().await;
+async fn deleting_by_digest_removes_manifest_and_its_tags(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let (digest, bytes, _) = s.push_image("team/app", "v1", b"layer").await;
     let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(
@@ -338,14 +352,15 @@ async fn deleting_by_digest_removes_manifest_and_its_tags() {
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
 }
 
-#[tokio::test]
-async fn manifests_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+async fn manifests_survive_a_restart(backend: Backend) {
+    let Some(store) = TestStore::fresh(backend) else {
+        return;
+    };
     let (digest, bytes, layer) = {
-        let s = TestServer::start_on(dir.path(), "").await;
+        let s = TestServer::start_on_store(&store, "").await;
         s.push_image("team/app", "v1", b"persistent").await
     };
-    let s = TestServer::start_on(dir.path(), "").await;
+    let s = TestServer::start_on_store(&store, "").await;
     let r = s
         .http
         .get(s.url("/v2/team/app/manifests/v1"))
@@ -362,3 +377,17 @@ async fn manifests_survive_a_restart() {
         .unwrap();
     assert_eq!(r.bytes().await.unwrap(), &b"persistent"[..]);
 }
+
+crate::on_both_backends!(
+    manifests_survive_a_restart,
+    push_then_get_and_head_by_tag_and_digest,
+    bytes_are_kept_exactly_and_put_by_digest_works,
+    manifest_referring_to_a_missing_blob_is_refused,
+    invalid_manifests_are_manifest_invalid,
+    oversized_manifest_is_413,
+    indexes_need_their_children,
+    docker_schema2_and_manifest_list,
+    retagging_is_seen_at_once,
+    deleting_a_tag_keeps_the_manifest,
+    deleting_by_digest_removes_manifest_and_its_tags,
+);

@@ -5,7 +5,7 @@ use oci_client::manifest::{OciDescriptor, OciImageIndex, OciImageManifest, OciMa
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use crate::support::{bytes_of, TestServer};
+use crate::support::{bytes_of, Backend, TestServer};
 
 fn client() -> Client {
     Client::new(ClientConfig {
@@ -20,9 +20,10 @@ fn reference(s: &TestServer, repo_tag: &str) -> Reference {
 
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
-#[tokio::test]
-async fn multi_layer_image_round_trip() {
-    let s = TestServer::start().await;
+async fn multi_layer_image_round_trip(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let c = client();
     let layers = vec![
         ImageLayer::new(bytes_of(3 << 20, 1), LAYER.into(), None),
@@ -60,9 +61,10 @@ async fn multi_layer_image_round_trip() {
     assert_eq!(tags.tags, vec!["v1"]);
 }
 
-#[tokio::test]
-async fn index_round_trip() {
-    let s = TestServer::start().await;
+async fn index_round_trip(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let c = client();
     let mut entries = Vec::new();
     for arch in ["amd64", "arm64"] {
@@ -119,9 +121,10 @@ async fn index_round_trip() {
     }
 }
 
-#[tokio::test]
-async fn artifact_with_subject_then_referrers() {
-    let s = TestServer::start().await;
+async fn artifact_with_subject_then_referrers(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let c = client();
     let image = reference(&s, "team/app:v1");
     let layers = vec![ImageLayer::new(b"app".to_vec(), LAYER.into(), None)];
@@ -190,3 +193,9 @@ async fn artifact_with_subject_then_referrers() {
         .unwrap();
     assert!(filtered.manifests.is_empty());
 }
+
+crate::on_both_backends!(
+    multi_layer_image_round_trip,
+    index_round_trip,
+    artifact_with_subject_then_referrers,
+);

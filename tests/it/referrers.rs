@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{sha256, TestServer, OCI_INDEX, OCI_MANIFEST};
+use crate::support::{sha256, Backend, TestServer, OCI_INDEX, OCI_MANIFEST};
 
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
@@ -39,9 +39,10 @@ async fn push_artifact(
         .to_owned()
 }
 
-#[tokio::test]
-async fn referrers_list_filter_and_delete() {
-    let s = TestServer::start().await;
+async fn referrers_list_filter_and_delete(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let (image, bytes, _) = s.push_image("team/app", "v1", b"layer").await;
     let sig = push_artifact(
         &s,
@@ -111,9 +112,10 @@ async fn referrers_list_filter_and_delete() {
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn unknown_subject_is_an_empty_index_not_404() {
-    let s = TestServer::start().await;
+async fn unknown_subject_is_an_empty_index_not_404(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let r = s
         .http
         .get(s.url(&format!("/v2/team/app/referrers/{}", sha256(b"nothing"))))
@@ -125,10 +127,11 @@ async fn unknown_subject_is_an_empty_index_not_404() {
     assert_eq!(index["manifests"], json!([]));
 }
 
-#[tokio::test]
-async fn subject_need_not_exist_yet() {
+async fn subject_need_not_exist_yet(backend: Backend) {
     // Signatures can be pushed before the image they sign (the spec allows it).
-    let s = TestServer::start().await;
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     let ghost = sha256(b"future image");
     push_artifact(&s, &ghost, 100, "application/vnd.example.sig", b"early").await;
     let index: Value = s
@@ -142,3 +145,9 @@ async fn subject_need_not_exist_yet() {
         .unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
 }
+
+crate::on_both_backends!(
+    subject_need_not_exist_yet,
+    referrers_list_filter_and_delete,
+    unknown_subject_is_an_empty_index_not_404,
+);

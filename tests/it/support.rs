@@ -30,6 +30,85 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
 }
 
+/// Which storage backend a behavioural test runs on. Every such test runs on both (see
+/// [`on_both_backends!`](crate::on_both_backends)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Fs,
+    /// A fresh bucket on the moto server this test binary shares.
+    S3,
+}
+
+/// A fresh, empty storage: a temporary directory, or a new bucket on moto. Servers started
+/// on the same `TestStore` share it, like nodes sharing a bucket.
+pub struct TestStore {
+    pub backend: Backend,
+    /// The filesystem root (fs only).
+    pub root: PathBuf,
+    /// The bucket (s3 only).
+    pub bucket: String,
+    /// Where the S3 API is (s3 only); a test may point it at a proxy.
+    pub endpoint: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestStore {
+    /// `None` when the backend cannot run here (s3 without moto outside CI; the skip is
+    /// printed).
+    pub fn fresh(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Fs => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                Some(Self {
+                    backend,
+                    root: dir.path().to_path_buf(),
+                    bucket: String::new(),
+                    endpoint: String::new(),
+                    _dir: Some(dir),
+                })
+            }
+            Backend::S3 => {
+                let moto = crate::moto::shared()?;
+                Some(Self {
+                    backend,
+                    root: PathBuf::new(),
+                    bucket: moto.new_bucket(),
+                    endpoint: moto.endpoint(),
+                    _dir: None,
+                })
+            }
+        }
+    }
+
+    /// A whole config: a listener on port 0, this storage, and `extra` (whose own
+    /// `[storage]` keys, such as upload_max_age, are merged in).
+    pub fn config(&self, extra: &str) -> String {
+        let storage = match self.backend {
+            Backend::Fs => format!("[storage]\nroot = {:?}\n", self.root.display().to_string()),
+            Backend::S3 => "[storage]\nbackend = \"s3\"\n".to_owned(),
+        };
+        let extra = match extra.contains("[storage]") {
+            true => extra.replace("[storage]\n", &storage),
+            false => format!("{storage}{extra}"),
+        };
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:0\"\n{extra}\n[log]\naccess_log = false\n{}",
+            self.s3_table()
+        )
+    }
+
+    /// `[storage.s3]` for this bucket (empty on fs).
+    pub fn s3_table(&self) -> String {
+        match self.backend {
+            Backend::Fs => String::new(),
+            Backend::S3 => format!(
+                "\n[storage.s3]\nbucket = {:?}\nendpoint = {:?}\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n",
+                self.bucket, self.endpoint
+            ),
+        }
+    }
+}
+
 impl TestServer {
     pub async fn start() -> Self {
         Self::start_with("").await
@@ -78,14 +157,31 @@ impl TestServer {
 
     /// Starts a server on an existing storage root (to test restarts).
     pub async fn start_on(root: &Path, extra: &str) -> Self {
-        let root_line = format!("[storage]\nroot = {:?}\n", root.display().to_string());
-        let extra = match extra.contains("[storage]") {
-            true => extra.replace("[storage]\n", &root_line),
-            false => format!("{root_line}{extra}"),
+        let store = TestStore {
+            backend: Backend::Fs,
+            root: root.to_path_buf(),
+            bucket: String::new(),
+            endpoint: String::new(),
+            _dir: None,
         };
-        let toml = format!(
-            "[[listener]]\naddress = \"127.0.0.1:0\"\n{extra}\n[log]\naccess_log = false\n"
-        );
+        Self::start_on_store(&store, extra).await
+    }
+
+    /// A server on a fresh store of `backend`; `None` when that backend is skipped here.
+    pub async fn start_in(backend: Backend) -> Option<(Self, TestStore)> {
+        Self::start_with_in(backend, "").await
+    }
+
+    /// Like [`TestServer::start_with`], on a fresh store of `backend`.
+    pub async fn start_with_in(backend: Backend, extra: &str) -> Option<(Self, TestStore)> {
+        let store = TestStore::fresh(backend)?;
+        Some((Self::start_on_store(&store, extra).await, store))
+    }
+
+    /// A server (a "node") on an existing store; several may share one.
+    pub async fn start_on_store(store: &TestStore, extra: &str) -> Self {
+        let root = store.root.as_path();
+        let toml = store.config(extra);
         let config = Config::from_toml(&toml, "test").expect("test config is valid");
         let server = Server::bind(config).await.expect("server binds");
         let addr = server.local_addrs()[0];
@@ -230,6 +326,11 @@ pub fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
 /// test, because CI must install it; elsewhere the test is skipped with a message naming
 /// the Debian package.
 pub fn have_program(program: &str, package: &str) -> bool {
+    have(program, &format!("apt-get install {package}"))
+}
+
+/// [`have_program`] with any install command (`pip install ...`).
+pub fn have(program: &str, install: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .stdout(Stdio::null())
@@ -237,9 +338,9 @@ pub fn have_program(program: &str, package: &str) -> bool {
         .is_ok_and(|s| s.success());
     if !found {
         if std::env::var_os("CI").is_some() {
-            panic!("{program} is missing; CI must install the Debian package {package}");
+            panic!("{program} is missing; CI must install it: `{install}`");
         }
-        eprintln!("SKIPPED: {program} not found; install it with `apt-get install {package}`");
+        eprintln!("SKIPPED: {program} not found; install it with `{install}`");
     }
     found
 }

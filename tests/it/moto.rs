@@ -1,0 +1,175 @@
+//! A real S3 API on loopback for the S3 backend's tests: moto's server (`pip install
+//! 'moto[server]'`), started once per test binary on a free port, one bucket per test.
+//! Plus [`on_both_backends!`], which runs a behavioural test on the filesystem and on S3,
+//! and [`Outage`], a TCP relay a test can cut to take the store away mid-request.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Generates `fs::NAME` and `s3::NAME` tests from `async fn NAME(backend: Backend)`, so
+/// `cargo test --test it ::s3::` runs every S3 variant.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod fs {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Fs).await
+                }
+            )*
+        }
+        mod s3 {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::Backend::S3).await
+                }
+            )*
+        }
+    };
+}
+
+pub struct Moto {
+    addr: SocketAddr,
+    buckets: AtomicU64,
+}
+
+/// The test binary's moto server, started on first use; `None` (with a printed skip) when
+/// `moto_server` is missing outside CI.
+pub fn shared() -> Option<&'static Moto> {
+    static MOTO: OnceLock<Option<Moto>> = OnceLock::new();
+    MOTO.get_or_init(start).as_ref()
+}
+
+fn start() -> Option<Moto> {
+    if !crate::support::have("moto_server", "pip install 'moto[server]'") {
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // A thread that lives as long as the test binary spawns it: with PDEATHSIG, moto dies
+    // with that thread, so it never outlives the tests, however they end.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut cmd = Command::new("moto_server");
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        #[cfg(target_os = "linux")]
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn();
+        let _ = tx.send(child.is_ok());
+        if let Ok(mut child) = child {
+            let _ = child.wait();
+        }
+    });
+    assert!(rx.recv().unwrap_or(false), "moto_server did not start");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(addr, "GET", "/").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server never answered on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Moto {
+        addr,
+        buckets: AtomicU64::new(0),
+    })
+}
+
+impl Moto {
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Creates an empty bucket of its own for a test.
+    pub fn new_bucket(&self) -> String {
+        let n = self.buckets.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t{}-{n}", std::process::id());
+        let status = http(self.addr, "PUT", &format!("/{name}")).expect("create bucket");
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "create bucket: {status}"
+        );
+        name
+    }
+}
+
+/// One request without a body (moto takes unsigned requests); returns the status line.
+fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.lines().next().unwrap_or_default().to_owned())
+}
+
+/// A TCP relay in front of the store. [`Outage::cut`] drops every open connection and
+/// refuses new ones, as a store that went away; [`Outage::restore`] brings it back.
+pub struct Outage {
+    pub addr: SocketAddr,
+    up: watch::Sender<bool>,
+}
+
+impl Outage {
+    pub async fn start(target: SocketAddr) -> Arc<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (up, _) = watch::channel(true);
+        let relay = Arc::new(Self { addr, up });
+        let r = relay.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !*r.up.borrow() {
+                    continue; // dropped: the connection is reset
+                }
+                let mut down = r.up.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = down.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        relay
+    }
+
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
