@@ -405,7 +405,7 @@ mod tests {
         let e = Config::from_toml("[storage]\nbackend = \"s3\"", "t").unwrap_err();
         assert!(e.to_string().contains("[storage.s3]"), "{e}");
         let e = Config::from_toml("[storage.s3]\nbucket = \"reg\"", "t").unwrap_err();
-        assert!(e.to_string().contains("backend = \\\"s3\\\""), "{e}");
+        assert!(e.to_string().contains("add backend = \"s3\""), "{e}");
         let e = Config::from_toml("[storage]\nbackend = \"gcs\"", "t").unwrap_err();
         assert!(e.to_string().contains("storage.backend"), "{e}");
     }

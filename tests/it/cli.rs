@@ -112,7 +112,10 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
             .body(reqwest::Body::wrap_stream(body))
             .send(),
     );
-    tx.send(Ok(vec![1u8; 1000])).await.unwrap();
+    // Two halves through a channel of one: the second is taken only once the first was,
+    // so the request is on its connection, not still connecting, when SIGTERM comes.
+    tx.send(Ok(vec![1u8; 500])).await.unwrap();
+    tx.send(Ok(vec![1u8; 500])).await.unwrap();
 
     let pid = process.child.id().to_string();
     assert!(Command::new("kill")

@@ -1,4 +1,5 @@
-//! What the registry may rely on from storage, and the filesystem implementation of it.
+//! What the registry may rely on from storage, and its implementations: the filesystem
+//! (`fs`) and S3-compatible object stores (`s3`).
 //!
 //! # Contract
 //!
