@@ -20,6 +20,7 @@ mod manifests;
 mod observability;
 mod oci_client;
 mod proxy;
+mod rate_limits;
 mod referrers;
 mod tls_e2e;
 mod uploads;
