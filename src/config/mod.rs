@@ -3,6 +3,7 @@
 
 mod auth;
 pub mod names;
+mod rate_limits;
 mod raw;
 mod servers;
 mod storage;
@@ -13,6 +14,9 @@ use std::time::Duration;
 
 pub use self::auth::{
     AccessRule, AuthConfig, GroupSource, LdapConfig, PasswordSource, ProviderConfig,
+};
+pub use self::rate_limits::{
+    Clients, FailedLoginsConfig, LimitKey, Rate, RateLimitConfig, RequestClass, DEFAULT_LIMITS,
 };
 use self::raw::RawConfig;
 pub use self::servers::{find_server, RouteConfig, RouteTarget, ServerConfig, ServerTls};
@@ -32,6 +36,9 @@ pub struct Config {
     /// Where wharf's own CA (and the leaves it issues for self-signed servers) live.
     pub ca_dir: PathBuf,
     pub limits: Limits,
+    /// Every named rate limit (the built-in ones included), whether attached or not.
+    pub rate_limits: Vec<RateLimitConfig>,
+    pub failed_logins: FailedLoginsConfig,
     /// Where `/metrics` is served, if anywhere.
     pub admin_address: Option<SocketAddr>,
     pub storage: StorageConfig,
@@ -80,6 +87,10 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Open connections one client IP may hold; 0 means no limit.
     pub max_connections_per_ip: usize,
+    /// Peers whose `X-Forwarded-For` header names the client (for rate limits and logs).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How many clients each rate limit remembers at most.
+    pub rate_limit_keys: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -229,7 +240,28 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         )?,
         max_header_bytes: raw.limits.max_header_bytes.unwrap_or(64 * 1024),
         max_connections_per_ip: raw.limits.max_connections_per_ip.unwrap_or(256),
+        trusted_proxies: rate_limits::networks(
+            &check,
+            "limits.trusted_proxies",
+            &raw.limits.trusted_proxies,
+        )?,
+        rate_limit_keys: raw
+            .limits
+            .rate_limit_keys
+            .unwrap_or(rate_limits::DEFAULT_MAX_KEYS),
     };
+    if limits.rate_limit_keys < 100 {
+        return Err(check.invalid(
+            "limits.rate_limit_keys",
+            format!(
+                "is {}, too few to tell clients apart",
+                limits.rate_limit_keys
+            ),
+            "use at least 100; the default is 50000",
+        ));
+    }
+    let rate_limits = rate_limits::validate(&check, &raw.rate_limit)?;
+    let failed_logins = rate_limits::failed_logins(&check, &raw.failed_logins)?;
     // hyper needs room for at least one read; smaller values would refuse every request.
     if limits.max_header_bytes < 8192 {
         return Err(check.invalid(
@@ -304,7 +336,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         }
     }
     let ca_dir = PathBuf::from(raw.tls.ca_dir.clone().unwrap_or_else(|| "certs".to_owned()));
-    let servers = servers::validate(&check, &raw.server, &storage.root)?;
+    let servers = servers::validate(&check, &raw.server, &storage.root, &rate_limits)?;
     storage::check_route_roots(&check, &storage, &servers)?;
     let listeners = servers::listeners(&check, &raw.listener, &servers)?;
     Ok(Config {
@@ -312,6 +344,8 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         servers,
         ca_dir,
         limits,
+        rate_limits,
+        failed_logins,
         admin_address,
         storage,
         registry: RegistryConfig {

@@ -24,6 +24,49 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub admin: RawAdmin,
+    /// Named request-rate limits, attached to servers and routes by name.
+    #[serde(default)]
+    pub rate_limit: std::collections::BTreeMap<String, RawRateLimit>,
+    #[serde(default)]
+    pub failed_logins: RawFailedLogins,
+}
+
+/// `[rate_limit.NAME]`: a rate, a burst and what the requests are counted by.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// "ip", "user" or "vhost".
+    pub key: Option<String>,
+    /// Which requests count: "all", "manifests" or "blobs".
+    pub requests: Option<String>,
+    /// Like "30/s", "600/m" or "1000/h".
+    pub rate: Option<String>,
+    pub burst: Option<u32>,
+    pub exempt_ips: Option<Vec<String>>,
+    pub exempt_users: Option<Vec<String>>,
+    #[serde(rename = "override")]
+    pub overrides: Option<Vec<RawRateOverride>>,
+}
+
+/// `[[rate_limit.NAME.override]]`: another rate and burst for some clients.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateOverride {
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    pub rate: String,
+    pub burst: Option<u32>,
+}
+
+/// `[failed_logins]`: how many wrong passwords a client IP and a user name may send.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailedLogins {
+    pub rate: Option<String>,
+    pub burst: Option<u32>,
+    pub per_user: Option<bool>,
 }
 
 /// The admin listener, for `/metrics`; separate so it can stay on a private address.
@@ -56,6 +99,8 @@ pub struct RawServer {
     #[serde(default)]
     pub route: Vec<RawRoute>,
     pub auth: Option<RawAuth>,
+    /// Names of `[rate_limit.NAME]` tables; unset means the built-in defaults.
+    pub rate_limits: Option<Vec<String>>,
 }
 
 /// `[server.auth]`: logins and access rules for one server block.
@@ -133,6 +178,9 @@ pub struct RawRoute {
     pub redirect: Option<String>,
     pub redirect_status: Option<u16>,
     pub max_body_bytes: Option<u64>,
+    /// More rate limits for this route, on top of the server's.
+    #[serde(default)]
+    pub rate_limits: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +202,11 @@ pub struct RawLimits {
     pub header_read_timeout: Option<String>,
     pub max_header_bytes: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
+    /// Peers (addresses or CIDRs) whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// How many clients each rate limit remembers at most.
+    pub rate_limit_keys: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::names::ServerName;
+use super::rate_limits::attached;
 use super::raw::{RawListener, RawRoute, RawServer};
-use super::{Check, ConfigError, ListenerConfig, PlainMode, TlsMode};
+use super::{
+    Check, ConfigError, ListenerConfig, PlainMode, RateLimitConfig, TlsMode, DEFAULT_LIMITS,
+};
 
 /// A virtual host.
 #[derive(Clone, Debug)]
@@ -41,6 +44,8 @@ pub struct RouteConfig {
     /// Larger request bodies get 413. `None` (the default) means no limit, so big layers
     /// never hit an nginx-style 413.
     pub max_body_bytes: Option<u64>,
+    /// Names of the rate limits that apply: the server's, then the route's own.
+    pub rate_limits: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +73,9 @@ pub fn validate(
     check: &Check<'_>,
     raw: &[RawServer],
     default_root: &Path,
+    limits: &[RateLimitConfig],
 ) -> Result<Vec<ServerConfig>, ConfigError> {
+    let defaults: Vec<String> = DEFAULT_LIMITS.map(String::from).to_vec();
     if raw.is_empty() {
         return Ok(vec![ServerConfig {
             label: "default".into(),
@@ -81,6 +88,7 @@ pub fn validate(
                     root: default_root.to_owned(),
                 },
                 max_body_bytes: None,
+                rate_limits: defaults,
             }],
             auth: None,
         }]);
@@ -140,7 +148,13 @@ pub fn validate(
                 "list the server's host names and IPs in names",
             ));
         }
-        let routes = routes(check, i, &s.route, default_root)?;
+        let server_limits = attached(
+            check,
+            &key("rate_limits"),
+            s.rate_limits.as_deref().unwrap_or(&defaults),
+            limits,
+        )?;
+        let routes = routes(check, i, &s.route, default_root, &server_limits, limits)?;
         let auth = s
             .auth
             .as_ref()
@@ -215,6 +229,8 @@ fn routes(
     i: usize,
     raw: &[RawRoute],
     default_root: &Path,
+    server_limits: &[String],
+    limits: &[RateLimitConfig],
 ) -> Result<Vec<RouteConfig>, ConfigError> {
     if raw.is_empty() {
         return Ok(vec![RouteConfig {
@@ -223,6 +239,7 @@ fn routes(
                 root: default_root.to_owned(),
             },
             max_body_bytes: None,
+            rate_limits: server_limits.to_vec(),
         }]);
     }
     let mut routes: Vec<RouteConfig> = Vec::new();
@@ -295,10 +312,17 @@ fn routes(
             }
             RouteTarget::Redirect { to, status }
         };
+        let mut rate_limits = server_limits.to_vec();
+        for name in attached(check, &key("rate_limits"), &r.rate_limits, limits)? {
+            if !rate_limits.contains(&name) {
+                rate_limits.push(name);
+            }
+        }
         routes.push(RouteConfig {
             prefix: r.path.clone(),
             target,
             max_body_bytes: r.max_body_bytes,
+            rate_limits,
         });
     }
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

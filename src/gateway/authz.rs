@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 
 use super::metrics::Metrics;
+use super::ratelimit::{too_many, FailedLogins};
 use crate::auth::cache::LoginCache;
 use crate::auth::htpasswd::Htpasswd;
 use crate::auth::ldap::{Ldap, LdapSetupError};
@@ -39,6 +40,8 @@ pub struct ServerAuth {
     htpasswd: Vec<Arc<Htpasswd>>,
     cache: LoginCache,
     policy: Arc<Policy>,
+    failed_logins: Arc<FailedLogins>,
+    metrics: Arc<Metrics>,
     watchers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -76,7 +79,11 @@ impl Provider for Counted {
 }
 
 impl ServerAuth {
-    pub fn new(config: &AuthConfig, metrics: &Arc<Metrics>) -> Result<Self, AuthSetupError> {
+    pub fn new(
+        config: &AuthConfig,
+        metrics: &Arc<Metrics>,
+        failed_logins: Arc<FailedLogins>,
+    ) -> Result<Self, AuthSetupError> {
         let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
         let mut htpasswd = Vec::new();
         let mut watchers = Vec::new();
@@ -107,20 +114,15 @@ impl ServerAuth {
             htpasswd,
             cache: LoginCache::new(config.cache_ttl),
             policy: Arc::new(policy),
+            failed_logins,
+            metrics: metrics.clone(),
             watchers,
         })
     }
 
-    /// Authenticates the request's credentials, if any, then checks `need`. Returns the
-    /// identity (None: anonymous) for the registry, or the error to answer with.
-    pub async fn check(
-        &self,
-        headers: &http::HeaderMap,
-        need: &Need,
-        client: IpAddr,
-    ) -> ApiResult<(Option<Identity>, MountDecision)> {
-        let identity = self.authenticate(headers, client).await?;
-        let who = identity.as_ref();
+    /// Decides whether `who` (None: anonymous) may do what the request needs. Returns the
+    /// mount decision, or the error to answer with.
+    pub fn authorize(&self, who: Option<&Identity>, need: &Need) -> ApiResult<MountDecision> {
         let mut mount = MountDecision::NotAsked;
         let allowed = match need {
             Need::Base => who.is_some() || !self.policy.any_needs_login(),
@@ -136,8 +138,8 @@ impl ServerAuth {
                 self.policy.allows(who, repo, Action::Push)
             }
         };
-        match (allowed, &identity) {
-            (true, _) => Ok((identity, mount)),
+        match (allowed, who) {
+            (true, _) => Ok(mount),
             (false, None) => Err(self.unauthorized("authentication required")),
             (false, Some(id)) => Err(ApiError::new(
                 Code::Denied,
@@ -154,7 +156,8 @@ impl ServerAuth {
         }))
     }
 
-    async fn authenticate(
+    /// Checks the request's credentials, if any: `None` for an anonymous request.
+    pub async fn authenticate(
         &self,
         headers: &http::HeaderMap,
         client: IpAddr,
@@ -167,6 +170,11 @@ impl ServerAuth {
                 self.unauthorized("the Authorization header is not valid Basic credentials")
             );
         };
+        if let Some(wait) = self.failed_logins.refused(client, &creds.user) {
+            tracing::warn!(%client, user = %creds.user, retry_after = ?wait, "login refused: too many failed logins");
+            self.metrics.rate_limited("failed_logins");
+            return Err(too_many("too many failed logins", wait));
+        }
         let burn_with = self.htpasswd.first().cloned();
         let password = creds.password.clone();
         let burn = move || async move {
@@ -176,10 +184,17 @@ impl ServerAuth {
         };
         match self.cache.login(&self.providers, &creds, burn).await {
             Ok(Some(identity)) => Ok(Some(identity)),
-            Ok(None) => {
-                tracing::warn!(%client, user = %creds.user, "login failed");
-                Err(self.unauthorized("invalid username or password"))
-            }
+            Ok(None) => match self.failed_logins.failed(client, &creds.user) {
+                None => {
+                    tracing::warn!(%client, user = %creds.user, "login failed");
+                    Err(self.unauthorized("invalid username or password"))
+                }
+                Some(wait) => {
+                    tracing::warn!(%client, user = %creds.user, block = ?wait, "login failed; too many failed logins, refusing logins for a while");
+                    self.metrics.rate_limited("failed_logins");
+                    Err(too_many("too many failed logins", wait))
+                }
+            },
             Err(AuthError::Unavailable { provider, reason }) => {
                 tracing::error!(%client, user = %creds.user, provider, reason, "login provider unavailable");
                 Err(ApiError::new(

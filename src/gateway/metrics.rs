@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -26,6 +27,11 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: String,
+}
+
 /// Every metric wharf keeps. Lives as long as the process: reloads keep counting.
 pub struct Metrics {
     registry: Registry,
@@ -37,6 +43,8 @@ pub struct Metrics {
     tls_handshakes: Family<OutcomeLabels, Counter>,
     connections_refused: Counter,
     login_verifications: Counter,
+    rate_limited: Family<LimitLabels, Counter>,
+    rate_limit_clients: Family<LimitLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -55,6 +63,8 @@ impl Metrics {
         let tls_handshakes = Family::default();
         let connections_refused = Counter::default();
         let login_verifications = Counter::default();
+        let rate_limited = Family::default();
+        let rate_limit_clients = Family::default();
         registry.register(
             "http_requests",
             "Requests answered, by server, route and status",
@@ -95,8 +105,20 @@ impl Metrics {
             "Password verifications actually run (bcrypt); cached logins do not count",
             login_verifications.clone(),
         );
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429, by limit (failed_logins for blocked logins)",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "rate_limit_clients",
+            "Clients each rate limit remembers (bounded by limits.rate_limit_keys)",
+            rate_limit_clients.clone(),
+        );
         Self {
             login_verifications,
+            rate_limited,
+            rate_limit_clients,
             registry,
             requests,
             response_bytes,
@@ -156,6 +178,22 @@ impl Metrics {
 
     pub fn login_verification(&self) {
         self.login_verifications.inc();
+    }
+
+    pub fn rate_limited(&self, limit: &str) {
+        self.rate_limited
+            .get_or_create(&LimitLabels {
+                limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn rate_limit_clients(&self, limit: &str, clients: usize) {
+        self.rate_limit_clients
+            .get_or_create(&LimitLabels {
+                limit: limit.to_owned(),
+            })
+            .set(i64::try_from(clients).unwrap_or(i64::MAX));
     }
 
     pub fn connection_refused(&self) {

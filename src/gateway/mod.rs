@@ -4,13 +4,15 @@
 
 mod access_log;
 pub mod authz;
+mod client_ip;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod respond;
 mod vhost;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,10 +20,11 @@ use std::time::{Duration, Instant};
 use http::header::LOCATION;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 
-use crate::config::{Config, PlainMode, RouteTarget, ServerConfig};
+use crate::config::{Config, PlainMode, RequestClass, RouteTarget, ServerConfig};
 use crate::http_util::{self, Body, Reply};
 use crate::registry::access::{self, Need};
 use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::route::Route as ApiRoute;
 use crate::registry::Registry;
 use crate::tls::acceptor::TlsInfo;
 
@@ -55,6 +58,9 @@ pub struct Gateway {
     routes: Vec<Vec<Route>>,
     /// Indexed like `servers`: logins and rules, for servers that have them.
     auth: Vec<Option<authz::ServerAuth>>,
+    limits: ratelimit::RateLimits,
+    /// Peers whose `X-Forwarded-For` names the client.
+    trusted_proxies: Vec<ipnet::IpNet>,
     recorder: Arc<access_log::Recorder>,
 }
 
@@ -62,6 +68,8 @@ struct Route {
     prefix: String,
     target: Target,
     max_body_bytes: Option<u64>,
+    /// Positions in `limits` of the rate limits that apply here.
+    limits: Vec<usize>,
 }
 
 enum Target {
@@ -77,6 +85,7 @@ impl Gateway {
         registries: &HashMap<PathBuf, Arc<Registry>>,
         metrics: Arc<metrics::Metrics>,
     ) -> Result<Self, GatewayError> {
+        let limits = ratelimit::RateLimits::new(config, metrics.clone());
         let mut routes = Vec::new();
         for server in &config.servers {
             let mut table = Vec::new();
@@ -99,6 +108,7 @@ impl Gateway {
                     prefix: r.prefix.clone(),
                     target,
                     max_body_bytes: r.max_body_bytes,
+                    limits: limits.positions(&r.rate_limits),
                 });
             }
             routes.push(table);
@@ -109,7 +119,7 @@ impl Gateway {
             .map(|s| {
                 s.auth
                     .as_ref()
-                    .map(|a| authz::ServerAuth::new(a, &metrics))
+                    .map(|a| authz::ServerAuth::new(a, &metrics, limits.failed_logins().clone()))
                     .transpose()
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -117,6 +127,8 @@ impl Gateway {
             servers: config.servers.clone(),
             routes,
             auth,
+            limits,
+            trusted_proxies: config.limits.trusted_proxies.clone(),
             recorder: Arc::new(access_log::Recorder {
                 format: config.log.access_log.then_some(config.log.access_format),
                 metrics,
@@ -129,10 +141,14 @@ impl Gateway {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let entry = self.entry_for(&req, conn);
+        let client = client_ip::client_ip(conn.peer.ip(), req.headers(), &self.trusted_proxies);
+        let entry = self.entry_for(&req, client);
         let is_api = entry.path == "/v2" || entry.path.starts_with("/v2/");
         let host = vhost::request_host(&req).map(str::to_owned);
-        let mut at = Where::default();
+        let mut at = Where {
+            client,
+            ..Where::default()
+        };
         let mut response = match self.dispatch(req, conn, host.as_deref(), &mut at).await {
             Ok(r) => r,
             Err(e) => respond::error(&e, is_api),
@@ -166,7 +182,7 @@ impl Gateway {
     }
 
     /// What is known of a request before it runs, for the access log and metrics.
-    fn entry_for<B>(&self, req: &Request<B>, conn: &ConnInfo) -> access_log::Entry {
+    fn entry_for<B>(&self, req: &Request<B>, client: IpAddr) -> access_log::Entry {
         let header = |name: http::HeaderName| {
             req.headers()
                 .get(name)
@@ -175,7 +191,7 @@ impl Gateway {
                 .replace('"', "'")
         };
         access_log::Entry {
-            client: conn.peer.ip(),
+            client,
             user: None,
             method: req.method().clone(),
             path: req.uri().path().to_owned(),
@@ -228,10 +244,23 @@ impl Gateway {
         at.route = Some(index);
         let route = &self.routes[server][index];
         let mut req = limit_body(req, route.max_body_bytes)?;
-        if let (Some(auth), Some(need)) = (&self.auth[server], need_of(&req)) {
-            let (identity, mount) = auth.check(req.headers(), &need, conn.peer.ip()).await?;
-            at.user = identity.as_ref().map(|i| i.user.clone());
-            if mount == authz::MountDecision::Refused {
+        let auth = &self.auth[server];
+        // Parsed once, and only when limits or access rules need it.
+        let endpoint = (auth.is_some() || !route.limits.is_empty()).then(|| endpoint_of(&req));
+        let identity = match auth {
+            Some(auth) => auth.authenticate(req.headers(), at.client).await?,
+            None => None,
+        };
+        at.user = identity.as_ref().map(|i| i.user.clone());
+        let facts = ratelimit::Facts {
+            client: at.client,
+            user: at.user.as_deref(),
+            server,
+            class: endpoint.as_ref().and_then(|e| e.class),
+        };
+        self.limits.check(&route.limits, &facts)?;
+        if let (Some(auth), Some(need)) = (auth, endpoint.and_then(|e| e.need)) {
+            if auth.authorize(identity.as_ref(), &need)? == authz::MountDecision::Refused {
                 drop_mount(&mut req);
             }
             req.extensions_mut().insert(access::Caller(at.user.clone()));
@@ -241,6 +270,8 @@ impl Gateway {
             Target::Registry(registry) => serve_registry(registry, req).await,
             Target::Redirect { to, status } => Ok(redirect(&req, &route.prefix, to, *status)),
             Target::Upstream(upstream) => {
+                // The chain gets the peer appended, like nginx's
+                // $proxy_add_x_forwarded_for; the resolved client is already in it.
                 let fwd = proxy::Forwarded {
                     client_ip: conn.peer.ip(),
                     scheme: if conn.tls.is_some() { "https" } else { "http" },
@@ -258,29 +289,63 @@ impl Gateway {
     }
 }
 
-/// Which server and route a request reached (indexes into the gateway's tables).
-#[derive(Default)]
+/// Who asked, and which server and route the request reached (indexes into the gateway's
+/// tables).
 struct Where {
+    client: IpAddr,
     server: Option<usize>,
     route: Option<usize>,
     user: Option<String>,
 }
 
-/// What a request needs from the access rules. Paths that are not the registry API need
-/// nothing, except docker's search (a listing); unparseable API paths count as the base
-/// endpoint, so probing them still requires a login where one is needed.
-fn need_of<B>(req: &Request<B>) -> Option<Need> {
+impl Default for Where {
+    fn default() -> Self {
+        Self {
+            client: IpAddr::from([0, 0, 0, 0]),
+            server: None,
+            route: None,
+            user: None,
+        }
+    }
+}
+
+/// What the access rules and rate limits need to know of a request's registry endpoint.
+struct Endpoint {
+    need: Option<Need>,
+    class: Option<RequestClass>,
+}
+
+/// Paths outside the registry API need nothing and have no class, except docker's search
+/// (a listing). Unparseable API paths count as the base endpoint, so probing them still
+/// requires a login where one is needed, and they count as manifest requests.
+fn endpoint_of<B>(req: &Request<B>) -> Endpoint {
     let path = req.uri().path();
     if path == "/v1/search" {
-        return Some(Need::Listing);
+        return Endpoint {
+            need: Some(Need::Listing),
+            class: Some(RequestClass::Manifests),
+        };
     }
     if path != "/v2" && !path.starts_with("/v2/") {
-        return None;
+        return Endpoint {
+            need: None,
+            class: None,
+        };
     }
-    Some(match crate::registry::route::parse(path) {
-        Ok(route) => access::needed(&route, req.method(), req.uri().query()),
-        Err(_) => Need::Base,
-    })
+    let Ok(route) = crate::registry::route::parse(path) else {
+        return Endpoint {
+            need: Some(Need::Base),
+            class: Some(RequestClass::Manifests),
+        };
+    };
+    let class = match route {
+        ApiRoute::Blob(..) | ApiRoute::UploadStart(_) | ApiRoute::Upload(..) => RequestClass::Blobs,
+        _ => RequestClass::Manifests,
+    };
+    Endpoint {
+        need: Some(access::needed(&route, req.method(), req.uri().query())),
+        class: Some(class),
+    }
 }
 
 /// Removes `mount` and `from` from an upload request, turning it into an ordinary upload.

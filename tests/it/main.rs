@@ -22,6 +22,7 @@ mod nodes;
 mod observability;
 mod oci_client;
 mod proxy;
+mod rate_limits;
 mod referrers;
 mod tls_e2e;
 mod uploads;
