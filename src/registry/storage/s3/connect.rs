@@ -18,8 +18,14 @@ struct Keys {
 }
 
 pub fn client(config: &S3Config) -> io::Result<AmazonS3> {
-    // The AWS_* variables first, so that the config's keys below override them.
-    let mut builder = AmazonS3Builder::from_env()
+    let keys = keys(&config.credentials)?;
+    // Only without keys of its own does wharf look at the AWS_* variables: a stray
+    // AWS_SESSION_TOKEN must not be sent with a configured key.
+    let builder = match keys {
+        None => AmazonS3Builder::from_env(),
+        Some(_) => AmazonS3Builder::new(),
+    };
+    let mut builder = builder
         .with_bucket_name(&config.bucket)
         .with_region(&config.region)
         .with_virtual_hosted_style_request(!config.path_style)
@@ -34,7 +40,7 @@ pub fn client(config: &S3Config) -> io::Result<AmazonS3> {
     if let Some(endpoint) = &config.endpoint {
         builder = builder.with_endpoint(endpoint);
     }
-    if let Some(keys) = keys(&config.credentials)? {
+    if let Some(keys) = keys {
         builder = builder
             .with_access_key_id(keys.id)
             .with_secret_access_key(keys.secret);
