@@ -246,7 +246,8 @@ impl Gateway {
         let mut req = limit_body(req, route.max_body_bytes)?;
         let auth = &self.auth[server];
         // Parsed once, and only when limits or access rules need it.
-        let endpoint = (auth.is_some() || !route.limits.is_empty()).then(|| endpoint_of(&req));
+        let endpoint =
+            (auth.is_some() || !route.limits.is_empty()).then(|| endpoint_of(&req, auth.is_some()));
         let identity = match auth {
             Some(auth) => auth.authenticate(req.headers(), at.client).await?,
             None => None,
@@ -317,8 +318,9 @@ struct Endpoint {
 
 /// Paths outside the registry API need nothing and have no class, except docker's search
 /// (a listing). Unparseable API paths count as the base endpoint, so probing them still
-/// requires a login where one is needed, and they count as manifest requests.
-fn endpoint_of<B>(req: &Request<B>) -> Endpoint {
+/// requires a login where one is needed, and they count as manifest requests. `need` is
+/// worked out only `with_need` (servers with access rules).
+fn endpoint_of<B>(req: &Request<B>, with_need: bool) -> Endpoint {
     let path = req.uri().path();
     if path == "/v1/search" {
         return Endpoint {
@@ -343,7 +345,7 @@ fn endpoint_of<B>(req: &Request<B>) -> Endpoint {
         _ => RequestClass::Manifests,
     };
     Endpoint {
-        need: Some(access::needed(&route, req.method(), req.uri().query())),
+        need: with_need.then(|| access::needed(&route, req.method(), req.uri().query())),
         class: Some(class),
     }
 }
