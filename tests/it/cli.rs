@@ -12,7 +12,8 @@ fn wharf() -> Command {
 
 #[test]
 fn check_config_accepts_the_shipped_files() {
-    // examples/real-certificate.toml names files that exist only on a real server.
+    // examples/real-certificate.toml names files that exist only on a real server, and the
+    // login examples a users file; rate-limits.toml is checked below with one.
     for file in [
         "conf/wharf.toml",
         "conf/container.toml",
@@ -27,6 +28,31 @@ fn check_config_accepts_the_shipped_files() {
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
     }
+}
+
+#[test]
+fn check_config_accepts_the_rate_limits_example() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    std::fs::write(
+        dir.path().join("conf/users.htpasswd"),
+        format!("ci:{hash}\n"),
+    )
+    .unwrap();
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rate-limits.toml");
+    let out = wharf()
+        .arg("check-config")
+        .arg(&example)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
