@@ -138,7 +138,19 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
             .body(reqwest::Body::wrap_stream(body))
             .send(),
     );
-    tx.send(Ok(vec![1u8; 1000])).await.unwrap();
+    // A whole write batch, so the session's size shows the PATCH is being served (a signal
+    // that came before the server read the request would rightly close the idle connection).
+    tx.send(Ok(vec![1u8; 1 << 20])).await.unwrap();
+    let mut in_flight = false;
+    for _ in 0..500 {
+        let r = http.get(format!("{base}{session}")).send().await.unwrap();
+        if r.headers()["range"] == "0-1048575" {
+            in_flight = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(in_flight, "the first MiB never landed");
 
     let pid = process.child.id().to_string();
     assert!(Command::new("kill")
@@ -163,7 +175,7 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     drop(tx);
     let r = patch.await.unwrap().unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
-    assert_eq!(r.headers()["range"], "0-1999");
+    assert_eq!(r.headers()["range"], "0-1049575");
     let status = process.child.wait().unwrap();
     assert!(status.success(), "clean exit: {status:?}");
 }
