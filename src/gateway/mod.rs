@@ -246,7 +246,10 @@ impl Gateway {
         let mut req = limit_body(req, route.max_body_bytes)?;
         let auth = &self.auth[server];
         // Parsed once, and only when limits or access rules need it.
-        let endpoint = (auth.is_some() || !route.limits.is_empty()).then(|| endpoint_of(&req));
+        let endpoint = match auth.is_some() || !route.limits.is_empty() {
+            true => endpoint_of(&req, auth.is_some()),
+            false => Endpoint::default(),
+        };
         let identity = match auth {
             Some(auth) => auth.authenticate(req.headers(), at.client).await?,
             None => None,
@@ -256,10 +259,14 @@ impl Gateway {
             client: at.client,
             user: at.user.as_deref(),
             server,
-            class: endpoint.as_ref().and_then(|e| e.class),
+            class: endpoint.class,
         };
         self.limits.check(&route.limits, &facts)?;
-        if let (Some(auth), Some(need)) = (auth, endpoint.and_then(|e| e.need)) {
+        if let Some(parsed) = endpoint.route {
+            // The engine would parse the same path again.
+            req.extensions_mut().insert(parsed);
+        }
+        if let (Some(auth), Some(need)) = (auth, endpoint.need) {
             if auth.authorize(identity.as_ref(), &need)? == authz::MountDecision::Refused {
                 drop_mount(&mut req);
             }
@@ -310,32 +317,34 @@ impl Default for Where {
 }
 
 /// What the access rules and rate limits need to know of a request's registry endpoint.
+#[derive(Default)]
 struct Endpoint {
     need: Option<Need>,
     class: Option<RequestClass>,
+    route: Option<ApiRoute>,
 }
 
 /// Paths outside the registry API need nothing and have no class, except docker's search
 /// (a listing). Unparseable API paths count as the base endpoint, so probing them still
-/// requires a login where one is needed, and they count as manifest requests.
-fn endpoint_of<B>(req: &Request<B>) -> Endpoint {
+/// requires a login where one is needed, and they count as manifest requests. `need` is
+/// worked out only `with_need` (servers with access rules).
+fn endpoint_of<B>(req: &Request<B>, with_need: bool) -> Endpoint {
     let path = req.uri().path();
     if path == "/v1/search" {
         return Endpoint {
             need: Some(Need::Listing),
             class: Some(RequestClass::Manifests),
+            route: None,
         };
     }
     if path != "/v2" && !path.starts_with("/v2/") {
-        return Endpoint {
-            need: None,
-            class: None,
-        };
+        return Endpoint::default();
     }
     let Ok(route) = crate::registry::route::parse(path) else {
         return Endpoint {
             need: Some(Need::Base),
             class: Some(RequestClass::Manifests),
+            route: None,
         };
     };
     let class = match route {
@@ -343,8 +352,9 @@ fn endpoint_of<B>(req: &Request<B>) -> Endpoint {
         _ => RequestClass::Manifests,
     };
     Endpoint {
-        need: Some(access::needed(&route, req.method(), req.uri().query())),
+        need: with_need.then(|| access::needed(&route, req.method(), req.uri().query())),
         class: Some(class),
+        route: Some(route),
     }
 }
 

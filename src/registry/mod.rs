@@ -70,8 +70,11 @@ impl Registry {
 
     /// Serves one `/v2/...` request.
     pub async fn handle(&self, req: Request<ByteStream>) -> ApiResult<Response<Body>> {
-        let route = route::parse(req.uri().path())?;
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let route = match parts.extensions.remove::<Route>() {
+            Some(route) => route,
+            None => route::parse(parts.uri.path())?,
+        };
         let method = parts.method.clone();
         match (route, method) {
             (Route::Base, Method::GET | Method::HEAD) => {

@@ -7,7 +7,9 @@ use super::error::{ApiError, ApiResult, Code};
 use super::reference::{Digest, Reference, RepoName};
 use super::storage::UploadId;
 
-#[derive(Debug, PartialEq, Eq)]
+/// A parsed path. The gateway, which parses it first for its access rules and rate limits,
+/// leaves it in the request's extensions for the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     /// `/v2/`
     Base,

@@ -12,7 +12,8 @@ fn wharf() -> Command {
 
 #[test]
 fn check_config_accepts_the_shipped_files() {
-    // examples/real-certificate.toml names files that exist only on a real server.
+    // examples/real-certificate.toml names files that exist only on a real server, and the
+    // login examples a users file; rate-limits.toml is checked below with one.
     for file in [
         "conf/wharf.toml",
         "conf/container.toml",
@@ -27,6 +28,31 @@ fn check_config_accepts_the_shipped_files() {
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
     }
+}
+
+#[test]
+fn check_config_accepts_the_rate_limits_example() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    std::fs::write(
+        dir.path().join("conf/users.htpasswd"),
+        format!("ci:{hash}\n"),
+    )
+    .unwrap();
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rate-limits.toml");
+    let out = wharf()
+        .arg("check-config")
+        .arg(&example)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -112,10 +138,19 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
             .body(reqwest::Body::wrap_stream(body))
             .send(),
     );
-    // Two halves through a channel of one: the second is taken only once the first was,
-    // so the request is on its connection, not still connecting, when SIGTERM comes.
-    tx.send(Ok(vec![1u8; 500])).await.unwrap();
-    tx.send(Ok(vec![1u8; 500])).await.unwrap();
+    // A whole write batch, so the session's size shows the PATCH is being served (a signal
+    // that came before the server read the request would rightly close the idle connection).
+    tx.send(Ok(vec![1u8; 1 << 20])).await.unwrap();
+    let mut in_flight = false;
+    for _ in 0..500 {
+        let r = http.get(format!("{base}{session}")).send().await.unwrap();
+        if r.headers()["range"] == "0-1048575" {
+            in_flight = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(in_flight, "the first MiB never landed");
 
     let pid = process.child.id().to_string();
     assert!(Command::new("kill")
@@ -140,7 +175,7 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     drop(tx);
     let r = patch.await.unwrap().unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
-    assert_eq!(r.headers()["range"], "0-1999");
+    assert_eq!(r.headers()["range"], "0-1049575");
     let status = process.child.wait().unwrap();
     assert!(status.success(), "clean exit: {status:?}");
 }

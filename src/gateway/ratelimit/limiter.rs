@@ -34,6 +34,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static, C: Clock> Limiter<K, C> {
     /// Forgets clients whose budget is full again (they are indistinguishable from new ones).
     pub fn sweep(&self) {
         self.inner.retain_recent();
+        self.inner.shrink_to_fit();
     }
 
     /// How many clients are remembered.
@@ -126,12 +127,29 @@ mod tests {
     #[test]
     fn a_million_keys_stay_within_the_bound() {
         let clock = FakeRelativeClock::default();
-        let l = Limiter::with_clock(rate(1000, 1), 10_000, clock);
+        let l = Limiter::with_clock(rate(1000, 1), 10_000, clock.clone());
+        assert_eq!(l.check(&u32::MAX), Ok(()));
         for i in 0..1_000_000u32 {
             let _ = l.check(&i);
         }
-        assert!(l.len() <= 10_000, "{} keys remembered", l.len());
-        // The limiter still limits: the most recent key is remembered and refused.
-        assert!(l.check(&999_999).is_err());
+        assert_eq!(l.len(), 10_000, "only the bound is remembered");
+        assert!(
+            l.check(&u32::MAX).is_err(),
+            "a client remembered before the flood is still limited"
+        );
+        assert!(
+            l.check(&5).is_err(),
+            "so are the first clients of the flood"
+        );
+        assert_eq!(l.check(&999_999), Ok(()), "the rest are judged as new");
+        // Once their buckets are full again, the sweep makes room.
+        clock.advance(Duration::from_secs(3));
+        l.sweep();
+        assert_eq!(l.len(), 0);
+        assert_eq!(l.check(&999_999), Ok(()));
+        assert!(
+            l.check(&999_999).is_err(),
+            "and new clients are remembered again"
+        );
     }
 }
