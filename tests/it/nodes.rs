@@ -327,6 +327,51 @@ async fn a_store_that_stops_answering_is_503_within_the_timeout() {
 }
 
 #[tokio::test]
+async fn a_download_whose_store_stalls_ends_after_the_timeout() {
+    let Some(moto) = crate::moto::shared() else {
+        return;
+    };
+    let outage = Outage::start(moto.addr()).await;
+    let Some(mut store) = TestStore::fresh(Backend::S3) else {
+        return;
+    };
+    store.endpoint = format!("http://{}", outage.addr);
+    store.s3_options = "timeout = \"2s\"\n".into();
+    let s = TestServer::start_on_store(&store, "").await;
+    // Larger than every socket buffer between moto and the test, so the stall is felt.
+    let data = bytes_of(32 * MIB, 38);
+    let d = sha256(&data);
+    let push = s.url(&format!("/v2/team/app/blobs/uploads/?digest={d}"));
+    let r = s.http.post(push).body(data.clone()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let blob = s.url(&format!("/v2/team/app/blobs/{d}"));
+    let mut r = s.http.get(blob).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut received = r.chunk().await.unwrap().map_or(0, |c| c.len());
+    // The store goes silent mid-body: the response must end, not hang.
+    outage.stall();
+    let started = std::time::Instant::now();
+    let ended = loop {
+        match r.chunk().await {
+            Ok(Some(c)) => received += c.len(),
+            Ok(None) => break "at a short end",
+            Err(_) => break "with an error",
+        }
+    };
+    let took = started.elapsed();
+    assert!(
+        took < ANSWERED_WITHIN,
+        "the body ended {ended} after {took:?}"
+    );
+    assert!(
+        received < data.len(),
+        "{received} bytes came through a stall"
+    );
+    outage.restore();
+}
+
+#[tokio::test]
 async fn stale_sessions_are_purged_from_the_bucket() {
     let Some((s, store)) = TestServer::start_in(Backend::S3).await else {
         return;
