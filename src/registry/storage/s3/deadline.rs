@@ -161,7 +161,8 @@ impl<S: ObjectStore> ObjectStore for Deadlines<S> {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let what = || format!("GET {location}");
+        let method = if options.head { "HEAD" } else { "GET" };
+        let what = || format!("{method} {location}");
         let mut result = within(
             self.limits.timeout,
             what,
