@@ -237,6 +237,7 @@ pub struct RawS3 {
     pub ca_file: Option<String>,
     pub part_size: Option<u64>,
     pub conditional_writes: Option<bool>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

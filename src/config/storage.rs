@@ -23,7 +23,7 @@ pub enum StorageBackend {
     /// Each route's `root` is a directory.
     Filesystem,
     /// Each route's `root` is a key prefix under `s3.prefix` in one bucket.
-    S3(S3Config),
+    S3(Box<S3Config>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +44,9 @@ pub struct S3Config {
     /// Whether the store honours `If-Match` on PUT (AWS, MinIO, Ceph RGW since Squid).
     /// Without it, two nodes appending to one upload session at once are not detected.
     pub conditional_writes: bool,
+    /// The deadline of one request to the store, and the longest stall allowed while a
+    /// body streams from it (see `registry::storage::s3::deadline`).
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +86,9 @@ impl fmt::Debug for SecretSource {
 const MIN_PART: u64 = 5 << 20;
 const DEFAULT_PART: u64 = 8 << 20;
 const MAX_PART: u64 = 512 << 20;
+/// Generous for real S3, whose slow requests take seconds; a store that does not answer
+/// in this long is treated as down.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) fn validate(check: &Check<'_>, raw: &RawStorage) -> Result<StorageConfig, ConfigError> {
     let upload_max_age = check.duration(
@@ -106,7 +112,7 @@ pub(super) fn validate(check: &Check<'_>, raw: &RawStorage) -> Result<StorageCon
                 "add backend = \"s3\" to [storage], or remove [storage.s3]",
             ))
         }
-        (Some("s3"), Some(s3)) => StorageBackend::S3(s3_config(check, s3)?),
+        (Some("s3"), Some(s3)) => StorageBackend::S3(Box::new(s3_config(check, s3)?)),
         (Some("s3"), None) => {
             return Err(check.invalid(
                 "storage.s3",
@@ -195,6 +201,7 @@ fn s3_config(check: &Check<'_>, raw: &RawS3) -> Result<S3Config, ConfigError> {
         ));
     }
     Ok(S3Config {
+        timeout: timeout(check, raw)?,
         bucket,
         prefix: prefix.to_owned(),
         region: raw.region.clone().unwrap_or_else(|| "us-east-1".into()),
@@ -205,6 +212,20 @@ fn s3_config(check: &Check<'_>, raw: &RawS3) -> Result<S3Config, ConfigError> {
         part_size,
         conditional_writes: raw.conditional_writes.unwrap_or(true),
     })
+}
+
+fn timeout(check: &Check<'_>, raw: &RawS3) -> Result<Duration, ConfigError> {
+    let key = "storage.s3.timeout";
+    let timeout = check.duration(key, raw.timeout.as_deref(), DEFAULT_TIMEOUT)?;
+    let bounds = Duration::from_secs(1)..=Duration::from_secs(600);
+    if !bounds.contains(&timeout) {
+        return Err(check.invalid(
+            key,
+            format!("is {:?}, outside 1s to 10m", raw.timeout.as_deref().unwrap_or_default()),
+            "use a duration like \"30s\" (the default): shorter fails a healthy store's slow requests, longer keeps clients waiting on a dead one",
+        ));
+    }
+    Ok(timeout)
 }
 
 fn credentials(check: &Check<'_>, raw: &RawS3) -> Result<S3Credentials, ConfigError> {
@@ -437,6 +458,19 @@ mod tests {
             backend(&s3("part_size = 5242880").unwrap()).part_size,
             5 << 20
         );
+    }
+
+    #[test]
+    fn timeout_is_a_duration_within_bounds() {
+        assert_eq!(backend(&s3("").unwrap()).timeout, Duration::from_secs(30));
+        assert_eq!(
+            backend(&s3("timeout = \"2s\"").unwrap()).timeout,
+            Duration::from_secs(2)
+        );
+        for bad in ["0s", "500ms", "1h", "soon"] {
+            let e = s3(&format!("timeout = {bad:?}")).unwrap_err();
+            assert!(e.contains("storage.s3.timeout"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
 
+use futures_util::TryStreamExt;
 use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use http::request::Parts;
 use http::{HeaderName, Response, StatusCode};
@@ -66,7 +67,13 @@ impl Registry {
             .read_blob(digest, start, len)
             .await?
             .ok_or_else(|| blob_unknown(digest))?;
-        Ok(reply.body(http_util::stream(body)))
+        // Once the headers are out, a storage failure (a store that stalls, say) can only
+        // end the body, which the client sees as a short read; the log says why.
+        let digest = digest.clone();
+        let body = body.inspect_err(move |error| {
+            tracing::error!(%digest, %error, "blob download broke off: storage failed");
+        });
+        Ok(reply.body(http_util::stream(Box::pin(body))))
     }
 
     pub(super) async fn delete_blob(

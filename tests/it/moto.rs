@@ -132,44 +132,74 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<String> {
 }
 
 /// A TCP relay in front of the store. [`Outage::cut`] drops every open connection and
-/// refuses new ones, as a store that went away; [`Outage::restore`] brings it back.
+/// refuses new ones, as a store that went away; [`Outage::stall`] keeps every connection
+/// open but silent, as a store that accepts connections and never answers (a "black
+/// hole"); [`Outage::restore`] brings it back.
 pub struct Outage {
     pub addr: SocketAddr,
-    up: watch::Sender<bool>,
+    mode: watch::Sender<Mode>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Up,
+    Cut,
+    Stalled,
 }
 
 impl Outage {
     pub async fn start(target: SocketAddr) -> Arc<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (up, _) = watch::channel(true);
-        let relay = Arc::new(Self { addr, up });
+        let (mode, _) = watch::channel(Mode::Up);
+        let relay = Arc::new(Self { addr, mode });
         let r = relay.clone();
         tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !*r.up.borrow() {
-                    continue; // dropped: the connection is reset
+            while let Ok((client, _)) = listener.accept().await {
+                let mode = *r.mode.borrow();
+                match mode {
+                    Mode::Cut => {} // dropped: the connection is reset
+                    Mode::Stalled => drop(tokio::spawn(silent(client, r.mode.subscribe()))),
+                    Mode::Up => drop(tokio::spawn(forward(client, target, r.mode.subscribe()))),
                 }
-                let mut down = r.up.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = down.wait_for(|up| !*up) => {}
-                    }
-                });
             }
         });
         relay
     }
 
     pub fn cut(&self) {
-        self.up.send_replace(false);
+        self.mode.send_replace(Mode::Cut);
+    }
+
+    pub fn stall(&self) {
+        self.mode.send_replace(Mode::Stalled);
     }
 
     pub fn restore(&self) {
-        self.up.send_replace(true);
+        self.mode.send_replace(Mode::Up);
     }
+}
+
+/// Relays one connection until the relay is cut or stalled.
+async fn forward(
+    mut client: tokio::net::TcpStream,
+    target: SocketAddr,
+    mut mode: watch::Receiver<Mode>,
+) {
+    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+        _ = mode.wait_for(|m| *m != Mode::Up) => {}
+    }
+    if *mode.borrow() == Mode::Stalled {
+        silent(client, mode).await;
+    }
+}
+
+/// Holds a connection open without a byte either way until the stall ends.
+async fn silent(client: tokio::net::TcpStream, mut mode: watch::Receiver<Mode>) {
+    let _ = mode.wait_for(|m| *m != Mode::Stalled).await;
+    drop(client);
 }

@@ -268,6 +268,109 @@ async fn the_store_going_away_mid_push_is_503_and_a_retry_succeeds() {
     assert!(get_blob(&s, "team/app", &d).await == data);
 }
 
+/// A request against a store that never answers must end within the configured
+/// `storage.s3.timeout` (2 s here), plus room for a loaded machine.
+const ANSWERED_WITHIN: Duration = Duration::from_secs(15);
+
+/// Sends `request` (not a HEAD: the body is checked) and asserts a 503 `UNAVAILABLE`
+/// within [`ANSWERED_WITHIN`].
+async fn unavailable_in_time(request: reqwest::RequestBuilder, what: &str) {
+    let started = std::time::Instant::now();
+    let r = request.send().await.unwrap();
+    let took = started.elapsed();
+    assert!(took < ANSWERED_WITHIN, "{what} took {took:?}");
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
+}
+
+#[tokio::test]
+async fn a_store_that_stops_answering_is_503_within_the_timeout() {
+    let Some(moto) = crate::moto::shared() else {
+        return;
+    };
+    let outage = Outage::start(moto.addr()).await;
+    let Some(mut store) = TestStore::fresh(Backend::S3) else {
+        return;
+    };
+    store.endpoint = format!("http://{}", outage.addr);
+    store.s3_options = "timeout = \"2s\"\n".into();
+    let s = TestServer::start_on_store(&store, "").await;
+    let stored = bytes_of(1000, 36);
+    let stored_digest = sha256(&stored);
+    let blob = |d: &str| s.url(&format!("/v2/team/app/blobs/{d}"));
+    let monolithic = |d: &str| s.url(&format!("/v2/team/app/blobs/uploads/?digest={d}"));
+    let r = s.http.post(monolithic(&stored_digest)).body(stored.clone());
+    assert_eq!(r.send().await.unwrap().status(), StatusCode::CREATED);
+
+    // The store now accepts connections (and keeps the pooled ones) but never answers.
+    outage.stall();
+    let r = s.http.head(blob(&stored_digest)).send();
+    let started = std::time::Instant::now();
+    assert_eq!(r.await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < ANSWERED_WITHIN,
+        "HEAD took {:?}",
+        started.elapsed()
+    );
+    unavailable_in_time(s.http.get(blob(&stored_digest)), "GET blob").await;
+    let path = s.url("/v2/team/app/blobs/uploads/");
+    unavailable_in_time(s.http.post(path), "starting an upload").await;
+    let pushed = bytes_of(3 * MIB, 37);
+    let pushed_digest = sha256(&pushed);
+    let push = s.http.post(monolithic(&pushed_digest)).body(pushed);
+    unavailable_in_time(push, "a monolithic push").await;
+
+    // Nothing of the push became visible; what was there is served again.
+    outage.restore();
+    let r = s.http.head(blob(&pushed_digest)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(get_blob(&s, "team/app", &stored_digest).await == stored);
+}
+
+#[tokio::test]
+async fn a_download_whose_store_stalls_ends_after_the_timeout() {
+    let Some(moto) = crate::moto::shared() else {
+        return;
+    };
+    let outage = Outage::start(moto.addr()).await;
+    let Some(mut store) = TestStore::fresh(Backend::S3) else {
+        return;
+    };
+    store.endpoint = format!("http://{}", outage.addr);
+    store.s3_options = "timeout = \"2s\"\n".into();
+    let s = TestServer::start_on_store(&store, "").await;
+    // Larger than every socket buffer between moto and the test, so the stall is felt.
+    let data = bytes_of(32 * MIB, 38);
+    let d = sha256(&data);
+    let push = s.url(&format!("/v2/team/app/blobs/uploads/?digest={d}"));
+    let r = s.http.post(push).body(data.clone()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let blob = s.url(&format!("/v2/team/app/blobs/{d}"));
+    let mut r = s.http.get(blob).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut received = r.chunk().await.unwrap().map_or(0, |c| c.len());
+    // The store goes silent mid-body: the response must end, not hang.
+    outage.stall();
+    let started = std::time::Instant::now();
+    let ended = loop {
+        match r.chunk().await {
+            Ok(Some(c)) => received += c.len(),
+            Ok(None) => break "at a short end",
+            Err(_) => break "with an error",
+        }
+    };
+    let took = started.elapsed();
+    assert!(
+        took < ANSWERED_WITHIN,
+        "the body ended {ended} after {took:?}"
+    );
+    assert!(
+        received < data.len(),
+        "{received} bytes came through a stall"
+    );
+    outage.restore();
+}
+
 #[tokio::test]
 async fn stale_sessions_are_purged_from_the_bucket() {
     let Some((s, store)) = TestServer::start_in(Backend::S3).await else {

@@ -49,6 +49,8 @@ pub struct TestStore {
     pub bucket: String,
     /// Where the S3 API is (s3 only); a test may point it at a proxy.
     pub endpoint: String,
+    /// More `[storage.s3]` keys (s3 only), like `timeout = "2s"`.
+    pub s3_options: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -64,6 +66,7 @@ impl TestStore {
                     root: dir.path().to_path_buf(),
                     bucket: String::new(),
                     endpoint: String::new(),
+                    s3_options: String::new(),
                     _dir: Some(dir),
                 })
             }
@@ -74,6 +77,7 @@ impl TestStore {
                     root: PathBuf::new(),
                     bucket: moto.new_bucket(),
                     endpoint: moto.endpoint(),
+                    s3_options: String::new(),
                     _dir: None,
                 })
             }
@@ -102,8 +106,8 @@ impl TestStore {
         match self.backend {
             Backend::Fs => String::new(),
             Backend::S3 => format!(
-                "\n[storage.s3]\nbucket = {:?}\nendpoint = {:?}\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n",
-                self.bucket, self.endpoint
+                "\n[storage.s3]\nbucket = {:?}\nendpoint = {:?}\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n{}",
+                self.bucket, self.endpoint, self.s3_options
             ),
         }
     }
@@ -162,6 +166,7 @@ impl TestServer {
             root: root.to_path_buf(),
             bucket: String::new(),
             endpoint: String::new(),
+            s3_options: String::new(),
             _dir: None,
         };
         Self::start_on_store(&store, extra).await

@@ -32,7 +32,11 @@ pub fn client(config: &S3Config) -> io::Result<AmazonS3> {
         .with_client_options(client_options(config)?)
         .with_retry(RetryConfig {
             // Retries hide a store's hiccup, but a store that is down must fail the request
-            // in seconds (a 503 the client can retry), not minutes.
+            // in seconds (a 503 the client can retry), not minutes. They run inside each
+            // operation's deadline (`deadline.rs`), so the total stays bounded by it:
+            // `storage.s3.timeout` for most requests (a request sending a body, or a copy,
+            // gets more), whatever the retries do. A store that refuses or fails fast is
+            // given up on after `retry_timeout` or 3 retries, whichever comes first.
             max_retries: 3,
             retry_timeout: Duration::from_secs(20),
             ..RetryConfig::default()
@@ -61,8 +65,9 @@ fn client_options(config: &S3Config) -> io::Result<ClientOptions> {
         )
         .with_connect_timeout(Duration::from_secs(5))
         // The request timeout covers the whole body, and a blob download to a slow client
-        // may rightly take an hour. A dead store is caught by the connect timeout and by
-        // the connection's errors instead.
+        // may rightly take an hour. A store that accepts connections but does not answer
+        // is caught by the deadlines of `deadline.rs` instead: one per request, and an
+        // idle limit between chunks of a streamed body.
         .with_timeout_disabled();
     if let Some(ca) = &config.ca_file {
         let pem = std::fs::read(ca).map_err(|e| named("storage.s3.ca_file", ca, e))?;

@@ -9,6 +9,7 @@
 //! session (where the store has it: see `storage.s3.conditional_writes`).
 
 mod connect;
+mod deadline;
 mod hasher;
 mod keys;
 mod uploads;
@@ -48,7 +49,11 @@ impl S3Storage {
     /// A registry at `root` (a key prefix, possibly empty) below `storage.s3.prefix`. Does
     /// not contact the store.
     pub fn open(config: &S3Config, root: &std::path::Path) -> io::Result<Self> {
-        let store = connect::client(config)?;
+        // Every request to the store goes through its deadline (see `deadline`).
+        let limits = deadline::Limits {
+            timeout: config.timeout,
+        };
+        let store = deadline::Deadlines::new(connect::client(config)?, limits);
         let root = root.to_str().unwrap_or_default().trim_matches('/');
         let prefix = [config.prefix.as_str(), root]
             .into_iter()
