@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{assert_error, TestServer};
+use crate::support::{assert_error, Backend, TestServer};
 
 #[tokio::test]
 async fn base_endpoint_answers_200_with_api_version() {
@@ -58,9 +58,10 @@ async fn unknown_paths_and_methods() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn docker_search_matches_repository_names() {
-    let s = TestServer::start().await;
+async fn docker_search_matches_repository_names(backend: Backend) {
+    let Some((s, _store)) = TestServer::start_in(backend).await else {
+        return;
+    };
     for repo in ["team/web", "team/api", "other/tool"] {
         s.push_image(repo, "v1", repo.as_bytes()).await;
     }
@@ -100,3 +101,5 @@ async fn docker_search_matches_repository_names() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+crate::on_both_backends!(docker_search_matches_repository_names);
