@@ -603,12 +603,7 @@ async fn failed_logins_are_logged_without_the_password() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &wharf.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    wharf.child.wait().unwrap();
+    wharf.terminate();
     let text = std::fs::read_to_string(&log_path).unwrap();
     let line = text
         .lines()

@@ -1,6 +1,5 @@
 //! The access log as an operator reads it, and Prometheus metrics on the admin listener.
 
-use std::process::Command;
 
 use reqwest::StatusCode;
 
@@ -88,12 +87,7 @@ async fn access_log_lines_are_nginx_combined() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     r.bytes().await.unwrap();
-    assert!(Command::new("kill")
-        .args(["-TERM", &wharf.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    wharf.child.wait().unwrap();
+    wharf.terminate();
     let text = std::fs::read_to_string(&log_path).unwrap();
     let line = text
         .lines()

@@ -305,12 +305,7 @@ async fn failed_logins_block_guessing_even_the_right_password() {
     let r = login("203.0.113.5", "bob", "b-pass").await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "others are not");
 
-    assert!(Command::new("kill")
-        .args(["-TERM", &wharf.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    wharf.child.wait().unwrap();
+    wharf.terminate();
     let text = std::fs::read_to_string(&log_path).unwrap();
     let refusal = text
         .lines()

@@ -398,6 +398,17 @@ impl WharfProcess {
         Self { child, addr }
     }
 
+    /// Stops the process as an operator would (SIGTERM) and waits until it has exited, so
+    /// everything it logged has been written.
+    pub fn terminate(&mut self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill -TERM failed");
+        self.child.wait().unwrap();
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
