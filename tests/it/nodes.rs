@@ -187,17 +187,23 @@ async fn racing_appends_to_one_session_leave_one_winner() {
     assert!(get_blob(&a, "team/app", &d).await == *winner);
 }
 
+/// A server on an S3 bucket that it reaches through a relay the test can cut or stall;
+/// `s3_options` are more `[storage.s3]` keys. `None` when moto is missing (outside CI).
+async fn behind_relay(s3_options: &str) -> Option<(std::sync::Arc<Outage>, TestStore, TestServer)> {
+    let moto = crate::moto::shared()?;
+    let outage = Outage::start(moto.addr()).await;
+    let mut store = TestStore::fresh(Backend::S3)?;
+    store.endpoint = format!("http://{}", outage.addr);
+    store.s3_options = s3_options.into();
+    let s = TestServer::start_on_store(&store, "").await;
+    Some((outage, store, s))
+}
+
 #[tokio::test]
 async fn the_store_going_away_mid_push_is_503_and_a_retry_succeeds() {
-    let Some(moto) = crate::moto::shared() else {
+    let Some((outage, _store, s)) = behind_relay("").await else {
         return;
     };
-    let outage = Outage::start(moto.addr()).await;
-    let Some(mut store) = TestStore::fresh(Backend::S3) else {
-        return;
-    };
-    store.endpoint = format!("http://{}", outage.addr);
-    let s = TestServer::start_on_store(&store, "").await;
     let data = bytes_of(20 * MIB, 35);
     let d = sha256(&data);
     let path = start_session(&s, "team/app").await;
@@ -284,16 +290,9 @@ async fn unavailable_in_time(request: reqwest::RequestBuilder, what: &str) {
 
 #[tokio::test]
 async fn a_store_that_stops_answering_is_503_within_the_timeout() {
-    let Some(moto) = crate::moto::shared() else {
+    let Some((outage, _store, s)) = behind_relay("timeout = \"2s\"\n").await else {
         return;
     };
-    let outage = Outage::start(moto.addr()).await;
-    let Some(mut store) = TestStore::fresh(Backend::S3) else {
-        return;
-    };
-    store.endpoint = format!("http://{}", outage.addr);
-    store.s3_options = "timeout = \"2s\"\n".into();
-    let s = TestServer::start_on_store(&store, "").await;
     let stored = bytes_of(1000, 36);
     let stored_digest = sha256(&stored);
     let blob = |d: &str| s.url(&format!("/v2/team/app/blobs/{d}"));
@@ -328,16 +327,9 @@ async fn a_store_that_stops_answering_is_503_within_the_timeout() {
 
 #[tokio::test]
 async fn a_download_whose_store_stalls_ends_after_the_timeout() {
-    let Some(moto) = crate::moto::shared() else {
+    let Some((outage, _store, s)) = behind_relay("timeout = \"2s\"\n").await else {
         return;
     };
-    let outage = Outage::start(moto.addr()).await;
-    let Some(mut store) = TestStore::fresh(Backend::S3) else {
-        return;
-    };
-    store.endpoint = format!("http://{}", outage.addr);
-    store.s3_options = "timeout = \"2s\"\n".into();
-    let s = TestServer::start_on_store(&store, "").await;
     // Larger than every socket buffer between moto and the test, so the stall is felt.
     let data = bytes_of(32 * MIB, 38);
     let d = sha256(&data);

@@ -1,6 +1,5 @@
 //! The access log as an operator reads it, and Prometheus metrics on the admin listener.
 
-
 use reqwest::StatusCode;
 
 use crate::pki::{https_client, Pki};
