@@ -147,7 +147,9 @@ impl Gateway {
         let host = vhost::request_host(&req).map(str::to_owned);
         let mut at = Where {
             client,
-            ..Where::default()
+            server: None,
+            route: None,
+            user: None,
         };
         let mut response = match self.dispatch(req, conn, host.as_deref(), &mut at).await {
             Ok(r) => r,
@@ -303,17 +305,6 @@ struct Where {
     server: Option<usize>,
     route: Option<usize>,
     user: Option<String>,
-}
-
-impl Default for Where {
-    fn default() -> Self {
-        Self {
-            client: IpAddr::from([0, 0, 0, 0]),
-            server: None,
-            route: None,
-            user: None,
-        }
-    }
 }
 
 /// What the access rules and rate limits need to know of a request's registry endpoint.
