@@ -158,13 +158,22 @@ async fn check_storage(config: &Config) -> anyhow::Result<String> {
             }
         }
     }
+    let (table, fix) = match backend {
+        StorageBackend::Azure(_) => (
+            "storage.azure",
+            "check storage.azure.endpoint, account, container (it must exist) and the credentials",
+        ),
+        _ => (
+            "storage.s3",
+            "check storage.s3.endpoint, region, bucket (it must exist) and the credentials",
+        ),
+    };
     for root in roots {
         let at = describe_root(backend, root);
         let storage = open_storage(backend, root).await?;
         storage.check_writable().await.map_err(|e| {
             anyhow::anyhow!(
-                "storage.s3: cannot write, read and delete a probe object at {at}: {e}; \
-                 fix: check storage.s3.endpoint, region, bucket (it must exist) and the credentials"
+                "{table}: cannot write, read and delete a probe object at {at}: {e}; fix: {fix}"
             )
         })?;
     }

@@ -2,6 +2,7 @@
 //! typed values. Every error names the key and says how to fix it.
 
 mod auth;
+mod azure;
 pub mod names;
 mod rate_limits;
 mod raw;
@@ -21,7 +22,8 @@ pub use self::rate_limits::{
 use self::raw::RawConfig;
 pub use self::servers::{find_server, RouteConfig, RouteTarget, ServerConfig, ServerTls};
 pub use self::storage::{
-    default_credentials_file, S3Config, S3Credentials, SecretSource, StorageBackend, StorageConfig,
+    default_credentials_file, AzureConfig, AzureCredentials, S3Config, S3Credentials, SecretSource,
+    StorageBackend, StorageConfig,
 };
 
 /// Where `wharf serve` looks when no file is named.
@@ -190,13 +192,13 @@ impl Check<'_> {
         &self,
         key: impl Into<String>,
         problem: impl Into<String>,
-        fix: &str,
+        fix: impl Into<String>,
     ) -> ConfigError {
         ConfigError::Invalid {
             origin: self.origin.to_owned(),
             key: key.into(),
             problem: problem.into(),
-            fix: fix.to_owned(),
+            fix: fix.into(),
         }
     }
 

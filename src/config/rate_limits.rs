@@ -310,7 +310,7 @@ pub(super) fn attached(
             return Err(check.invalid(
                 key,
                 format!("names {n:?}, which is not a [rate_limit.NAME] table"),
-                &format!("define [rate_limit.{n}] or use one of {known:?}"),
+                format!("define [rate_limit.{n}] or use one of {known:?}"),
             ));
         }
     }

@@ -212,11 +212,31 @@ pub struct RawLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
-    /// "filesystem" (the default) or "s3".
+    /// "filesystem" (the default), "s3" or "azure".
     pub backend: Option<String>,
     pub root: Option<String>,
     pub upload_max_age: Option<String>,
     pub s3: Option<RawS3>,
+    pub azure: Option<RawAzure>,
+}
+
+/// `[storage.azure]`: a container of an Azure Blob Storage account (or Azurite).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAzure {
+    pub account: Option<String>,
+    pub container: Option<String>,
+    pub prefix: Option<String>,
+    pub endpoint: Option<String>,
+    pub access_key: Option<String>,
+    pub access_key_file: Option<String>,
+    pub access_key_env: Option<String>,
+    pub sas_token: Option<String>,
+    pub sas_token_file: Option<String>,
+    pub sas_token_env: Option<String>,
+    pub ca_file: Option<String>,
+    pub part_size: Option<u64>,
+    pub timeout: Option<String>,
 }
 
 /// `[storage.s3]`: an S3-compatible bucket (AWS, MinIO, Ceph RGW, Garage).

@@ -1,10 +1,12 @@
-//! `[storage]`: where registries keep their data. The filesystem (the default) or an
-//! S3-compatible object store (`backend = "s3"` with a `[storage.s3]` table).
+//! `[storage]`: where registries keep their data. The filesystem (the default), an
+//! S3-compatible object store (`backend = "s3"` with a `[storage.s3]` table) or Azure Blob
+//! Storage (`backend = "azure"` with `[storage.azure]`, validated in `azure.rs`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use super::azure::{AzureConfig, AzureCredentials};
 use super::raw::{RawS3, RawStorage};
 use super::{Check, ConfigError};
 
@@ -24,6 +26,8 @@ pub enum StorageBackend {
     Filesystem,
     /// Each route's `root` is a key prefix under `s3.prefix` in one bucket.
     S3(Box<S3Config>),
+    /// Each route's `root` is a blob name prefix under `azure.prefix` in one container.
+    Azure(Box<AzureConfig>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +49,7 @@ pub struct S3Config {
     /// Without it, two nodes appending to one upload session at once are not detected.
     pub conditional_writes: bool,
     /// The deadline of one request to the store, and the longest stall allowed while a
-    /// body streams from it (see `registry::storage::s3::deadline`).
+    /// body streams from it (see `registry::storage::object::deadline`).
     pub timeout: Duration,
 }
 
@@ -103,54 +107,77 @@ pub(super) fn validate(check: &Check<'_>, raw: &RawStorage) -> Result<StorageCon
             "use at least \"1m\"; the default is \"24h\"",
         ));
     }
-    let backend = match (raw.backend.as_deref(), &raw.s3) {
-        (None | Some("filesystem"), None) => StorageBackend::Filesystem,
-        (None | Some("filesystem"), Some(_)) => {
+    let backend = backend(check, raw)?;
+    let root = match (&backend, raw.root.as_deref()) {
+        (StorageBackend::Filesystem, None) => PathBuf::from("./data"),
+        (StorageBackend::Filesystem, Some(r)) if r.trim().is_empty() => {
             return Err(check.invalid(
-                "storage.s3",
-                "is set but storage.backend is not \"s3\"",
-                "add backend = \"s3\" to [storage], or remove [storage.s3]",
+                "storage.root",
+                "is empty",
+                "name a directory, for example \"./data\" or \"/var/lib/wharf\"",
             ))
         }
-        (Some("s3"), Some(s3)) => StorageBackend::S3(Box::new(s3_config(check, s3)?)),
-        (Some("s3"), None) => {
+        (StorageBackend::Filesystem, Some(r)) => PathBuf::from(r),
+        (_, None) => PathBuf::new(),
+        (StorageBackend::S3(_), Some(_)) => {
             return Err(check.invalid(
-                "storage.s3",
-                "is missing",
-                "add a [storage.s3] table with at least bucket = \"NAME\"",
-            ))
-        }
-        (Some(other), _) => {
-            return Err(check.invalid(
-                "storage.backend",
-                format!("is {other:?}"),
-                "use \"filesystem\" (the default) or \"s3\"",
-            ))
-        }
-    };
-    let root =
-        match (&backend, raw.root.as_deref()) {
-            (StorageBackend::Filesystem, None) => PathBuf::from("./data"),
-            (StorageBackend::Filesystem, Some(r)) if r.trim().is_empty() => {
-                return Err(check.invalid(
-                    "storage.root",
-                    "is empty",
-                    "name a directory, for example \"./data\" or \"/var/lib/wharf\"",
-                ))
-            }
-            (StorageBackend::Filesystem, Some(r)) => PathBuf::from(r),
-            (StorageBackend::S3(_), None) => PathBuf::new(),
-            (StorageBackend::S3(_), Some(_)) => return Err(check.invalid(
                 "storage.root",
                 "is a directory, but storage.backend is \"s3\"",
                 "remove storage.root; use storage.s3.prefix to place the registry in the bucket",
-            )),
-        };
+            ))
+        }
+        (StorageBackend::Azure(_), Some(_)) => return Err(check.invalid(
+            "storage.root",
+            "is a directory, but storage.backend is \"azure\"",
+            "remove storage.root; use storage.azure.prefix to place the registry in the container",
+        )),
+    };
     Ok(StorageConfig {
         root,
         upload_max_age,
         backend,
     })
+}
+
+/// `storage.backend` and the one table it needs; a table of another backend is a mistake.
+fn backend(check: &Check<'_>, raw: &RawStorage) -> Result<StorageBackend, ConfigError> {
+    let name = raw.backend.as_deref().unwrap_or("filesystem");
+    let tables = [("s3", raw.s3.is_some()), ("azure", raw.azure.is_some())];
+    if let Some((table, _)) = tables.iter().find(|(t, set)| *set && *t != name) {
+        return Err(check.invalid(
+            format!("storage.{table}"),
+            format!("is set but storage.backend is not \"{table}\""),
+            format!("add backend = \"{table}\" to [storage], or remove [storage.{table}]"),
+        ));
+    }
+    let missing = |table: &str, needs: &str| {
+        check.invalid(
+            format!("storage.{table}"),
+            "is missing",
+            format!("add a [storage.{table}] table with at least {needs}"),
+        )
+    };
+    match name {
+        "filesystem" => Ok(StorageBackend::Filesystem),
+        "s3" => match &raw.s3 {
+            Some(s3) => Ok(StorageBackend::S3(Box::new(s3_config(check, s3)?))),
+            None => Err(missing("s3", "bucket = \"NAME\"")),
+        },
+        "azure" => match &raw.azure {
+            Some(a) => Ok(StorageBackend::Azure(Box::new(super::azure::validate(
+                check, a,
+            )?))),
+            None => Err(missing(
+                "azure",
+                "account = \"ACCOUNT\" and container = \"NAME\"",
+            )),
+        },
+        other => Err(check.invalid(
+            "storage.backend",
+            format!("is {other:?}"),
+            "use \"filesystem\" (the default), \"s3\" or \"azure\"",
+        )),
+    }
 }
 
 fn s3_config(check: &Check<'_>, raw: &RawS3) -> Result<S3Config, ConfigError> {
@@ -166,62 +193,111 @@ fn s3_config(check: &Check<'_>, raw: &RawS3) -> Result<S3Config, ConfigError> {
             "name an existing bucket: 3 to 63 lower-case letters, digits, '-' and '.'",
         ));
     }
-    let prefix = raw.prefix.as_deref().unwrap_or("").trim_matches('/');
-    if !prefix.is_empty() && !is_key_prefix(prefix) {
-        return Err(check.invalid(
-            "storage.s3.prefix",
-            format!("is {prefix:?}"),
-            "use path segments of letters, digits, '.', '_' and '-', like \"registry/prod\"",
-        ));
-    }
-    let endpoint = raw.endpoint.clone();
-    if let Some(e) = &endpoint {
-        if !(e.starts_with("http://") || e.starts_with("https://")) {
-            return Err(check.invalid(
-                "storage.s3.endpoint",
-                format!("is {e:?}, not an http(s) URL"),
-                "write it like \"https://minio.internal:9000\" (no bucket in it)",
-            ));
-        }
-    }
-    let part_size = raw.part_size.unwrap_or(DEFAULT_PART);
-    if !(MIN_PART..=MAX_PART).contains(&part_size) {
-        return Err(check.invalid(
-            "storage.s3.part_size",
-            format!("is {part_size}"),
-            "use 5242880 (5 MiB, S3's minimum) to 536870912; the default is 8388608",
-        ));
-    }
-    let ca_file = raw.ca_file.as_ref().map(PathBuf::from);
-    if let Some(f) = ca_file.as_ref().filter(|f| !f.is_file()) {
-        return Err(check.invalid(
-            "storage.s3.ca_file",
-            format!("names {:?}, which does not exist", f.display().to_string()),
-            "point it at the PEM certificate of the CA that signed the endpoint's certificate",
-        ));
-    }
+    let common = Common::validate(
+        check,
+        "s3",
+        Fields {
+            prefix: raw.prefix.as_deref(),
+            endpoint: raw.endpoint.as_deref(),
+            endpoint_example: "\"https://minio.internal:9000\" (no bucket in it)",
+            part_size: raw.part_size,
+            ca_file: raw.ca_file.as_deref(),
+            timeout: raw.timeout.as_deref(),
+        },
+    )?;
+    let endpoint = common.endpoint;
     Ok(S3Config {
-        timeout: timeout(check, raw)?,
+        timeout: common.timeout,
         bucket,
-        prefix: prefix.to_owned(),
+        prefix: common.prefix,
         region: raw.region.clone().unwrap_or_else(|| "us-east-1".into()),
         path_style: raw.path_style.unwrap_or(endpoint.is_some()),
         endpoint,
         credentials: credentials(check, raw)?,
-        ca_file,
-        part_size,
+        ca_file: common.ca_file,
+        part_size: common.part_size,
         conditional_writes: raw.conditional_writes.unwrap_or(true),
     })
 }
 
-fn timeout(check: &Check<'_>, raw: &RawS3) -> Result<Duration, ConfigError> {
-    let key = "storage.s3.timeout";
-    let timeout = check.duration(key, raw.timeout.as_deref(), DEFAULT_TIMEOUT)?;
+/// The keys every object store table has, as written.
+pub(super) struct Fields<'a> {
+    pub prefix: Option<&'a str>,
+    pub endpoint: Option<&'a str>,
+    /// How an endpoint of this store looks, for the error message.
+    pub endpoint_example: &'a str,
+    pub part_size: Option<u64>,
+    pub ca_file: Option<&'a str>,
+    pub timeout: Option<&'a str>,
+}
+
+/// The keys every object store table has, validated: one set of rules for S3 and Azure.
+pub(super) struct Common {
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub part_size: u64,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+impl Common {
+    /// `table` is the key below `storage` (`s3`, `azure`), for error messages.
+    pub(super) fn validate(
+        check: &Check<'_>,
+        table: &str,
+        raw: Fields<'_>,
+    ) -> Result<Self, ConfigError> {
+        let prefix = raw.prefix.unwrap_or("").trim_matches('/');
+        if !prefix.is_empty() && !is_key_prefix(prefix) {
+            return Err(check.invalid(
+                format!("storage.{table}.prefix"),
+                format!("is {prefix:?}"),
+                "use path segments of letters, digits, '.', '_' and '-', like \"registry/prod\"",
+            ));
+        }
+        if let Some(e) = raw.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(check.invalid(
+                    format!("storage.{table}.endpoint"),
+                    format!("is {e:?}, not an http(s) URL"),
+                    format!("write it like {}", raw.endpoint_example),
+                ));
+            }
+        }
+        let part_size = raw.part_size.unwrap_or(DEFAULT_PART);
+        if !(MIN_PART..=MAX_PART).contains(&part_size) {
+            return Err(check.invalid(
+                format!("storage.{table}.part_size"),
+                format!("is {part_size}"),
+                "use 5242880 (5 MiB, S3's minimum) to 536870912; the default is 8388608",
+            ));
+        }
+        let ca_file = raw.ca_file.map(PathBuf::from);
+        if let Some(f) = ca_file.as_ref().filter(|f| !f.is_file()) {
+            return Err(check.invalid(
+                format!("storage.{table}.ca_file"),
+                format!("names {:?}, which does not exist", f.display().to_string()),
+                "point it at the PEM certificate of the CA that signed the endpoint's certificate",
+            ));
+        }
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            endpoint: raw.endpoint.map(str::to_owned),
+            part_size,
+            ca_file,
+            timeout: timeout(check, table, raw.timeout)?,
+        })
+    }
+}
+
+fn timeout(check: &Check<'_>, table: &str, raw: Option<&str>) -> Result<Duration, ConfigError> {
+    let key = &format!("storage.{table}.timeout");
+    let timeout = check.duration(key, raw, DEFAULT_TIMEOUT)?;
     let bounds = Duration::from_secs(1)..=Duration::from_secs(600);
     if !bounds.contains(&timeout) {
         return Err(check.invalid(
             key,
-            format!("is {:?}, outside 1s to 10m", raw.timeout.as_deref().unwrap_or_default()),
+            format!("is {:?}, outside 1s to 10m", raw.unwrap_or_default()),
             "use a duration like \"30s\" (the default): shorter fails a healthy store's slow requests, longer keeps clients waiting on a dead one",
         ));
     }
@@ -229,39 +305,16 @@ fn timeout(check: &Check<'_>, raw: &RawS3) -> Result<Duration, ConfigError> {
 }
 
 fn credentials(check: &Check<'_>, raw: &RawS3) -> Result<S3Credentials, ConfigError> {
-    let secret = match (
-        &raw.secret_access_key,
-        &raw.secret_access_key_file,
-        &raw.secret_access_key_env,
-    ) {
-        (None, None, None) => None,
-        (Some(s), None, None) => Some(SecretSource::Inline(s.clone())),
-        (None, Some(f), None) if Path::new(f).is_file() => Some(SecretSource::File(f.into())),
-        (None, Some(f), None) => {
-            return Err(check.invalid(
-                "storage.s3.secret_access_key_file",
-                format!("names {f:?}, which does not exist"),
-                "create it with the secret access key (mode 0600)",
-            ))
-        }
-        (None, None, Some(v)) if std::env::var_os(v).is_some() => {
-            Some(SecretSource::Env(v.clone()))
-        }
-        (None, None, Some(v)) => {
-            return Err(check.invalid(
-                "storage.s3.secret_access_key_env",
-                format!("names {v:?}, which is not set"),
-                "set that environment variable for wharf, or use secret_access_key_file",
-            ))
-        }
-        _ => {
-            return Err(check.invalid(
-                "storage.s3.secret_access_key",
-                "is given more than once (inline, _file and _env)",
-                "keep one of secret_access_key, secret_access_key_file, secret_access_key_env",
-            ))
-        }
-    };
+    let secret = secret_source(
+        check,
+        "storage.s3.secret_access_key",
+        "the secret access key",
+        [
+            &raw.secret_access_key,
+            &raw.secret_access_key_file,
+            &raw.secret_access_key_env,
+        ],
+    )?;
     let static_key = raw.access_key_id.is_some() || secret.is_some();
     let profile = raw.credentials_file.is_some() || raw.profile.is_some();
     match (raw.access_key_id.clone(), secret) {
@@ -309,6 +362,39 @@ fn credentials(check: &Check<'_>, raw: &RawS3) -> Result<S3Credentials, ConfigEr
     }
 }
 
+/// A secret given inline (`key`), in a file (`key_file`) or in a variable (`key_env`): at
+/// most one of them. `what` names the secret in the fix.
+pub(super) fn secret_source(
+    check: &Check<'_>,
+    key: &str,
+    what: &str,
+    [inline, file, env]: [&Option<String>; 3],
+) -> Result<Option<SecretSource>, ConfigError> {
+    match (inline, file, env) {
+        (None, None, None) => Ok(None),
+        (Some(s), None, None) => Ok(Some(SecretSource::Inline(s.clone()))),
+        (None, Some(f), None) if Path::new(f).is_file() => Ok(Some(SecretSource::File(f.into()))),
+        (None, Some(f), None) => Err(check.invalid(
+            format!("{key}_file"),
+            format!("names {f:?}, which does not exist"),
+            format!("create it with {what} (mode 0600)"),
+        )),
+        (None, None, Some(v)) if std::env::var_os(v).is_some() => {
+            Ok(Some(SecretSource::Env(v.clone())))
+        }
+        (None, None, Some(v)) => Err(check.invalid(
+            format!("{key}_env"),
+            format!("names {v:?}, which is not set"),
+            format!("set that environment variable for wharf, or use {key}_file"),
+        )),
+        _ => Err(check.invalid(
+            key,
+            "is given more than once (inline, _file and _env)",
+            format!("keep one of {key}, {key}_file, {key}_env"),
+        )),
+    }
+}
+
 /// `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`.
 pub fn default_credentials_file() -> Option<PathBuf> {
     if let Some(f) = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE") {
@@ -329,7 +415,7 @@ pub fn is_key_prefix(s: &str) -> bool {
     })
 }
 
-/// With `s3`, a route's registry `root` is a key prefix below `storage.s3.prefix`, so it
+/// With an object store, a route's registry `root` is a key prefix below `storage.s3.prefix`, so it
 /// must be one.
 pub(super) fn check_route_roots(
     check: &Check<'_>,
@@ -349,10 +435,10 @@ pub(super) fn check_route_roots(
                 return Err(check.invalid(
                     format!("server[{i}].route[{j}].registry.root"),
                     format!(
-                        "is {:?}, but with storage.backend = \"s3\" it is a key prefix",
+                        "is {:?}, but with an object store backend it is a key prefix",
                         root.display().to_string()
                     ),
-                    "use a relative prefix like \"mirror\", or leave it out for storage.s3.prefix itself",
+                    "use a relative prefix like \"mirror\", or leave it out for the backend's prefix itself",
                 ));
             }
         }
@@ -377,7 +463,7 @@ mod tests {
     fn backend(c: &Config) -> &S3Config {
         match &c.storage.backend {
             StorageBackend::S3(s) => s,
-            StorageBackend::Filesystem => panic!("not s3"),
+            _ => panic!("not s3"),
         }
     }
 

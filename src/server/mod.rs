@@ -27,7 +27,7 @@ use crate::config::{Config, Limits, ListenerConfig, RouteTarget, StorageBackend}
 use crate::gateway::metrics::Metrics;
 use crate::gateway::Gateway;
 use crate::registry::storage::fs::FsStorage;
-use crate::registry::storage::s3::S3Storage;
+use crate::registry::storage::object::ObjectStorage;
 use crate::registry::storage::Storage;
 use crate::registry::{Registry, RegistryOptions};
 use crate::tls::acceptor::TlsServers;
@@ -316,7 +316,8 @@ pub async fn open_storage(
     let opened = tokio::task::spawn_blocking(move || -> io::Result<Arc<dyn Storage>> {
         Ok(match &b {
             StorageBackend::Filesystem => Arc::new(FsStorage::open(&r)?),
-            StorageBackend::S3(s3) => Arc::new(S3Storage::open(s3, &r)?),
+            StorageBackend::S3(s3) => Arc::new(ObjectStorage::open_s3(s3, &r)?),
+            StorageBackend::Azure(azure) => Arc::new(ObjectStorage::open_azure(azure, &r)?),
         })
     })
     .await
@@ -328,16 +329,17 @@ pub async fn open_storage(
     })
 }
 
-/// A storage root as people name it: a directory, or `s3://bucket/prefix`.
+/// A storage root as people name it: a directory, `s3://bucket/prefix` or
+/// `azure://account/container/prefix`.
 pub fn describe_root(backend: &StorageBackend, root: &Path) -> String {
-    match backend {
-        StorageBackend::Filesystem => root.display().to_string(),
-        StorageBackend::S3(s3) => {
-            let parts = [s3.prefix.as_str(), root.to_str().unwrap_or_default()];
-            let prefix: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-            format!("s3://{}/{}", s3.bucket, prefix.join("/"))
-        }
-    }
+    let (place, prefix) = match backend {
+        StorageBackend::Filesystem => return root.display().to_string(),
+        StorageBackend::S3(s3) => (format!("s3://{}", s3.bucket), &s3.prefix),
+        StorageBackend::Azure(a) => (format!("azure://{}/{}", a.account, a.container), &a.prefix),
+    };
+    let parts = [prefix.as_str(), root.to_str().unwrap_or_default()];
+    let prefix: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+    format!("{place}/{}", prefix.join("/"))
 }
 
 /// Accepts until told to stop. Errors (out of file descriptors, aborted connections) are

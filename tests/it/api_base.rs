@@ -102,4 +102,4 @@ async fn docker_search_matches_repository_names(backend: Backend) {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
-crate::on_both_backends!(docker_search_matches_repository_names);
+crate::on_every_backend!(docker_search_matches_repository_names);

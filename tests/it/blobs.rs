@@ -130,7 +130,7 @@ async fn malformed_digests_are_digest_invalid(backend: Backend) {
     }
 }
 
-crate::on_both_backends!(
+crate::on_every_backend!(
     get_head_and_ranges,
     blobs_are_scoped_to_their_repository,
     delete_removes_the_blob_from_the_repository_only,

@@ -111,7 +111,7 @@ async fn catalog_lists_nested_repositories_in_pages(backend: Backend) {
     );
 }
 
-crate::on_both_backends!(
+crate::on_every_backend!(
     tags_list_paginates_with_link,
     tags_of_unknown_repository_is_name_unknown,
     catalog_lists_nested_repositories_in_pages,

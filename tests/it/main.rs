@@ -1,5 +1,7 @@
 //! wharf's integration tests: one binary, every test against a real server on 127.0.0.1:0.
 
+mod azurite;
+mod backends;
 mod moto;
 mod pki;
 mod support;

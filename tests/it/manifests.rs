@@ -378,7 +378,7 @@ async fn manifests_survive_a_restart(backend: Backend) {
     assert_eq!(r.bytes().await.unwrap(), &b"persistent"[..]);
 }
 
-crate::on_both_backends!(
+crate::on_every_backend!(
     manifests_survive_a_restart,
     push_then_get_and_head_by_tag_and_digest,
     bytes_are_kept_exactly_and_put_by_digest_works,

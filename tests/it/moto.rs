@@ -1,7 +1,6 @@
 //! A real S3 API on loopback for the S3 backend's tests: moto's server (`pip install
 //! 'moto[server]'`), started once per test binary on a free port, one bucket per test.
-//! Plus [`on_both_backends!`], which runs a behavioural test on the filesystem and on S3,
-//! and [`Outage`], a TCP relay a test can cut to take the store away mid-request.
+//! Plus [`Outage`], a TCP relay a test can cut to take the store away mid-request.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,30 +11,6 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// Generates `fs::NAME` and `s3::NAME` tests from `async fn NAME(backend: Backend)`, so
-/// `cargo test --test it ::s3::` runs every S3 variant.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod fs {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name($crate::support::Backend::Fs).await
-                }
-            )*
-        }
-        mod s3 {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name($crate::support::Backend::S3).await
-                }
-            )*
-        }
-    };
-}
 
 pub struct Moto {
     addr: SocketAddr,

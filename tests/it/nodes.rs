@@ -1,5 +1,7 @@
-//! Several wharf nodes on one bucket, and the bucket going away: what S3 storage adds.
-//! Each test gets its own bucket on the shared moto server (see `moto.rs`).
+//! Several wharf nodes on one bucket, and the bucket going away: what object storage adds.
+//! Each test gets its own bucket on the shared moto server (see `moto.rs`) or its own
+//! container on the shared Azurite (see `azurite.rs`); the tests that take a `Backend`
+//! run on both (`s3::NAME`, `azure::NAME`).
 
 use std::time::Duration;
 
@@ -15,9 +17,9 @@ use crate::support::{
 
 const MIB: usize = 1 << 20;
 
-/// Two in-process nodes (own listeners, engines and caches) on one fresh bucket.
-async fn two_nodes() -> Option<(TestServer, TestServer, TestStore)> {
-    let store = TestStore::fresh(Backend::S3)?;
+/// Two in-process nodes (own listeners, engines and caches) on one fresh bucket or container.
+async fn two_nodes(backend: Backend) -> Option<(TestServer, TestServer, TestStore)> {
+    let store = TestStore::fresh(backend)?;
     let a = TestServer::start_on_store(&store, "").await;
     let b = TestServer::start_on_store(&store, "").await;
     Some((a, b, store))
@@ -58,9 +60,8 @@ async fn get_blob(s: &TestServer, repo: &str, digest: &str) -> Vec<u8> {
     r.bytes().await.unwrap().to_vec()
 }
 
-#[tokio::test]
-async fn a_chunked_upload_moves_between_nodes() {
-    let Some((a, b, _store)) = two_nodes().await else {
+async fn a_chunked_upload_moves_between_nodes(backend: Backend) {
+    let Some((a, b, _store)) = two_nodes(backend).await else {
         return;
     };
     // Chunks that straddle the 8 MiB parts, so parts, tail pieces and the hash state all
@@ -93,9 +94,8 @@ async fn a_chunked_upload_moves_between_nodes() {
     assert!(get_blob(&b, "team/app", &d).await == data);
 }
 
-#[tokio::test]
-async fn what_one_node_pushes_or_deletes_the_other_serves_at_once() {
-    let Some((a, b, _store)) = two_nodes().await else {
+async fn what_one_node_pushes_or_deletes_the_other_serves_at_once(backend: Backend) {
+    let Some((a, b, _store)) = two_nodes(backend).await else {
         return;
     };
     let (first, _, _) = a.push_image("team/app", "v1", b"first").await;
@@ -129,9 +129,8 @@ async fn what_one_node_pushes_or_deletes_the_other_serves_at_once() {
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
 }
 
-#[tokio::test]
-async fn concurrent_pushes_of_one_image_through_both_nodes_succeed() {
-    let Some((a, b, _store)) = two_nodes().await else {
+async fn concurrent_pushes_of_one_image_through_both_nodes_succeed(backend: Backend) {
+    let Some((a, b, _store)) = two_nodes(backend).await else {
         return;
     };
     let layer = bytes_of(10 * MIB, 32);
@@ -152,9 +151,8 @@ async fn concurrent_pushes_of_one_image_through_both_nodes_succeed() {
     }
 }
 
-#[tokio::test]
-async fn racing_appends_to_one_session_leave_one_winner() {
-    let Some((a, b, _store)) = two_nodes().await else {
+async fn racing_appends_to_one_session_leave_one_winner(backend: Backend) {
+    let Some((a, b, _store)) = two_nodes(backend).await else {
         return;
     };
     let path = start_session(&a, "team/app").await;
@@ -188,13 +186,15 @@ async fn racing_appends_to_one_session_leave_one_winner() {
 }
 
 /// A server on an S3 bucket that it reaches through a relay the test can cut or stall;
-/// `s3_options` are more `[storage.s3]` keys. `None` when moto is missing (outside CI).
-async fn behind_relay(s3_options: &str) -> Option<(std::sync::Arc<Outage>, TestStore, TestServer)> {
+/// `store_options` are more `[storage.s3]` keys. `None` when moto is missing (outside CI).
+async fn behind_relay(
+    store_options: &str,
+) -> Option<(std::sync::Arc<Outage>, TestStore, TestServer)> {
     let moto = crate::moto::shared()?;
     let outage = Outage::start(moto.addr()).await;
     let mut store = TestStore::fresh(Backend::S3)?;
     store.endpoint = format!("http://{}", outage.addr);
-    store.s3_options = s3_options.into();
+    store.store_options = store_options.into();
     let s = TestServer::start_on_store(&store, "").await;
     Some((outage, store, s))
 }
@@ -363,9 +363,8 @@ async fn a_download_whose_store_stalls_ends_after_the_timeout() {
     outage.restore();
 }
 
-#[tokio::test]
-async fn stale_sessions_are_purged_from_the_bucket() {
-    let Some((s, store)) = TestServer::start_in(Backend::S3).await else {
+async fn stale_sessions_are_purged_from_the_bucket(backend: Backend) {
+    let Some((s, store)) = TestServer::start_in(backend).await else {
         return;
     };
     let stale = start_session(&s, "team/app").await;
@@ -430,8 +429,26 @@ fn podman_pushes_through_one_node_and_pulls_through_the_other() {
 
 #[test]
 fn check_config_probes_the_bucket() {
-    let Some(store) = TestStore::fresh(Backend::S3) else {
+    check_config_probes(Backend::S3, "bucket", "NoSuchBucket");
+}
+
+#[test]
+fn check_config_probes_the_container() {
+    check_config_probes(Backend::Azure, "container", "ContainerNotFound");
+}
+
+/// `check-config` writes, reads and deletes a probe in the store: fine in the test's own
+/// bucket or container, an error naming the store's complaint and the fix in a missing one.
+fn check_config_probes(backend: Backend, key: &str, complaint: &str) {
+    let Some(store) = TestStore::fresh(backend) else {
         return;
+    };
+    let (table, scheme) = match backend {
+        Backend::Azure => (
+            "storage.azure",
+            format!("azure://{}/", crate::azurite::ACCOUNT),
+        ),
+        _ => ("storage.s3", "s3://".to_owned()),
     };
     let dir = tempfile::tempdir().unwrap();
     let check = |toml: &str| {
@@ -451,23 +468,33 @@ fn check_config_probes_the_bucket() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(&format!("s3://{}/", store.bucket)),
+        stdout.contains(&format!("{scheme}{}/", store.bucket)),
         "{stdout}"
     );
 
     let missing = store.config("").replace(
-        &format!("bucket = {:?}", store.bucket),
-        "bucket = \"no-such-bucket\"",
+        &format!("{key} = {:?}", store.bucket),
+        &format!("{key} = \"no-such-store\""),
     );
     let out = check(&missing);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("storage.s3") && stderr.contains("NoSuchBucket") && stderr.contains("fix:"),
+        stderr.contains(table) && stderr.contains(complaint) && stderr.contains("fix:"),
         "{stderr}"
     );
-    assert!(
-        !stderr.contains("testing\""),
-        "no secret in the message: {stderr}"
-    );
+    for secret in ["testing\"", crate::azurite::KEY] {
+        assert!(
+            !stderr.contains(secret),
+            "no secret in the message: {stderr}"
+        );
+    }
 }
+
+crate::on_object_stores!(
+    a_chunked_upload_moves_between_nodes,
+    what_one_node_pushes_or_deletes_the_other_serves_at_once,
+    concurrent_pushes_of_one_image_through_both_nodes_succeed,
+    racing_appends_to_one_session_leave_one_winner,
+    stale_sessions_are_purged_from_the_bucket,
+);

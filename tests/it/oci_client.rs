@@ -194,7 +194,7 @@ async fn artifact_with_subject_then_referrers(backend: Backend) {
     assert!(filtered.manifests.is_empty());
 }
 
-crate::on_both_backends!(
+crate::on_every_backend!(
     multi_layer_image_round_trip,
     index_round_trip,
     artifact_with_subject_then_referrers,

@@ -146,7 +146,7 @@ async fn subject_need_not_exist_yet(backend: Backend) {
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
 }
 
-crate::on_both_backends!(
+crate::on_every_backend!(
     subject_need_not_exist_yet,
     referrers_list_filter_and_delete,
     unknown_subject_is_an_empty_index_not_404,

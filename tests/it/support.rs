@@ -30,33 +30,36 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
 }
 
-/// Which storage backend a behavioural test runs on. Every such test runs on both (see
-/// [`on_both_backends!`](crate::on_both_backends)).
+/// Which storage backend a behavioural test runs on. Every such test runs on all of them
+/// (see [`on_every_backend!`](crate::on_every_backend)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Fs,
     /// A fresh bucket on the moto server this test binary shares.
     S3,
+    /// A fresh container on the Azurite this test binary shares.
+    Azure,
 }
 
-/// A fresh, empty storage: a temporary directory, or a new bucket on moto. Servers started
+/// A fresh, empty storage: a temporary directory, a new bucket on moto or a new container
+/// on Azurite. Servers started
 /// on the same `TestStore` share it, like nodes sharing a bucket.
 pub struct TestStore {
     pub backend: Backend,
     /// The filesystem root (fs only).
     pub root: PathBuf,
-    /// The bucket (s3 only).
+    /// The bucket or container (object stores only).
     pub bucket: String,
-    /// Where the S3 API is (s3 only); a test may point it at a proxy.
+    /// Where the store's API is (object stores only); a test may point it at a proxy.
     pub endpoint: String,
-    /// More `[storage.s3]` keys (s3 only), like `timeout = "2s"`.
-    pub s3_options: String,
+    /// More keys for the store's table (object stores only), like `timeout = "2s"`.
+    pub store_options: String,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestStore {
-    /// `None` when the backend cannot run here (s3 without moto outside CI; the skip is
-    /// printed).
+    /// `None` when the backend cannot run here (s3 without moto, azure without Azurite,
+    /// outside CI; the skip is printed).
     pub fn fresh(backend: Backend) -> Option<Self> {
         match backend {
             Backend::Fs => {
@@ -66,7 +69,7 @@ impl TestStore {
                     root: dir.path().to_path_buf(),
                     bucket: String::new(),
                     endpoint: String::new(),
-                    s3_options: String::new(),
+                    store_options: String::new(),
                     _dir: Some(dir),
                 })
             }
@@ -77,7 +80,18 @@ impl TestStore {
                     root: PathBuf::new(),
                     bucket: moto.new_bucket(),
                     endpoint: moto.endpoint(),
-                    s3_options: String::new(),
+                    store_options: String::new(),
+                    _dir: None,
+                })
+            }
+            Backend::Azure => {
+                let azurite = crate::azurite::shared()?;
+                Some(Self {
+                    backend,
+                    root: PathBuf::new(),
+                    bucket: azurite.new_container(),
+                    endpoint: azurite.endpoint(),
+                    store_options: String::new(),
                     _dir: None,
                 })
             }
@@ -90,6 +104,7 @@ impl TestStore {
         let storage = match self.backend {
             Backend::Fs => format!("[storage]\nroot = {:?}\n", self.root.display().to_string()),
             Backend::S3 => "[storage]\nbackend = \"s3\"\n".to_owned(),
+            Backend::Azure => "[storage]\nbackend = \"azure\"\n".to_owned(),
         };
         let extra = match extra.contains("[storage]") {
             true => extra.replace("[storage]\n", &storage),
@@ -97,17 +112,25 @@ impl TestStore {
         };
         format!(
             "[[listener]]\naddress = \"127.0.0.1:0\"\n{extra}\n[log]\naccess_log = false\n{}",
-            self.s3_table()
+            self.store_table()
         )
     }
 
-    /// `[storage.s3]` for this bucket (empty on fs).
-    pub fn s3_table(&self) -> String {
+    /// `[storage.s3]` for this bucket or `[storage.azure]` for this container (empty on fs).
+    pub fn store_table(&self) -> String {
         match self.backend {
             Backend::Fs => String::new(),
             Backend::S3 => format!(
                 "\n[storage.s3]\nbucket = {:?}\nendpoint = {:?}\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n{}",
-                self.bucket, self.endpoint, self.s3_options
+                self.bucket, self.endpoint, self.store_options
+            ),
+            Backend::Azure => format!(
+                "\n[storage.azure]\naccount = {:?}\ncontainer = {:?}\nendpoint = {:?}\naccess_key = {:?}\n{}",
+                crate::azurite::ACCOUNT,
+                self.bucket,
+                self.endpoint,
+                crate::azurite::KEY,
+                self.store_options
             ),
         }
     }
@@ -166,7 +189,7 @@ impl TestServer {
             root: root.to_path_buf(),
             bucket: String::new(),
             endpoint: String::new(),
-            s3_options: String::new(),
+            store_options: String::new(),
             _dir: None,
         };
         Self::start_on_store(&store, extra).await

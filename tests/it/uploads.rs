@@ -485,7 +485,7 @@ async fn stale_sessions_are_purged() {
     );
 }
 
-crate::on_both_backends!(
+crate::on_every_backend!(
     sha512_digests_are_accepted,
     sessions_survive_a_restart,
     monolithic_post_with_digest,

@@ -1,5 +1,5 @@
 //! What the registry may rely on from storage, and its implementations: the filesystem
-//! (`fs`) and S3-compatible object stores (`s3`).
+//! (`fs`) and object stores, S3 and Azure Blob Storage (`object`).
 //!
 //! # Contract
 //!
@@ -26,7 +26,7 @@
 //! Errors are [`StorageError`]s; they carry the internal cause for the log, never for the client.
 
 pub mod fs;
-pub mod s3;
+pub mod object;
 
 use std::io;
 use std::pin::Pin;

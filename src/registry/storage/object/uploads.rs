@@ -34,7 +34,7 @@ use sha2::{Digest as _, Sha512};
 use tokio::task::JoinHandle;
 
 use super::hasher::Hasher;
-use super::{unavailable, S3Storage};
+use super::{unavailable, ObjectStorage};
 use crate::registry::reference::{Algorithm, Digest};
 use crate::registry::storage::{
     Append, ByteStream, Finish, StorageError, StorageResult, UploadId, UploadOwner,
@@ -70,7 +70,7 @@ struct Loaded {
     version: UpdateVersion,
 }
 
-impl S3Storage {
+impl ObjectStorage {
     /// The session's state when it exists and belongs to `owner`.
     async fn load(&self, id: UploadId, owner: &UploadOwner) -> StorageResult<Option<Loaded>> {
         let result: GetResult = match self.store.get(&self.keys.upload_state(id)).await {
@@ -173,7 +173,7 @@ impl S3Storage {
     }
 }
 
-pub async fn create(s: &S3Storage, owner: &UploadOwner) -> StorageResult<UploadId> {
+pub async fn create(s: &ObjectStorage, owner: &UploadOwner) -> StorageResult<UploadId> {
     let id = UploadId::new();
     let state = State {
         owner: owner.record(),
@@ -188,7 +188,11 @@ pub async fn create(s: &S3Storage, owner: &UploadOwner) -> StorageResult<UploadI
     Ok(id)
 }
 
-pub async fn size(s: &S3Storage, owner: &UploadOwner, id: UploadId) -> StorageResult<Option<u64>> {
+pub async fn size(
+    s: &ObjectStorage,
+    owner: &UploadOwner,
+    id: UploadId,
+) -> StorageResult<Option<u64>> {
     Ok(s.load(id, owner).await?.map(|l| l.state.size))
 }
 
@@ -204,7 +208,7 @@ struct PartBuffer {
 }
 
 pub async fn append(
-    s: &S3Storage,
+    s: &ObjectStorage,
     owner: &UploadOwner,
     id: UploadId,
     expected_offset: Option<u64>,
@@ -299,7 +303,7 @@ pub async fn append(
 /// Takes exactly one part's bytes off the front of the buffer, reading the old tail
 /// pieces in front of them first if they are still unread.
 async fn take_part(
-    s: &S3Storage,
+    s: &ObjectStorage,
     id: UploadId,
     state: &mut State,
     buf: &mut PartBuffer,
@@ -331,7 +335,7 @@ async fn take_part(
 
 /// Starts uploading the next full part in the background.
 async fn start_part(
-    s: &S3Storage,
+    s: &ObjectStorage,
     id: UploadId,
     state: &mut State,
     part: Vec<Bytes>,
@@ -370,7 +374,7 @@ async fn joined(handle: JoinHandle<object_store::Result<PartId>>) -> StorageResu
 }
 
 pub async fn finish(
-    s: &S3Storage,
+    s: &ObjectStorage,
     owner: &UploadOwner,
     id: UploadId,
     digest: &Digest,
@@ -453,7 +457,7 @@ pub async fn finish(
 }
 
 /// sha512 of a stored object, streamed.
-async fn hash_object(s: &S3Storage, key: &Path) -> StorageResult<Digest> {
+async fn hash_object(s: &ObjectStorage, key: &Path) -> StorageResult<Digest> {
     let mut stream = s
         .store
         .get(key)
@@ -467,7 +471,7 @@ async fn hash_object(s: &S3Storage, key: &Path) -> StorageResult<Digest> {
     Ok(Digest::from_hash(Algorithm::Sha512, &h.finalize()))
 }
 
-pub async fn cancel(s: &S3Storage, owner: &UploadOwner, id: UploadId) -> StorageResult<bool> {
+pub async fn cancel(s: &ObjectStorage, owner: &UploadOwner, id: UploadId) -> StorageResult<bool> {
     let Some(Loaded { state, .. }) = s.load(id, owner).await? else {
         return Ok(false);
     };
@@ -478,7 +482,7 @@ pub async fn cancel(s: &S3Storage, owner: &UploadOwner, id: UploadId) -> Storage
 /// Removes sessions whose newest object is older than `max_age`. (A multipart upload whose
 /// id never reached a state, because its node died first, is invisible here: give the
 /// bucket a lifecycle rule that aborts incomplete multipart uploads, as the README says.)
-pub async fn purge(s: &S3Storage, max_age: Duration) -> StorageResult<usize> {
+pub async fn purge(s: &ObjectStorage, max_age: Duration) -> StorageResult<usize> {
     let mut newest: std::collections::HashMap<UploadId, SystemTime> = Default::default();
     let mut listing = s.store.list(Some(&s.keys.uploads()));
     let uploads = s.keys.uploads();

@@ -1,14 +1,15 @@
-//! Building the S3 client from `[storage.s3]`: endpoint, addressing, credentials and TLS.
-//! Nothing here talks to the network; [`super::S3Storage::check_writable`] does.
+//! Building the S3 client from `[storage.s3]`: endpoint, addressing and credentials (the
+//! HTTP client and retries are `client.rs`'s, shared with Azure). Nothing here talks to
+//! the network; [`super::ObjectStorage::check_writable`] does.
 
 use std::io;
 use std::path::Path;
-use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::{Certificate, ClientOptions, RetryConfig};
 
-use crate::config::{default_credentials_file, S3Config, S3Credentials, SecretSource};
+use super::client::{self, named};
+
+use crate::config::{default_credentials_file, S3Config, S3Credentials};
 
 /// An access key pair (and session token) read at start-up.
 struct Keys {
@@ -29,18 +30,12 @@ pub fn client(config: &S3Config) -> io::Result<AmazonS3> {
         .with_bucket_name(&config.bucket)
         .with_region(&config.region)
         .with_virtual_hosted_style_request(!config.path_style)
-        .with_client_options(client_options(config)?)
-        .with_retry(RetryConfig {
-            // Retries hide a store's hiccup, but a store that is down must fail the request
-            // in seconds (a 503 the client can retry), not minutes. They run inside each
-            // operation's deadline (`deadline.rs`), so the total stays bounded by it:
-            // `storage.s3.timeout` for most requests (a request sending a body, or a copy,
-            // gets more), whatever the retries do. A store that refuses or fails fast is
-            // given up on after `retry_timeout` or 3 retries, whichever comes first.
-            max_retries: 3,
-            retry_timeout: Duration::from_secs(20),
-            ..RetryConfig::default()
-        });
+        .with_client_options(client::options(
+            "s3",
+            config.endpoint.as_deref(),
+            config.ca_file.as_deref(),
+        )?)
+        .with_retry(client::retry());
     if let Some(endpoint) = &config.endpoint {
         builder = builder.with_endpoint(endpoint);
     }
@@ -55,31 +50,6 @@ pub fn client(config: &S3Config) -> io::Result<AmazonS3> {
     builder.build().map_err(io::Error::other)
 }
 
-fn client_options(config: &S3Config) -> io::Result<ClientOptions> {
-    let mut options = ClientOptions::new()
-        .with_allow_http(
-            config
-                .endpoint
-                .as_deref()
-                .is_some_and(|e| e.starts_with("http://")),
-        )
-        .with_connect_timeout(Duration::from_secs(5))
-        // The request timeout covers the whole body, and a blob download to a slow client
-        // may rightly take an hour. A store that accepts connections but does not answer
-        // is caught by the deadlines of `deadline.rs` instead: one per request, and an
-        // idle limit between chunks of a streamed body.
-        .with_timeout_disabled();
-    if let Some(ca) = &config.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| named("storage.s3.ca_file", ca, e))?;
-        let certs = Certificate::from_pem_bundle(&pem)
-            .map_err(|e| named("storage.s3.ca_file", ca, io::Error::other(e)))?;
-        for cert in certs {
-            options = options.with_root_certificate(cert);
-        }
-    }
-    Ok(options)
-}
-
 /// The keys to sign with, or `None` to leave it to object_store's environment chain (web
 /// identity, ECS container, EC2 instance metadata).
 fn keys(credentials: &S3Credentials) -> io::Result<Option<Keys>> {
@@ -89,7 +59,7 @@ fn keys(credentials: &S3Credentials) -> io::Result<Option<Keys>> {
             secret,
         } => Ok(Some(Keys {
             id: access_key_id.clone(),
-            secret: secret_of(secret)?,
+            secret: client::secret("storage.s3.secret_access_key", secret)?,
             token: None,
         })),
         S3Credentials::Profile { file, profile } => profile_keys(file, profile).map(Some),
@@ -109,20 +79,6 @@ fn keys(credentials: &S3Credentials) -> io::Result<Option<Keys>> {
                 None => Ok(None),
             }
         }
-    }
-}
-
-fn secret_of(source: &SecretSource) -> io::Result<String> {
-    match source {
-        SecretSource::Inline(s) => Ok(s.clone()),
-        SecretSource::File(path) => std::fs::read_to_string(path)
-            .map(|s| s.trim().to_owned())
-            .map_err(|e| named("storage.s3.secret_access_key_file", path, e)),
-        SecretSource::Env(var) => std::env::var(var).map_err(|_| {
-            io::Error::other(format!(
-                "storage.s3.secret_access_key_env: {var} is not set"
-            ))
-        }),
     }
 }
 
@@ -182,10 +138,6 @@ fn parse_profile(text: &str, profile: &str) -> Option<Vec<(String, String)>> {
         }
     }
     fields
-}
-
-fn named(key: &str, path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{key} {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -1,17 +1,23 @@
-//! The S3 backend: everything in one bucket under a prefix, laid out as [`keys`] describes,
-//! through the `object_store` crate. Several wharf processes may share one bucket and
-//! prefix: nothing about the registry lives in a process, and upload sessions (including
-//! their hash state and multipart upload) live in the bucket, so any node can continue one.
+//! The object store backend, for S3 and Azure Blob Storage alike: everything in one
+//! bucket (or container) under a prefix, laid out as [`keys`] describes, through the
+//! `object_store` crate. Only building the client differs (`s3.rs`, `azure.rs`); the rest
+//! is written against `ObjectStore + MultipartStore`. Several wharf processes may share
+//! one bucket and prefix: nothing about the registry lives in a process, and upload
+//! sessions (including their hash state and multipart upload) live in the bucket, so any
+//! node can continue one.
 //!
-//! What S3 gives and what this relies on: single PUTs and CopyObject are atomic, so links,
-//! tags and blobs appear whole or not at all; reads after writes are strongly consistent
-//! (AWS since 2020, MinIO, Ceph RGW, Garage); `If-Match` on PUT serialises appends to a
-//! session (where the store has it: see `storage.s3.conditional_writes`).
+//! What the store must give and this relies on: single PUTs and server-side copies are
+//! atomic, so links, tags and blobs appear whole or not at all; reads after writes are
+//! strongly consistent (AWS since 2020, MinIO, Ceph RGW, Garage, Azure); `If-Match` on
+//! PUT serialises appends to a session (Azure always; S3 where the store has it: see
+//! `storage.s3.conditional_writes`).
 
-mod connect;
+mod azure;
+mod client;
 mod deadline;
 mod hasher;
 mod keys;
+mod s3;
 mod uploads;
 
 use std::io;
@@ -30,42 +36,73 @@ use super::{
     Append, ByteStream, Finish, LinkKind, Storage, StorageError, StorageResult, UploadId,
     UploadOwner,
 };
-use crate::config::S3Config;
+use crate::config::{AzureConfig, S3Config};
 use crate::registry::reference::{Digest, RepoName, Tag};
 
-/// What the backend needs of a store: objects and resumable multipart uploads. S3 has both
-/// (so would GCS and Azure, through the same crate).
+/// What the backend needs of a store: objects and resumable multipart uploads. S3 and
+/// Azure have both (so would GCS, through the same crate).
 pub trait Store: ObjectStore + MultipartStore {}
 impl<T: ObjectStore + MultipartStore> Store for T {}
 
-pub struct S3Storage {
+pub struct ObjectStorage {
     store: Arc<dyn Store>,
     keys: Keys,
     part_size: u64,
     conditional_writes: bool,
 }
 
-impl S3Storage {
+/// What the backend takes from the config beside the client.
+struct Settings<'a> {
+    /// `storage.<backend>.prefix`.
+    prefix: &'a str,
+    part_size: u64,
+    conditional_writes: bool,
+    timeout: Duration,
+}
+
+impl ObjectStorage {
     /// A registry at `root` (a key prefix, possibly empty) below `storage.s3.prefix`. Does
     /// not contact the store.
-    pub fn open(config: &S3Config, root: &std::path::Path) -> io::Result<Self> {
-        // Every request to the store goes through its deadline (see `deadline`).
-        let limits = deadline::Limits {
+    pub fn open_s3(config: &S3Config, root: &std::path::Path) -> io::Result<Self> {
+        let settings = Settings {
+            prefix: &config.prefix,
+            part_size: config.part_size,
+            conditional_writes: config.conditional_writes,
             timeout: config.timeout,
         };
-        let store = deadline::Deadlines::new(connect::client(config)?, limits);
+        Ok(Self::new(s3::client(config)?, settings, root))
+    }
+
+    /// A registry at `root` below `storage.azure.prefix`. Does not contact the store.
+    pub fn open_azure(config: &AzureConfig, root: &std::path::Path) -> io::Result<Self> {
+        let settings = Settings {
+            prefix: &config.prefix,
+            part_size: config.part_size,
+            // Azure honours If-Match on Put Blob everywhere.
+            conditional_writes: true,
+            timeout: config.timeout,
+        };
+        Ok(Self::new(azure::client(config)?, settings, root))
+    }
+
+    fn new(client: impl Store, settings: Settings<'_>, root: &std::path::Path) -> Self {
+        // Every request to the store goes through its deadline (see `deadline`).
+        let limits = deadline::Limits {
+            timeout: settings.timeout,
+        };
+        let store = deadline::Deadlines::new(client, limits);
         let root = root.to_str().unwrap_or_default().trim_matches('/');
-        let prefix = [config.prefix.as_str(), root]
+        let prefix = [settings.prefix, root]
             .into_iter()
             .filter(|p| !p.is_empty())
             .collect::<Vec<_>>()
             .join("/");
-        Ok(Self {
+        Self {
             store: Arc::new(store),
             keys: Keys::new(prefix),
-            part_size: config.part_size,
-            conditional_writes: config.conditional_writes,
-        })
+            part_size: settings.part_size,
+            conditional_writes: settings.conditional_writes,
+        }
     }
 
     async fn read_optional(&self, op: &'static str, key: &Path) -> StorageResult<Option<Bytes>> {
@@ -151,7 +188,7 @@ fn parse_digest(key: &Path, bytes: &[u8]) -> StorageResult<Digest> {
 }
 
 #[async_trait]
-impl Storage for S3Storage {
+impl Storage for ObjectStorage {
     fn shared(&self) -> bool {
         true
     }

@@ -1,0 +1,133 @@
+//! A real Azure Blob Storage API on loopback for the Azure backend's tests: Azurite's blob
+//! service (`npm install -g azurite`), started once per test binary on a free port, one
+//! container per test.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Azurite's well-known development account and its published key.
+pub const ACCOUNT: &str = "devstoreaccount1";
+pub const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+pub struct Azurite {
+    addr: SocketAddr,
+    containers: AtomicU64,
+}
+
+/// The test binary's Azurite, started on first use; `None` (with a printed skip) when
+/// `azurite-blob` is missing outside CI.
+pub fn shared() -> Option<&'static Azurite> {
+    static AZURITE: OnceLock<Option<Azurite>> = OnceLock::new();
+    AZURITE.get_or_init(start).as_ref()
+}
+
+fn start() -> Option<Azurite> {
+    if !crate::support::have("azurite-blob", "npm install -g azurite") {
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // As with moto: the thread that spawns Azurite lives as long as the test binary, and
+    // PDEATHSIG takes Azurite down with it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut cmd = Command::new("azurite-blob");
+        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            // In memory, so nothing is left behind (it refuses --location then). Any API
+            // version, since object_store's may be newer than this Azurite knows.
+            .args(["--inMemoryPersistence", "--skipApiVersionCheck", "--silent"])
+            .arg("--disableTelemetry")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        #[cfg(target_os = "linux")]
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn();
+        let _ = tx.send(child.is_ok());
+        if let Ok(mut child) = child {
+            let _ = child.wait();
+        }
+    });
+    assert!(rx.recv().unwrap_or(false), "azurite-blob did not start");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "azurite-blob never answered on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Azurite {
+        addr,
+        containers: AtomicU64::new(0),
+    })
+}
+
+impl Azurite {
+    /// The account's blob service URL, as `storage.azure.endpoint` takes it.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/{ACCOUNT}", self.addr)
+    }
+
+    /// Creates an empty container of its own for a test.
+    pub fn new_container(&self) -> String {
+        let n = self.containers.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t{}-{n}", std::process::id());
+        let status = self.create_container(&name).expect("create container");
+        assert!(
+            status.starts_with("HTTP/1.1 201"),
+            "create container: {status}"
+        );
+        name
+    }
+
+    /// Create Container, signed with the account key (Azurite refuses anonymous requests);
+    /// returns the status line.
+    fn create_container(&self, name: &str) -> std::io::Result<String> {
+        const VERSION: &str = "2021-08-06";
+        let date = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+            ))
+            .expect("date");
+        // The Shared Key string to sign: the verb, eleven empty standard headers, the
+        // x-ms-* headers, then the resource (the account twice with Azurite's path style).
+        let to_sign = format!(
+            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{VERSION}\n/{ACCOUNT}/{ACCOUNT}/{name}\nrestype:container"
+        );
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&b64.decode(KEY).expect("key")).expect("hmac");
+        mac.update(to_sign.as_bytes());
+        let signature = b64.encode(mac.finalize().into_bytes());
+        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "PUT /{ACCOUNT}/{name}?restype=container HTTP/1.1\r\nHost: {}\r\nx-ms-date: {date}\r\n\
+             x-ms-version: {VERSION}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
+            self.addr
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out.lines().next().unwrap_or_default().to_owned())
+    }
+}
