@@ -5,10 +5,11 @@
 //! block under a random block id and `complete_multipart` commits the recorded ids with
 //! Put Block List, so a block staged by a losing concurrent append is never committed
 //! (uncommitted blocks expire after a week; there is nothing to abort). `If-Match` on
-//! Put Blob serialises appends. Copy Blob publishes a finished upload; object_store does
-//! not wait for a copy Azure reports as pending, which Azurite never does; copies within
-//! one account are documented to complete synchronously in practice, but this is the
-//! assumption to re-check on real Azure.
+//! Put Blob serialises appends. Copy Blob publishes a finished upload: Azure may answer it
+//! with a copy still pending, and object_store does not wait for one. Azurite always
+//! completes copies before answering; whether Azure ever leaves a same-account copy of a
+//! committed block blob pending has not been checked, so that is the assumption to test on
+//! real Azure before trusting large blobs to it.
 
 use std::io;
 
