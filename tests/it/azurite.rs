@@ -4,10 +4,9 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -31,50 +30,23 @@ pub fn shared() -> Option<&'static Azurite> {
 }
 
 fn start() -> Option<Azurite> {
-    if !crate::support::have("azurite-blob", "npm install -g azurite") {
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    // As with moto: the thread that spawns Azurite lives as long as the test binary, and
-    // PDEATHSIG takes Azurite down with it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut cmd = Command::new("azurite-blob");
-        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            // In memory, so nothing is left behind (it refuses --location then). Any API
-            // version, since object_store's may be newer than this Azurite knows.
-            .args(["--inMemoryPersistence", "--skipApiVersionCheck", "--silent"])
-            .arg("--disableTelemetry")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        #[cfg(target_os = "linux")]
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn();
-        let _ = tx.send(child.is_ok());
-        if let Ok(mut child) = child {
-            let _ = child.wait();
-        }
-    });
-    assert!(rx.recv().unwrap_or(false), "azurite-blob did not start");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "azurite-blob never answered on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let addr = crate::support::start_emulator("azurite-blob", "npm install -g azurite", |port| {
+        let port = port.to_string();
+        // In memory, so nothing is left behind (it refuses --location then). Any API
+        // version, since object_store's may be newer than this Azurite knows.
+        [
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port,
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--silent",
+            "--disableTelemetry",
+        ]
+        .map(String::from)
+        .to_vec()
+    })?;
     Some(Azurite {
         addr,
         containers: AtomicU64::new(0),

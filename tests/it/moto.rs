@@ -4,10 +4,9 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -25,46 +24,12 @@ pub fn shared() -> Option<&'static Moto> {
 }
 
 fn start() -> Option<Moto> {
-    if !crate::support::have("moto_server", "pip install 'moto[server]'") {
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    // A thread that lives as long as the test binary spawns it: with PDEATHSIG, moto dies
-    // with that thread, so it never outlives the tests, however they end.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut cmd = Command::new("moto_server");
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        #[cfg(target_os = "linux")]
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn();
-        let _ = tx.send(child.is_ok());
-        if let Ok(mut child) = child {
-            let _ = child.wait();
-        }
-    });
-    assert!(rx.recv().unwrap_or(false), "moto_server did not start");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http(addr, "GET", "/").is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto_server never answered on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let addr =
+        crate::support::start_emulator("moto_server", "pip install 'moto[server]'", |port| {
+            ["-H", "127.0.0.1", "-p", &port.to_string()]
+                .map(String::from)
+                .to_vec()
+        })?;
     Some(Moto {
         addr,
         buckets: AtomicU64::new(0),

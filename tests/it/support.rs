@@ -373,6 +373,57 @@ pub fn have(program: &str, install: &str) -> bool {
     found
 }
 
+/// Starts a store emulator (moto, Azurite) for the whole test binary: `program` with the
+/// arguments `args` gives for a free loopback port; returns its address once it accepts
+/// connections. `None` (with a printed skip) when the program is missing outside CI.
+///
+/// The thread that spawns it lives as long as the test binary, and PDEATHSIG takes the
+/// emulator down with that thread, so it never outlives the tests, however they end.
+pub fn start_emulator(
+    program: &'static str,
+    install: &str,
+    args: impl FnOnce(u16) -> Vec<String>,
+) -> Option<SocketAddr> {
+    if !have(program, install) {
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let args = args(port);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut cmd = Command::new(program);
+        cmd.args(&args).stdout(Stdio::null()).stderr(Stdio::null());
+        #[cfg(target_os = "linux")]
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn();
+        let _ = tx.send(child.is_ok());
+        if let Ok(mut child) = child {
+            let _ = child.wait();
+        }
+    });
+    assert!(rx.recv().unwrap_or(false), "{program} did not start");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{program} never answered on {addr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Some(addr)
+}
+
 /// wharf as a separate process (for tests that kill it or drive it with external clients).
 pub struct WharfProcess {
     pub child: Child,
