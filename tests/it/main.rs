@@ -12,6 +12,7 @@ mod blobs;
 mod certs;
 mod cli;
 mod clients;
+mod connections;
 mod crash;
 mod front_door;
 mod htpasswd;
