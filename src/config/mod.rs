@@ -3,6 +3,7 @@
 
 mod auth;
 mod azure;
+mod limits;
 pub mod names;
 mod rate_limits;
 mod raw;
@@ -16,6 +17,7 @@ use std::time::Duration;
 pub use self::auth::{
     AccessRule, AuthConfig, GroupSource, LdapConfig, PasswordSource, ProviderConfig,
 };
+pub use self::limits::Limits;
 pub use self::rate_limits::{
     Clients, FailedLoginsConfig, LimitKey, Rate, RateLimitConfig, RequestClass, DEFAULT_LIMITS,
 };
@@ -76,23 +78,6 @@ pub enum PlainMode {
     Redirect {
         port: u16,
     },
-}
-
-/// Connection-level limits.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub tls_handshake_timeout: Duration,
-    /// How long a client may take to send a request's headers (slowloris protection); an
-    /// idle keep-alive connection is closed after the same time.
-    pub header_read_timeout: Duration,
-    /// Request line plus headers larger than this get 431.
-    pub max_header_bytes: usize,
-    /// Open connections one client IP may hold; 0 means no limit.
-    pub max_connections_per_ip: usize,
-    /// Peers whose `X-Forwarded-For` header names the client (for rate limits and logs).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// How many clients each rate limit remembers at most.
-    pub rate_limit_keys: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -229,49 +214,9 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         raw.shutdown.grace.as_deref(),
         Duration::from_secs(30),
     )?;
-    let limits = Limits {
-        tls_handshake_timeout: check.duration(
-            "limits.tls_handshake_timeout",
-            raw.limits.tls_handshake_timeout.as_deref(),
-            Duration::from_secs(10),
-        )?,
-        header_read_timeout: check.duration(
-            "limits.header_read_timeout",
-            raw.limits.header_read_timeout.as_deref(),
-            Duration::from_secs(30),
-        )?,
-        max_header_bytes: raw.limits.max_header_bytes.unwrap_or(64 * 1024),
-        max_connections_per_ip: raw.limits.max_connections_per_ip.unwrap_or(256),
-        trusted_proxies: rate_limits::networks(
-            &check,
-            "limits.trusted_proxies",
-            &raw.limits.trusted_proxies,
-        )?,
-        rate_limit_keys: raw
-            .limits
-            .rate_limit_keys
-            .unwrap_or(rate_limits::DEFAULT_MAX_KEYS),
-    };
-    if limits.rate_limit_keys < 100 {
-        return Err(check.invalid(
-            "limits.rate_limit_keys",
-            format!(
-                "is {}, too few to tell clients apart",
-                limits.rate_limit_keys
-            ),
-            "use at least 100; the default is 50000",
-        ));
-    }
+    let limits = limits::validate(&check, &raw.limits)?;
     let rate_limits = rate_limits::validate(&check, &raw.rate_limit)?;
     let failed_logins = rate_limits::failed_logins(&check, &raw.failed_logins)?;
-    // hyper needs room for at least one read; smaller values would refuse every request.
-    if limits.max_header_bytes < 8192 {
-        return Err(check.invalid(
-            "limits.max_header_bytes",
-            format!("is {}, below 8192", limits.max_header_bytes),
-            "use at least 8192; the default is 65536",
-        ));
-    }
 
     let max_manifest_bytes = raw.registry.max_manifest_bytes.unwrap_or(4 << 20);
     if max_manifest_bytes < 1024 {
@@ -423,12 +368,6 @@ mod tests {
     #[test]
     fn tiny_manifest_limit_is_an_error() {
         assert!(err("[registry]\nmax_manifest_bytes = 10").contains("registry.max_manifest_bytes"));
-    }
-
-    #[test]
-    fn tiny_header_limit_is_an_error() {
-        assert!(err("[limits]\nmax_header_bytes = 100").contains("limits.max_header_bytes"));
-        assert!(err("[limits]\nheader_read_timeout = \"x\"").contains("limits.header_read_timeout"));
     }
 
     #[test]

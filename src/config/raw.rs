@@ -200,8 +200,10 @@ pub struct RawTls {
 pub struct RawLimits {
     pub tls_handshake_timeout: Option<String>,
     pub header_read_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
     pub max_header_bytes: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
+    pub max_connections: Option<usize>,
     /// Peers (addresses or CIDRs) whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,

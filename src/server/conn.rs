@@ -8,11 +8,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::{drain, Shared};
+use super::{drain, idle, Shared};
 use crate::config::{ListenerConfig, TlsMode};
 use crate::gateway::ConnInfo;
 
@@ -29,7 +30,7 @@ pub async fn serve(
     local: SocketAddr,
     listener: ListenerConfig,
     shared: Arc<Shared>,
-    watcher: Watcher,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let deadline = shared.limits.tls_handshake_timeout;
@@ -48,7 +49,7 @@ pub async fn serve(
         plain: listener.plain,
     };
     if !use_tls {
-        http(TokioIo::new(stream), base, shared, watcher).await;
+        http(stream, base, shared, stop).await;
         return;
     }
     let Some(tls) = shared.tls.as_ref() else {
@@ -62,7 +63,7 @@ pub async fn serve(
                 tls: Some(info),
                 ..base
             };
-            http(TokioIo::new(stream), conn, shared, watcher).await;
+            http(stream, conn, shared, stop).await;
         }
         Err(error) => {
             shared.metrics.tls_handshake(error.outcome());
@@ -80,34 +81,81 @@ async fn starts_with_tls(stream: &TcpStream, deadline: Duration) -> Option<bool>
     }
 }
 
-async fn http<I>(io: TokioIo<I>, conn: ConnInfo, shared: Arc<Shared>, watcher: Watcher)
+async fn http<I>(io: I, conn: ConnInfo, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Arc::new(conn);
     let peer = conn.peer;
+    let activity = idle::Activity::new();
     let gateway = shared.gateway.clone();
+    let for_requests = activity.clone();
     let service = service_fn(move |req| {
         let (gateway, conn) = (gateway.clone(), conn.clone());
+        let busy = idle::Busy::start(&for_requests);
         async move {
             let response =
                 drain::answer(req, |req| async move { gateway.handle(req, &conn).await });
-            Ok::<_, std::convert::Infallible>(response.await)
+            let response = response.await.map(|body| idle::BusyBody::new(body, busy));
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.limits.header_read_timeout)
+        // `idle::expired` keeps the header and keep-alive deadlines, for h2 too.
+        .header_read_timeout(None)
         .max_buf_size(shared.limits.max_header_bytes.max(MIN_READ_BUFFER))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    let connection = builder.serve_connection(io, service).into_owned();
-    if let Err(error) = watcher.watch(connection).await {
-        tracing::debug!(%peer, %error, "connection ended with an error");
+    let io = TokioIo::new(idle::Watched::new(io, activity.clone()));
+    let connection = builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let deadlines = idle::Deadlines {
+        header_read: shared.limits.header_read_timeout,
+        keepalive: shared.limits.keepalive_timeout,
+    };
+    let quiet_too_long = idle::expired(&activity, deadlines);
+    let mut quiet_too_long = std::pin::pin!(quiet_too_long);
+    let mut closing = false;
+    // After a quiet deadline: a request head that never completed keeps hyper's h1
+    // connection "in progress", so the goodbye (h2 GOAWAY) gets a moment, then it is cut.
+    let mut cut_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(error) = ended {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.wait_for(|stop| *stop), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = &mut quiet_too_long, if cut_at.is_none() => {
+                tracing::debug!(%peer, "closing a connection that stayed quiet past its deadline");
+                if !closing {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                cut_at = Some(Instant::now() + QUIET_CLOSE_GRACE);
+            }
+            () = sleep_until_some(cut_at) => return,
+        }
+    }
+}
+
+/// How long a connection closed for quietness may take to say goodbye.
+const QUIET_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -10,6 +10,7 @@ mod admin;
 mod conn;
 mod conn_limit;
 mod drain;
+mod idle;
 mod maintenance;
 
 use std::collections::HashMap;
@@ -20,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -123,6 +123,7 @@ impl Reloader {
             .registries
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = registries;
+        self.state.conn_limit.set_caps(caps_of(&config.limits));
         *self
             .state
             .current
@@ -165,7 +166,7 @@ impl Server {
             state: Arc::new(State {
                 metrics,
                 current: RwLock::new(Arc::new(shared)),
-                conn_limit: conn_limit::ConnLimiter::new(config.limits.max_connections_per_ip),
+                conn_limit: conn_limit::ConnLimiter::new(caps_of(&config.limits)),
                 registries: Mutex::new(registries),
             }),
             config,
@@ -196,8 +197,9 @@ impl Server {
     /// Serves until `shutdown` completes, then drains in-flight requests for up to the
     /// configured grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        // Every accept loop and connection holds a receiver: once they are all gone,
+        // everything has closed.
         let (stop_tx, stop_rx) = watch::channel(false);
-        let graceful = Arc::new(GracefulShutdown::new());
         let mut loops = Vec::new();
         if let Some(admin) = self.admin {
             let (metrics, stop) = (self.state.metrics.clone(), stop_rx.clone());
@@ -208,7 +210,6 @@ impl Server {
                 listener,
                 config,
                 self.state.clone(),
-                graceful.clone(),
                 stop_rx.clone(),
             )));
         }
@@ -234,13 +235,9 @@ impl Server {
             let _ = l.await;
         }
         purges.iter().for_each(|p| p.abort());
-        // The accept loops are gone, so this is the last reference.
-        let Ok(graceful) = Arc::try_unwrap(graceful) else {
-            tracing::error!("the shutdown watcher is still shared; exiting without draining");
-            return;
-        };
+        drop(stop_rx);
         let grace = self.config.shutdown_grace;
-        match tokio::time::timeout(grace, graceful.shutdown()).await {
+        match tokio::time::timeout(grace, stop_tx.closed()).await {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
@@ -349,7 +346,6 @@ async fn accept_loop(
     listener: TcpListener,
     config: ListenerConfig,
     state: Arc<State>,
-    graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Ok(local) = listener.local_addr() else {
@@ -364,12 +360,14 @@ async fn accept_loop(
                     backoff = Duration::from_millis(5);
                     // Refused before any TLS or HTTP work: closing costs the client its
                     // connection, and costs us nothing.
-                    let Some(guard) = state.conn_limit.try_acquire(peer.ip()) else {
-                        tracing::warn!(client = %peer.ip(), "connection refused: too many open connections from this client");
-                        state.metrics.connection_refused();
-                        continue;
+                    let guard = match state.conn_limit.try_acquire(peer.ip()) {
+                        Ok(guard) => guard,
+                        Err(refused) => {
+                            refuse(&state, peer, refused);
+                            continue;
+                        }
                     };
-                    let serve = conn::serve(stream, peer, local, config.clone(), state.snapshot(), graceful.watcher());
+                    let serve = conn::serve(stream, peer, local, config.clone(), state.snapshot(), stop.clone());
                     tokio::spawn(async move {
                         serve.await;
                         drop(guard);
@@ -382,5 +380,33 @@ async fn accept_loop(
                 }
             }
         }
+    }
+}
+
+/// Logs and counts a connection closed by a connection cap.
+fn refuse(state: &State, peer: SocketAddr, refused: conn_limit::Refused) {
+    match refused {
+        conn_limit::Refused::PerClient => {
+            tracing::warn!(client = %peer.ip(), "connection refused: too many open connections from this client");
+            state.metrics.connection_refused("per_ip");
+        }
+        conn_limit::Refused::Total { first } => {
+            if first {
+                tracing::warn!(
+                    client = %peer.ip(),
+                    "limits.max_connections reached: refusing new connections until some close"
+                );
+            }
+            state.metrics.connection_refused("total");
+        }
+    }
+}
+
+/// The connection caps a config asks for.
+fn caps_of(limits: &Limits) -> conn_limit::Caps {
+    conn_limit::Caps {
+        per_client: limits.max_connections_per_ip,
+        total: limits.max_connections,
+        exempt: limits.trusted_proxies.clone(),
     }
 }

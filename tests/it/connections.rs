@@ -112,3 +112,177 @@ async fn a_401_before_a_large_body_says_connection_close() {
     let closed = early_answer_then_reuse(&s, head, 3 * 1024 * 1024, "HTTP/1.1 401").await;
     assert!(closed, "3 MiB is more than wharf drains");
 }
+
+/// Waits until the server closes `conn` (EOF or reset), at most `within`; returns how long
+/// that took, or `None` when the connection was still open.
+async fn closed_within(
+    conn: &mut (impl tokio::io::AsyncRead + Unpin),
+    within: Duration,
+) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(
+            tokio::time::Instant::from_std(started + within),
+            conn.read(&mut buf),
+        )
+        .await
+        {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// A TLS client connection to `addr` that trusts `ca_pem` and names `127.0.0.1`.
+async fn tls_connect(
+    ca_pem: &str,
+    addr: std::net::SocketAddr,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// A plain listener and a TLS listener with short deadlines: 1 s to the first request's
+/// headers, 2 s idle between requests.
+async fn short_deadlines(pki: &crate::pki::Pki) -> (TestServer, Vec<std::net::SocketAddr>) {
+    let leaf = pki.leaf("ip", &["127.0.0.1"]);
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"on\"\n\
+         [[server]]\nnames = [\"127.0.0.1\"]\ndefault = true\ntls = {{ cert = {:?}, key = {:?} }}\n\
+         [limits]\nheader_read_timeout = \"1s\"\nkeepalive_timeout = \"2s\"\n",
+        leaf.cert, leaf.key
+    );
+    TestServer::start_config(&toml).await
+}
+
+/// A TCP connection that never sends a byte, and a TLS connection that completes its
+/// handshake and then says nothing, are both closed at the first-request deadline.
+#[tokio::test]
+async fn silent_connections_are_closed_at_the_first_request_deadline() {
+    let pki = crate::pki::Pki::new();
+    let (_s, addrs) = short_deadlines(&pki).await;
+    let mut tcp = TcpStream::connect(addrs[0]).await.unwrap();
+    let mut tls = tls_connect(&pki.ca_pem, addrs[1]).await;
+    let (tcp_closed, tls_closed) = tokio::join!(
+        closed_within(&mut tcp, Duration::from_secs(20)),
+        closed_within(&mut tls, Duration::from_secs(20)),
+    );
+    for (what, closed) in [("silent TCP", tcp_closed), ("silent TLS", tls_closed)] {
+        let took = closed.unwrap_or_else(|| panic!("{what} connection still open after 20 s"));
+        assert!(
+            took >= Duration::from_millis(900),
+            "{what}: closed after {took:?}"
+        );
+    }
+}
+
+/// After an answer, a keep-alive connection may stay idle for `keepalive_timeout`, not
+/// longer.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_at_the_keepalive_timeout() {
+    let pki = crate::pki::Pki::new();
+    let (_s, addrs) = short_deadlines(&pki).await;
+    let mut conn = TcpStream::connect(addrs[0]).await.unwrap();
+    conn.write_all(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let (head, _) = read_response(&mut conn, &mut buf).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let took = closed_within(&mut conn, Duration::from_secs(20))
+        .await
+        .expect("an idle keep-alive connection is closed");
+    // Longer than the 1 s header deadline: the keep-alive timeout is its own setting.
+    assert!(took >= Duration::from_millis(1900), "closed after {took:?}");
+}
+
+/// The descriptors a process holds.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// GET /v2/ from 127.0.0.1 until it is answered (the cap may be full for a while);
+/// returns how long that took.
+async fn served_within(addr: std::net::SocketAddr, within: Duration) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if let Ok(mut conn) = TcpStream::connect(addr).await {
+            let _ = conn
+                .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            if let Some((head, _)) = read_response(&mut conn, &mut buf).await {
+                if head.starts_with("HTTP/1.1 200") {
+                    return Some(started.elapsed());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Five source addresses each open eight silent sockets (40, over the cap of 20) against a
+/// real `wharf serve`: its descriptors stay within the cap, the silent sockets are closed
+/// at the deadline, and an ordinary client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_from_many_addresses_cannot_exhaust_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n\
+         [limits]\nmax_connections = 20\nmax_connections_per_ip = 8\nheader_read_timeout = \"2s\"\n",
+        dir.path().join("data").display().to_string()
+    );
+    let wharf = crate::support::WharfProcess::spawn_config(dir.path(), &toml);
+    let pid = wharf.child.id();
+    let baseline = open_fds(pid);
+    let mut silent = Vec::new();
+    for host in 2..=6u8 {
+        for _ in 0..8 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket
+                .bind(std::net::SocketAddr::from(([127, 0, 0, host], 0)))
+                .unwrap();
+            silent.push(socket.connect(wharf.addr).await.unwrap());
+        }
+    }
+    // Sampled while the server takes them in: never more than the cap.
+    let mut peak = 0;
+    for _ in 0..20 {
+        peak = peak.max(open_fds(pid));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        peak <= baseline + 20 + 2,
+        "descriptors: {baseline} at rest, {peak} with 40 silent sockets (cap 20)"
+    );
+    let took = served_within(wharf.addr, Duration::from_secs(20)).await;
+    assert!(took.is_some(), "an ordinary client was never served");
+    for (i, conn) in silent.iter_mut().enumerate() {
+        assert!(
+            closed_within(conn, Duration::from_secs(20)).await.is_some(),
+            "silent socket {i} still open"
+        );
+    }
+    let after = open_fds(pid);
+    assert!(
+        after <= baseline + 2,
+        "descriptors: {baseline} at rest, {after} after"
+    );
+    eprintln!("fds: {baseline} at rest, peak {peak} with 40 silent sockets, {after} after; ordinary client served after {took:?}");
+}
