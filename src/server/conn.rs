@@ -1,4 +1,5 @@
-//! One connection: tell TLS from plain HTTP, finish the TLS handshake under its deadline,
+//! One connection: tell TLS from plain HTTP (answering plain requests on TLS-only ports
+//! with a 400 that says to use https), finish the TLS handshake under its deadline,
 //! then serve HTTP/1.1 or HTTP/2 with hyper-util until the client or shutdown ends it.
 
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{drain, idle, Shared};
+use super::{drain, idle, plain_on_tls, Shared};
 use crate::config::{ListenerConfig, TlsMode};
 use crate::gateway::ConnInfo;
 
@@ -33,15 +34,21 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let accepted = Instant::now();
     let deadline = shared.limits.tls_handshake_timeout;
     let use_tls = match listener.tls {
         TlsMode::Off => false,
-        TlsMode::On => true,
-        TlsMode::Auto => match starts_with_tls(&stream, deadline).await {
+        TlsMode::On | TlsMode::Auto => match starts_with_tls(&stream, deadline).await {
             Some(tls) => tls,
             None => return, // the client sent nothing in time, or left
         },
     };
+    if listener.tls == TlsMode::On && !use_tls {
+        plain_on_tls::answer(stream, peer, shared.limits.header_read_timeout).await;
+        return;
+    }
+    // One deadline from accept, however long the first byte took.
+    let deadline = deadline.saturating_sub(accepted.elapsed());
     let base = ConnInfo {
         peer,
         local,

@@ -12,6 +12,7 @@ mod conn_limit;
 mod drain;
 mod idle;
 mod maintenance;
+mod plain_on_tls;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -286,3 +286,37 @@ async fn idle_sockets_from_many_addresses_cannot_exhaust_the_server() {
     );
     eprintln!("fds: {baseline} at rest, peak {peak} with 40 silent sockets, {after} after; ordinary client served after {took:?}");
 }
+
+/// `curl http://` to a `tls = "on"` port gets a 400 that says to use https (nginx: "The
+/// plain HTTP request was sent to HTTPS port"), not a TLS alert curl calls "HTTP/0.9".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_a_tls_port_is_told_to_use_https() {
+    if !crate::support::have_program("curl", "curl") {
+        return;
+    }
+    let pki = crate::pki::Pki::new();
+    let (_s, addrs) = short_deadlines(&pki).await;
+    let curl = |path: &'static str| {
+        let url = format!("http://{}{path}", addrs[1]);
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", &url])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = curl("/").await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "curl failed: {err}");
+    assert!(text.ends_with("\n400"), "{text}");
+    assert!(text.contains("https://"), "says to use https: {text}");
+    // On registry paths, the OCI error envelope, so clients can show it.
+    let out = curl("/v2/").await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.ends_with("\n400"), "{text}");
+    assert!(
+        text.contains("\"errors\"") && text.contains("https"),
+        "{text}"
+    );
+}
