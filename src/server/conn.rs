@@ -31,17 +31,20 @@ pub async fn serve(
     local: SocketAddr,
     listener: ListenerConfig,
     shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let accepted = Instant::now();
     let deadline = shared.limits.tls_handshake_timeout;
     let use_tls = match listener.tls {
         TlsMode::Off => false,
-        TlsMode::On | TlsMode::Auto => match starts_with_tls(&stream, deadline).await {
-            Some(tls) => tls,
-            None => return, // the client sent nothing in time, or left
-        },
+        // Shutdown does not wait for a client that has not said a word.
+        TlsMode::On | TlsMode::Auto => {
+            match unless_stopped(&mut stop, starts_with_tls(&stream, deadline)).await {
+                Some(Some(tls)) => tls,
+                _ => return, // the client sent nothing in time, or left, or we are stopping
+            }
+        }
     };
     if listener.tls == TlsMode::On && !use_tls {
         plain_on_tls::answer(stream, peer, shared.limits.header_read_timeout).await;
@@ -63,7 +66,11 @@ pub async fn serve(
         tracing::warn!(%peer, "TLS connection on a listener without certificates");
         return;
     };
-    match tls.accept(stream, local, deadline).await {
+    let Some(handshake) = unless_stopped(&mut stop, tls.accept(stream, local, deadline)).await
+    else {
+        return;
+    };
+    match handshake {
         Ok((stream, info)) => {
             shared.metrics.tls_handshake("ok");
             let conn = ConnInfo {
@@ -76,6 +83,17 @@ pub async fn serve(
             shared.metrics.tls_handshake(error.outcome());
             tracing::debug!(%peer, %error, "TLS connection not established");
         }
+    }
+}
+
+/// `phase`'s outcome, or `None` when shutdown began first.
+async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    phase: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        outcome = phase => Some(outcome),
+        _ = stop.wait_for(|stop| *stop) => None,
     }
 }
 

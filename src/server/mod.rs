@@ -56,6 +56,9 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     tls: Option<TlsServers>,
     limits: Limits,
+    /// How long shutdown waits for requests in progress; the latest config's, so a
+    /// reload changes it.
+    shutdown_grace: Duration,
 }
 
 pub struct Server {
@@ -237,7 +240,7 @@ impl Server {
         }
         purges.iter().for_each(|p| p.abort());
         drop(stop_rx);
-        let grace = self.config.shutdown_grace;
+        let grace = self.state.snapshot().shutdown_grace;
         match tokio::time::timeout(grace, stop_tx.closed()).await {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
@@ -270,6 +273,7 @@ async fn build_shared(
         metrics,
         tls,
         limits: config.limits.clone(),
+        shutdown_grace: config.shutdown_grace,
     })
 }
 

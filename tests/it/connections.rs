@@ -320,3 +320,106 @@ async fn plain_http_on_a_tls_port_is_told_to_use_https() {
         "{text}"
     );
 }
+
+fn signal(wharf: &crate::support::WharfProcess, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([name, &wharf.child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent, "kill {name} failed");
+}
+
+/// SIGTERM, then how long the process took to exit (`None`: still running after `within`).
+fn exit_after_sigterm(
+    wharf: &mut crate::support::WharfProcess,
+    within: Duration,
+) -> Option<Duration> {
+    let sent = std::time::Instant::now();
+    signal(wharf, "-TERM");
+    while sent.elapsed() < within {
+        if wharf.child.try_wait().unwrap().is_some() {
+            return Some(sent.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+fn config_in(dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"auto\"\n[storage]\nroot = {:?}\n\
+         [tls]\nca_dir = {:?}\n[[server]]\nnames = [\"localhost\"]\ndefault = true\n\
+         tls = {{ self_signed = true }}\n{extra}",
+        dir.join("data").display().to_string(),
+        dir.join("certs").display().to_string()
+    )
+}
+
+/// An idle server, and one holding a connection that has not sent its first byte yet (an
+/// `auto` listener is waiting to tell TLS from plain), both exit at once on SIGTERM rather
+/// than after the first-byte deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_promptly_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config_in(dir.path(), "[limits]\ntls_handshake_timeout = \"30s\"\n");
+    let mut idle = crate::support::WharfProcess::spawn_config(dir.path(), &toml);
+    let took = exit_after_sigterm(&mut idle, Duration::from_secs(10));
+    eprintln!("idle: exit {took:?} after SIGTERM");
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(1)),
+        "idle: {took:?}"
+    );
+
+    let mut wharf = crate::support::WharfProcess::spawn_config(dir.path(), &toml);
+    let mut silent = TcpStream::connect(wharf.addr).await.unwrap();
+    // Served first, so the silent connection has surely been accepted.
+    assert!(served_within(wharf.addr, Duration::from_secs(10))
+        .await
+        .is_some());
+    let took = exit_after_sigterm(&mut wharf, Duration::from_secs(10));
+    eprintln!("with a silent connection: exit {took:?} after SIGTERM");
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(1)),
+        "with a silent connection: {took:?}"
+    );
+    let _ = silent.write_all(b"x").await;
+}
+
+/// `shutdown.grace` changed by SIGHUP is the one SIGTERM uses: 60 s at start, 1 s after the
+/// reload, with an upload still in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grace_changed_by_sighup_is_used_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("wharf.log");
+    let mut wharf = crate::support::WharfProcess::spawn_logging(
+        dir.path(),
+        &config_in(dir.path(), "[shutdown]\ngrace = \"60s\"\n"),
+        std::fs::File::create(&log).unwrap(),
+    );
+    std::fs::write(
+        dir.path().join("wharf.toml"),
+        config_in(dir.path(), "[shutdown]\ngrace = \"1s\"\n"),
+    )
+    .unwrap();
+    signal(&wharf, "-HUP");
+    let reloaded = (0..400).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("configuration reloaded"))
+    });
+    assert!(reloaded, "no reload in the log");
+    // An upload whose body stops half way: in flight until the grace ends.
+    let mut upload = TcpStream::connect(wharf.addr).await.unwrap();
+    upload
+        .write_all(b"POST /v2/a/blobs/uploads/?digest=sha256:0000000000000000000000000000000000000000000000000000000000000000 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nhalf")
+        .await
+        .unwrap();
+    assert!(served_within(wharf.addr, Duration::from_secs(10))
+        .await
+        .is_some());
+    let took = exit_after_sigterm(&mut wharf, Duration::from_secs(15));
+    eprintln!("grace 60s reloaded to 1s: exit {took:?} after SIGTERM");
+    assert!(
+        took.is_some_and(|t| t >= Duration::from_millis(900) && t < Duration::from_secs(10)),
+        "exit {took:?} after SIGTERM"
+    );
+}
