@@ -61,6 +61,9 @@ pub struct Gateway {
     limits: ratelimit::RateLimits,
     /// Peers whose `X-Forwarded-For` names the client.
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// `limits.max_header_bytes`; hyper's own limit is set higher, so that over-long heads
+    /// get wharf's 431, with the OCI envelope on `/v2/` paths.
+    max_header_bytes: usize,
     recorder: Arc<access_log::Recorder>,
 }
 
@@ -129,6 +132,7 @@ impl Gateway {
             auth,
             limits,
             trusted_proxies: config.limits.trusted_proxies.clone(),
+            max_header_bytes: config.limits.max_header_bytes,
             recorder: Arc::new(access_log::Recorder {
                 format: config.log.access_log.then_some(config.log.access_format),
                 metrics,
@@ -226,6 +230,16 @@ impl Gateway {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        let head = head_bytes(&req);
+        if head > self.max_header_bytes {
+            return Err(ApiError::new(
+                Code::HeadersTooLarge,
+                format!(
+                    "the request line and headers are {head} bytes, over this server's {}-byte limit",
+                    self.max_header_bytes
+                ),
+            ));
+        }
         let server = vhost::select(&self.servers, host, conn)?;
         at.server = Some(server);
         if conn.tls.is_none() {
@@ -347,6 +361,17 @@ fn endpoint_of<B>(req: &Request<B>, with_need: bool) -> Endpoint {
         class: Some(class),
         route: Some(route),
     }
+}
+
+/// The size of a request's head as HTTP/1.1 writes it: request line, headers, blank line.
+fn head_bytes<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + " HTTP/1.1\r\n ".len();
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + ": \r\n".len())
+        .sum();
+    line + headers + "\r\n".len()
 }
 
 /// Removes `mount` and `from` from an upload request, turning it into an ordinary upload.

@@ -423,3 +423,42 @@ async fn a_grace_changed_by_sighup_is_used_at_shutdown() {
         "exit {took:?} after SIGTERM"
     );
 }
+
+/// `limits.max_header_bytes` below hyper's 64 KiB buffer is honoured, and the 431 carries
+/// the OCI error envelope on `/v2/` paths.
+#[tokio::test]
+async fn a_small_max_header_bytes_is_honoured_with_the_oci_envelope() {
+    let (s, _) = TestServer::start_config(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[limits]\nmax_header_bytes = 16384\n",
+    )
+    .await;
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let fits = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(12_000)
+    );
+    conn.write_all(fits.as_bytes()).await.unwrap();
+    let (head, _) = read_response(&mut conn, &mut buf).await.unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "a 12 KB head fits: {head}"
+    );
+    let over = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    conn.write_all(over.as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut conn, &mut buf).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("\"errors\"") && body.contains("HEADERS_TOO_LARGE"),
+        "{body}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("docker-distribution-api-version: registry/2.0"),
+        "{head}"
+    );
+}
