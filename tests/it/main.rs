@@ -26,5 +26,6 @@ mod oci_client;
 mod proxy;
 mod rate_limits;
 mod referrers;
+mod shipped_files;
 mod tls_e2e;
 mod uploads;
