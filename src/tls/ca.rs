@@ -353,7 +353,7 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
 }
 
 fn rcgen_err(action: &'static str) -> impl Fn(rcgen::Error) -> TlsError {
-    move |source| TlsError::Rcgen { action, source }
+    move |cause| TlsError::Rcgen { action, cause }
 }
 
 /// The commands that make docker, podman/skopeo and the OS trust `ca_cert` for a registry

@@ -224,3 +224,38 @@ fn check_config_checks_htpasswd_files_and_access_rules() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An OS error is said once: "cannot read ...: No such file or directory (os error 2)", not
+/// followed by the same text again from the error's source.
+#[test]
+fn os_errors_are_printed_once() {
+    let out = wharf()
+        .args(["check-config", "/no/such/file.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\naddress = \"{}\"\n[storage]\nroot = {:?}\n",
+            taken.local_addr().unwrap(),
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let out = wharf()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert_eq!(err.matches("(os error 98)").count(), 1, "{err}");
+}
