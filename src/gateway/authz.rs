@@ -14,7 +14,7 @@ use crate::auth::cache::LoginCache;
 use crate::auth::htpasswd::Htpasswd;
 use crate::auth::ldap::{Ldap, LdapSetupError};
 use crate::auth::policy::{Action, Policy, RuleSpec};
-use crate::auth::{AuthError, Credentials, Identity, Lookup, Provider};
+use crate::auth::{AuthError, Credentials, Identity, Lookup, NotBasic, Provider};
 use crate::config::{AuthConfig, ProviderConfig};
 use crate::registry::access::{self, Need};
 use crate::registry::error::{ApiError, ApiResult, Code};
@@ -165,10 +165,14 @@ impl ServerAuth {
         let Some(value) = headers.get(AUTHORIZATION) else {
             return Ok(None);
         };
-        let Some(creds) = value.to_str().ok().and_then(Credentials::from_basic) else {
-            return Err(
-                self.unauthorized("the Authorization header is not valid Basic credentials")
-            );
+        let creds = match value.to_str().map(Credentials::from_basic) {
+            Ok(Ok(Some(creds))) => creds,
+            Ok(Ok(None)) => return Ok(None),
+            Ok(Err(NotBasic)) | Err(_) => {
+                return Err(
+                    self.unauthorized("the Authorization header is not valid Basic credentials")
+                )
+            }
         };
         if let Some(wait) = self.failed_logins.refused(client, &creds.user) {
             tracing::warn!(%client, user = %creds.user, retry_after = ?wait, "login refused: too many failed logins");

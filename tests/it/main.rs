@@ -24,6 +24,7 @@ mod nodes;
 mod observability;
 mod oci_client;
 mod proxy;
+mod public_pull;
 mod rate_limits;
 mod referrers;
 mod tls_e2e;
