@@ -5,6 +5,7 @@
 //! action on this repository name?" with plain strings.
 
 pub mod cache;
+mod hashing;
 pub mod htpasswd;
 pub mod ldap;
 pub mod policy;
