@@ -125,8 +125,11 @@ async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::from_file(&path)?;
     for (i, server) in config.servers.iter().enumerate() {
         if let Some(auth) = &server.auth {
-            wharf::gateway::authz::validate(auth)
+            let warnings = wharf::gateway::authz::validate(auth)
                 .map_err(|e| anyhow::anyhow!("config {}: server[{i}].auth: {e}", path.display()))?;
+            for w in warnings {
+                eprintln!("warning: {}: server[{i}].auth.{w}", path.display());
+            }
         }
     }
     let storage = check_storage(&config)

@@ -6,6 +6,7 @@ mod moto;
 mod pki;
 mod support;
 
+mod access_rules;
 mod api_base;
 mod auth;
 mod blobs;
