@@ -187,7 +187,10 @@ impl ServerAuth {
             }
         };
         match self.cache.login(&self.providers, &creds, burn).await {
-            Ok(Some(identity)) => Ok(Some(identity)),
+            Ok(Some(identity)) => {
+                self.failed_logins.succeeded(client, &creds.user);
+                Ok(Some(identity))
+            }
             Ok(None) => match self.failed_logins.failed(client, &creds.user) {
                 None => {
                     tracing::warn!(%client, user = %creds.user, "login failed");

@@ -19,6 +19,7 @@ mod htpasswd;
 mod ldap;
 mod limits;
 mod listing;
+mod lockout;
 mod malformed;
 mod manifests;
 mod nodes;
