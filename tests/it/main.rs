@@ -23,6 +23,7 @@ mod manifests;
 mod nodes;
 mod observability;
 mod oci_client;
+mod protocol_edges;
 mod proxy;
 mod rate_limits;
 mod referrers;
