@@ -25,6 +25,7 @@ mod manifests;
 mod nodes;
 mod observability;
 mod oci_client;
+mod protocol_edges;
 mod proxy;
 mod public_pull;
 mod rate_limits;
