@@ -9,6 +9,7 @@
 mod admin;
 mod conn;
 mod conn_limit;
+mod drain;
 mod maintenance;
 
 use std::collections::HashMap;

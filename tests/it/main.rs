@@ -13,6 +13,7 @@ mod blobs;
 mod certs;
 mod cli;
 mod clients;
+mod connections;
 mod crash;
 mod front_door;
 mod htpasswd;
