@@ -138,7 +138,10 @@ async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
                 anyhow::anyhow!("config {}: {key}: {e}", place(&key))
             })?;
             for w in warnings {
-                eprintln!("warning: {}: server[{i}].auth.{w}", place(&format!("server[{i}].auth")));
+                eprintln!(
+                    "warning: {}: server[{i}].auth.{w}",
+                    place(&format!("server[{i}].auth"))
+                );
             }
         }
     }
