@@ -40,27 +40,22 @@ where
 }
 
 /// Runs `work` on the blocking pool once a permit of `limit` is free.
-fn run_with<T, F>(
-    limit: Arc<Semaphore>,
-    work: F,
-) -> impl Future<Output = Result<T, tokio::task::JoinError>>
+async fn run_with<T, F>(limit: Arc<Semaphore>, work: F) -> Result<T, tokio::task::JoinError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    async move {
-        // The semaphore is never closed, so acquiring cannot fail; if it ever did, running
-        // unbounded is better than refusing every login.
-        let permit = limit.acquire_owned().await.ok();
-        // The permit moves into the blocking task: a caller that gives up (the client
-        // went away) does not free a slot while its bcrypt still runs.
-        tokio::task::spawn_blocking(move || {
-            let out = work();
-            drop(permit);
-            out
-        })
-        .await
-    }
+    // The semaphore is never closed, so acquiring cannot fail; if it ever did, running
+    // unbounded is better than refusing every login.
+    let permit = limit.acquire_owned().await.ok();
+    // The permit moves into the blocking task: a caller that gives up (the client
+    // went away) does not free a slot while its bcrypt still runs.
+    tokio::task::spawn_blocking(move || {
+        let out = work();
+        drop(permit);
+        out
+    })
+    .await
 }
 
 #[cfg(test)]

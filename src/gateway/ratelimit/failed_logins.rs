@@ -144,10 +144,10 @@ where
         let user = user.to_lowercase();
         let now = self.clock.now();
         // Every request of a push logs in; refresh the entry only now and then.
-        if !self
+        if self
             .known
             .get(&(ip, user.clone()))
-            .is_some_and(|at| Duration::from(now.duration_since(at)) < KNOWN_FOR / 2)
+            .is_none_or(|at| Duration::from(now.duration_since(at)) >= KNOWN_FOR / 2)
         {
             self.known.insert((ip, user), now);
         }
