@@ -126,7 +126,7 @@ where
     let for_requests = activity.clone();
     let service = service_fn(move |req| {
         let (gateway, conn) = (gateway.clone(), conn.clone());
-        let busy = idle::Busy::start(&for_requests);
+        let busy = idle::Busy::start(&for_requests, req.version());
         async move {
             let response =
                 drain::answer(req, |req| async move { gateway.handle(req, &conn).await });

@@ -30,6 +30,9 @@ pub struct Activity {
     /// Bumped when a byte arrives while `armed`, i.e. the next request has begun.
     arrivals: watch::Sender<u64>,
     armed: AtomicBool,
+    /// Set once an h2 request came: its control frames (SETTINGS, PING and WINDOW_UPDATE
+    /// acknowledgements) are bytes too, but not the start of a request.
+    multiplexed: AtomicBool,
 }
 
 impl Activity {
@@ -38,6 +41,7 @@ impl Activity {
             load: watch::Sender::new(Load::default()),
             arrivals: watch::Sender::new(0),
             armed: AtomicBool::new(false),
+            multiplexed: AtomicBool::new(false),
         })
     }
 
@@ -59,7 +63,10 @@ struct Load {
 pub struct Busy(Arc<Activity>);
 
 impl Busy {
-    pub fn start(activity: &Arc<Activity>) -> Self {
+    pub fn start(activity: &Arc<Activity>, version: http::Version) -> Self {
+        if version == http::Version::HTTP_2 {
+            activity.multiplexed.store(true, Ordering::Relaxed);
+        }
         activity.load.send_modify(|l| {
             l.in_flight += 1;
             l.begun += 1;
@@ -191,9 +198,10 @@ pub async fn expired(activity: &Activity, deadlines: Deadlines) {
             true => deadlines.keepalive,
             false => deadlines.header_read,
         };
+        let by_bytes = !activity.multiplexed.load(Ordering::Relaxed);
         tokio::select! {
             _ = load.wait_for(begins) => continue,
-            _ = arrivals.changed() => {}
+            _ = arrivals.changed(), if by_bytes => {}
             _ = sleep_until(idle_from + wait) => return,
         }
         // Its first byte came: the headers have their own deadline (for the first
@@ -247,7 +255,7 @@ mod tests {
         let a = Activity::new();
         let w = watch(&a);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let busy = Busy::start(&a);
+        let busy = Busy::start(&a, http::Version::HTTP_11);
         // A long request is never cut off.
         tokio::time::sleep(Duration::from_secs(500)).await;
         drop(busy);
@@ -258,9 +266,19 @@ mod tests {
     async fn a_later_request_gets_the_header_deadline_from_its_first_byte() {
         let a = Activity::new();
         let w = watch(&a);
-        drop(Busy::start(&a));
+        drop(Busy::start(&a, http::Version::HTTP_11));
         tokio::time::sleep(Duration::from_secs(30)).await;
         a.byte_arrived();
         assert_eq!(w.await.unwrap(), 30 + 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn h2_control_frames_do_not_shorten_the_keepalive() {
+        let a = Activity::new();
+        let w = watch(&a);
+        drop(Busy::start(&a, http::Version::HTTP_2));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        a.byte_arrived(); // a PING acknowledgement
+        assert_eq!(w.await.unwrap(), 60);
     }
 }

@@ -462,3 +462,33 @@ async fn a_small_max_header_bytes_is_honoured_with_the_oci_envelope() {
         "{head}"
     );
 }
+
+/// An h2 connection with no stream open is closed (GOAWAY) after `keepalive_timeout`,
+/// though it answers every ping.
+#[tokio::test]
+async fn idle_h2_connections_are_closed_at_the_keepalive_timeout() {
+    let pki = crate::pki::Pki::new();
+    let (_s, addrs) = short_deadlines(&pki).await;
+    let tcp = TcpStream::connect(addrs[0]).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let connection = tokio::spawn(connection);
+    let req = http::Request::get(format!("http://127.0.0.1:{}/v2/", addrs[0].port()))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    drop(r);
+    let ended = tokio::time::timeout(Duration::from_secs(20), connection).await;
+    let took = started.elapsed();
+    assert!(
+        ended.is_ok(),
+        "the idle h2 connection is still open after 20 s"
+    );
+    assert!(took >= Duration::from_millis(1900), "closed after {took:?}");
+}
