@@ -24,16 +24,18 @@ pub use parse::DEFAULT_COST;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HtpasswdError {
-    #[error("cannot read htpasswd file {path}: {source}")]
+    // The cause is part of the message, so it is not also the error's `source()`: a chain
+    // printer (`{:#}`, anyhow) would say it twice.
+    #[error("cannot read htpasswd file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
-    #[error("cannot write htpasswd file {path}: {source}")]
+    #[error("cannot write htpasswd file {path}: {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("{path}:{line}: {reason}; fix or remove the line (comments start with `#`)")]
@@ -76,7 +78,7 @@ pub enum HtpasswdError {
     BadPassword(&'static str),
 
     #[error("cannot hash the password: {0}")]
-    Hash(#[from] bcrypt::BcryptError),
+    Hash(bcrypt::BcryptError),
 }
 
 /// What identifies one version of the file, to notice changes without reading it.
@@ -228,9 +230,9 @@ impl Htpasswd {
 /// change at the next poll rather than being missed.
 fn read(path: &Path) -> (Option<Stamp>, Result<Vec<u8>, HtpasswdError>) {
     let stamp = Stamp::of(path);
-    let bytes = std::fs::read(path).map_err(|source| HtpasswdError::Read {
+    let bytes = std::fs::read(path).map_err(|cause| HtpasswdError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     });
     (stamp, bytes)
 }
