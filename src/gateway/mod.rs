@@ -255,46 +255,7 @@ impl Gateway {
         at.route = Some(index);
         let route = &self.routes[server][index];
         let mut req = limit_body(req, route.max_body_bytes)?;
-        // A public route is outside the server's logins.
-        let auth = self.auth[server].as_ref().filter(|_| !route.public);
-        let registry = matches!(route.target, Target::Registry(_));
-        // Parsed once, and only when limits, access rules or the engine need it.
-        let endpoint = match auth.is_some() || registry || !route.limits.is_empty() {
-            true => endpoint_of(&req, &route.target),
-            false => Endpoint::default(),
-        };
-        let identity = match auth {
-            Some(auth) => auth.authenticate(req.headers(), at.client).await?,
-            None => None,
-        };
-        at.user = identity.as_ref().map(|i| i.user.clone());
-        let facts = ratelimit::Facts {
-            client: at.client,
-            user: at.user.as_deref(),
-            server,
-            class: endpoint.class,
-        };
-        self.limits.check(&route.limits, &facts)?;
-        if let Some(parsed) = endpoint.route {
-            // The engine would parse the same path again.
-            req.extensions_mut().insert(parsed);
-        }
-        if let (Some(auth), Some(guard)) = (auth, &endpoint.guard) {
-            if auth.authorize(identity.as_ref(), guard)? == authz::MountDecision::Refused {
-                drop_mount(&mut req);
-            }
-            req.extensions_mut().insert(access::Caller(at.user.clone()));
-        }
-        if registry {
-            self.check_delete(endpoint.guard.as_ref(), auth.is_some())?;
-            // The engine lists nothing without a filter (it fails closed), so say what the
-            // caller may see: the pullable repositories, or everything without logins.
-            let visible = match auth {
-                Some(auth) => auth.visibility(identity),
-                None => access::Visibility(Arc::new(|_| true)),
-            };
-            req.extensions_mut().insert(visible);
-        }
+        let logins = self.admit(&mut req, server, route, at).await?;
         match &route.target {
             Target::Registry(registry) => serve_registry(registry, req).await,
             Target::Redirect { to, status } => Ok(redirect(&req, &route.prefix, to, *status)),
@@ -302,7 +263,7 @@ impl Gateway {
                 // Credentials checked here were wharf's: they never go upstream. Only a
                 // public route (or a server without logins) passes them on untouched.
                 let user = at.user.as_deref().filter(|_| route.forward_user);
-                proxy::pass_identity(req.headers_mut(), auth.is_some(), user);
+                proxy::pass_identity(req.headers_mut(), logins, user);
                 // The chain gets the peer appended, like nginx's
                 // $proxy_add_x_forwarded_for; the resolved client is already in it.
                 let fwd = proxy::Forwarded {
@@ -323,6 +284,59 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Authenticates, rate-limits and authorizes a request on `route` of `server`, noting
+    /// the user in `at` and leaving in the request what the engine needs. Returns whether
+    /// the server's logins applied, so that any credentials were wharf's.
+    async fn admit(
+        &self,
+        req: &mut Request<Body>,
+        server: usize,
+        route: &Route,
+        at: &mut Where,
+    ) -> ApiResult<bool> {
+        // A public route is outside the server's logins.
+        let auth = self.auth[server].as_ref().filter(|_| !route.public);
+        let registry = matches!(route.target, Target::Registry(_));
+        // Parsed once, and only when limits, access rules or the engine need it.
+        let endpoint = match auth.is_some() || registry || !route.limits.is_empty() {
+            true => endpoint_of(req, &route.target),
+            false => Endpoint::default(),
+        };
+        let identity = match auth {
+            Some(auth) => auth.authenticate(req.headers(), at.client).await?,
+            None => None,
+        };
+        at.user = identity.as_ref().map(|i| i.user.clone());
+        let facts = ratelimit::Facts {
+            client: at.client,
+            user: at.user.as_deref(),
+            server,
+            class: endpoint.class,
+        };
+        self.limits.check(&route.limits, &facts)?;
+        if let Some(parsed) = endpoint.route {
+            // The engine would parse the same path again.
+            req.extensions_mut().insert(parsed);
+        }
+        if let (Some(auth), Some(guard)) = (auth, &endpoint.guard) {
+            if auth.authorize(identity.as_ref(), guard)? == authz::MountDecision::Refused {
+                drop_mount(req);
+            }
+            req.extensions_mut().insert(access::Caller(at.user.clone()));
+        }
+        if registry {
+            self.check_delete(endpoint.guard.as_ref(), auth.is_some())?;
+            // The engine lists nothing without a filter (it fails closed), so say what the
+            // caller may see: the pullable repositories, or everything without logins.
+            let visible = match auth {
+                Some(auth) => auth.visibility(identity),
+                None => access::Visibility(Arc::new(|_| true)),
+            };
+            req.extensions_mut().insert(visible);
+        }
+        Ok(auth.is_some())
+    }
+
     /// Deletes are off unless granted, as on registry:2 (405 `UNSUPPORTED`): explicitly with
     /// `registry.delete = true`, or on a server with logins by access rules naming `delete`
     /// (already checked); `registry.delete = false` refuses them everywhere.
