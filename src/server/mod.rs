@@ -10,6 +10,7 @@ mod admin;
 mod conn;
 mod conn_limit;
 mod maintenance;
+mod transport;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -15,6 +15,7 @@ mod clients;
 mod crash;
 mod front_door;
 mod htpasswd;
+mod http2_windows;
 mod ldap;
 mod limits;
 mod listing;
