@@ -25,6 +25,7 @@ mod nodes;
 mod observability;
 mod oci_client;
 mod proxy;
+mod push_path;
 mod rate_limits;
 mod referrers;
 mod tls_e2e;

@@ -7,13 +7,14 @@
 //! state is missing (after a restart) the file is hashed from disk instead.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
+use super::append::{self, Sink};
 use super::atomic;
 use super::layout::Layout;
 use super::{blocking, stream};
@@ -97,14 +98,12 @@ pub async fn append(
         if !owned_by(&l, id, &r)? {
             return Ok(None);
         }
-        let file = OpenOptions::new()
-            .append(true)
-            .open(l.upload_dir(id).join("data"))?;
-        let size = file.metadata()?.len();
-        Ok(Some((file, size)))
+        let sink = Sink::open(&l.upload_dir(id).join("data"))?;
+        let size = sink.len();
+        Ok(Some((sink, size)))
     })
     .await?;
-    let Some((file, size)) = opened else {
+    let Some((sink, size)) = opened else {
         return Ok(Append::UnknownUpload);
     };
     if expected_offset.is_some_and(|o| o != size) {
@@ -115,7 +114,7 @@ pub async fn append(
         _ if size == 0 => Some(Sha256::new()),
         _ => None,
     };
-    let done = stream::append(file, hasher, body)
+    let done = append::append(sink, hasher, body)
         .await
         .map_err(StorageError::io("append upload"))?;
     let new_size = size + done.written;
