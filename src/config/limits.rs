@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::raw::RawLimits;
-use super::{rate_limits, Check, ConfigError};
+use super::{http2, rate_limits, Check, ConfigError};
 
 /// Connection-level limits.
 #[derive(Clone, Debug)]
@@ -27,9 +27,14 @@ pub struct Limits {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How many clients each rate limit remembers at most.
     pub rate_limit_keys: u64,
+    /// How many bytes an HTTP/2 client may send on one stream ahead of what wharf has read
+    /// (its upload speed is at most this per round trip), and on all of a connection's.
+    pub http2_stream_window: u32,
+    pub http2_connection_window: u32,
 }
 
 pub(super) fn validate(check: &Check, raw: &RawLimits) -> Result<Limits, ConfigError> {
+    let (http2_stream_window, http2_connection_window) = http2::windows(check, raw)?;
     let limits = Limits {
         tls_handshake_timeout: check.duration(
             "limits.tls_handshake_timeout",
@@ -55,6 +60,8 @@ pub(super) fn validate(check: &Check, raw: &RawLimits) -> Result<Limits, ConfigE
             &raw.trusted_proxies,
         )?,
         rate_limit_keys: raw.rate_limit_keys.unwrap_or(rate_limits::DEFAULT_MAX_KEYS),
+        http2_stream_window,
+        http2_connection_window,
     };
     for (key, value) in [
         ("limits.header_read_timeout", limits.header_read_timeout),

@@ -3,6 +3,7 @@
 
 mod auth;
 mod azure;
+mod http2;
 mod limits;
 mod location;
 pub mod names;
@@ -85,6 +86,11 @@ pub enum PlainMode {
 pub struct RegistryConfig {
     pub max_manifest_bytes: u64,
     pub manifest_cache_bytes: u64,
+    /// `registry.delete`. Deletes are off unless granted, as on registry:2: `Some(true)`
+    /// allows them (on servers with logins, still only to whom the access rules give
+    /// `delete`); `Some(false)` refuses them everywhere; unset, a server with logins leaves
+    /// it to its access rules (a rule must name `delete`) and a server without refuses.
+    pub delete: Option<bool>,
 }
 
 #[derive(Clone, Debug)]
@@ -386,6 +392,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         registry: RegistryConfig {
             max_manifest_bytes,
             manifest_cache_bytes,
+            delete: raw.registry.delete,
         },
         log: LogConfig {
             level,

@@ -18,19 +18,6 @@ use super::{drain, idle, plain_on_tls, Shared};
 use crate::config::{ListenerConfig, TlsMode};
 use crate::gateway::ConnInfo;
 
-/// hyper's read buffer bounds both the request head and each read of a body; below this,
-/// uploads would be read in needlessly small pieces.
-const MIN_READ_BUFFER: usize = 64 * 1024;
-
-/// hyper answers heads over its limit with its own 431, whose body is empty. Its limit is
-/// set this far above `limits.max_header_bytes`, so heads a little over the configured
-/// limit reach the gateway, which answers 431 with the OCI envelope on `/v2/` paths.
-const HEAD_HEADROOM: usize = 64 * 1024;
-
-fn hyper_head_limit(max_header_bytes: usize) -> usize {
-    max_header_bytes.max(MIN_READ_BUFFER) + HEAD_HEADROOM
-}
-
 /// The first byte of every TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
@@ -140,15 +127,12 @@ where
         .timer(TokioTimer::new())
         // `idle::expired` keeps the header and keep-alive deadlines, for h2 too.
         .header_read_timeout(None)
-        .max_buf_size(hyper_head_limit(shared.limits.max_header_bytes))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(
-            u32::try_from(hyper_head_limit(shared.limits.max_header_bytes)).unwrap_or(u32::MAX),
-        )
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    super::transport::tune(&mut builder, &shared.limits);
     let io = TokioIo::new(idle::Watched::new(io, activity.clone()));
     let connection = builder.serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);

@@ -13,6 +13,7 @@ mod drain;
 mod idle;
 mod maintenance;
 mod plain_on_tls;
+mod transport;
 
 use std::collections::HashMap;
 use std::future::Future;
