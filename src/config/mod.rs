@@ -3,6 +3,7 @@
 
 mod auth;
 mod azure;
+mod http2;
 mod location;
 pub mod names;
 mod rate_limits;
@@ -94,6 +95,10 @@ pub struct Limits {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How many clients each rate limit remembers at most.
     pub rate_limit_keys: u64,
+    /// How many bytes an HTTP/2 client may send on one stream ahead of what wharf has read
+    /// (its upload speed is at most this per round trip), and on all of a connection's.
+    pub http2_stream_window: u32,
+    pub http2_connection_window: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -328,6 +333,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         raw.shutdown.grace.as_deref(),
         Duration::from_secs(30),
     )?;
+    let (http2_stream_window, http2_connection_window) = http2::windows(&check, &raw.limits)?;
     let limits = Limits {
         tls_handshake_timeout: check.duration(
             "limits.tls_handshake_timeout",
@@ -350,6 +356,8 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
             .limits
             .rate_limit_keys
             .unwrap_or(rate_limits::DEFAULT_MAX_KEYS),
+        http2_stream_window,
+        http2_connection_window,
     };
     if limits.rate_limit_keys < 100 {
         return Err(check.invalid(

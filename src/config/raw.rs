@@ -212,6 +212,9 @@ pub struct RawLimits {
     pub trusted_proxies: Vec<String>,
     /// How many clients each rate limit remembers at most.
     pub rate_limit_keys: Option<u64>,
+    /// HTTP/2 receive windows in bytes (see `config/http2.rs`).
+    pub http2_stream_window: Option<u64>,
+    pub http2_connection_window: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
