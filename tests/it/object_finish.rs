@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Client, StatusCode};
 
 use crate::store_relay::StoreRelay;
-use crate::support::{bytes_of, sha256, Backend, TestStore, WharfProcess};
+use crate::support::{bytes_of, sha256, Backend, TestServer, TestStore, WharfProcess};
 
 const MIB: usize = 1 << 20;
 
@@ -140,3 +140,66 @@ crate::on_object_stores!(
     finish_resumes_after_a_kill_at_linking,
     finish_resumes_after_a_kill_at_cleanup,
 );
+
+/// A blob larger than one CopyObject may be (5 GiB on AWS; `copy_part_size` lowers the
+/// limit here) is published by copying it in parts (UploadPartCopy), never with one copy.
+#[tokio::test]
+async fn a_blob_larger_than_one_copy_is_published_in_parts() {
+    let Some(mut store) = TestStore::fresh(Backend::S3) else {
+        return;
+    };
+    store.store_options = "part_size = 5242880\ncopy_part_size = 5242880\n".into();
+    let relay = StoreRelay::in_front_of(&mut store).await;
+    let s = TestServer::start_on_store(&store, "").await;
+    let blob = bytes_of(12 * MIB + 12345, 52);
+    let digest = sha256(&blob);
+    let r = s
+        .http
+        .post(s.url("/v2/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let session = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = s
+        .http
+        .patch(s.url(&session))
+        .body(blob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = s
+        .http
+        .put(s.url(&format!("{session}?digest={digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let copies: Vec<String> = (relay.requests().into_iter())
+        .filter(|l| l.ends_with(" copy"))
+        .collect();
+    assert_eq!(copies.len(), 3, "three parts of at most 5 MiB: {copies:#?}");
+    assert!(
+        copies
+            .iter()
+            .all(|l| l.contains("partNumber=") && l.contains("/blobs/")),
+        "every copy is a part of an upload at the blob's key: {copies:#?}"
+    );
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/team/app/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        sha256(&r.bytes().await.unwrap()),
+        digest,
+        "the blob is intact"
+    );
+}

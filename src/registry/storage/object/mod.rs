@@ -19,6 +19,7 @@ mod finish;
 mod hasher;
 mod keys;
 mod monolithic;
+mod part_copy;
 mod publish;
 mod s3;
 mod uploads;
@@ -55,6 +56,8 @@ pub struct ObjectStorage {
     /// Sizes of blobs seen or written: blobs are immutable, so a GET needs no HEAD before
     /// it. Bounded; the time limit only guards against a future that deletes blobs.
     sizes: moka::sync::Cache<Digest, u64>,
+    /// S3 only: publishes blobs too large for one CopyObject (`publish.rs`).
+    part_copier: Option<part_copy::PartCopier>,
 }
 
 /// How many blob sizes are remembered (about 100 bytes each).
@@ -79,7 +82,16 @@ impl ObjectStorage {
             conditional_writes: config.conditional_writes,
             timeout: config.timeout,
         };
-        Ok(Self::new(s3::client(config)?, settings, root))
+        let client = s3::client(config)?;
+        let options = client::options("s3", config.endpoint.as_deref(), config.ca_file.as_deref())?;
+        let copy_deadline = deadline::Limits {
+            timeout: config.timeout,
+        }
+        .server_side();
+        let copier = part_copy::PartCopier::new(client.clone(), &options, config, copy_deadline)?;
+        let mut storage = Self::new(client, settings, root);
+        storage.part_copier = Some(copier);
+        Ok(storage)
     }
 
     /// A registry at `root` below `storage.azure.prefix`. Does not contact the store.
@@ -115,6 +127,7 @@ impl ObjectStorage {
                 .max_capacity(SIZES_CACHED)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
+            part_copier: None,
         }
     }
 
