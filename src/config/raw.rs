@@ -85,7 +85,8 @@ pub struct RawListener {
     /// What plain-HTTP requests get: "serve" or "redirect" (to https).
     pub plain: Option<String>,
     /// The port the https redirect points at (default 443).
-    pub redirect_port: Option<u16>,
+    /// Wider than a port, so that 99999 is told to be out of range rather than not a u16.
+    pub redirect_port: Option<i64>,
 }
 
 /// A `[[server]]` block: a virtual host, like an nginx `server { }`.

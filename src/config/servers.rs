@@ -340,13 +340,11 @@ pub fn listeners(
         .any(|l| matches!(l.tls.as_deref(), Some("on" | "auto")));
     for (i, l) in raw.iter().enumerate() {
         let key = |k: &str| format!("listener[{i}].{k}");
-        let address: SocketAddr = l.address.parse().map_err(|_| {
-            check.invalid(
-                key("address"),
-                format!("is {:?}, not an IP address with a port", l.address),
-                "write it like \"0.0.0.0:5000\" or \"[::]:5000\"",
-            )
-        })?;
+        let address = check.socket_addr(
+            &key("address"),
+            &l.address,
+            "\"0.0.0.0:5000\" or \"[::]:5000\"",
+        )?;
         // Port 0 asks the OS for a free port each time, so it may repeat.
         if address.port() != 0 && out.iter().any(|x| x.address == address) {
             return Err(check.invalid(
@@ -374,7 +372,16 @@ pub fn listeners(
                 "add tls = { cert = ..., key = ... } or tls = { self_signed = true } to a [[server]]",
             ));
         }
-        let port = l.redirect_port.unwrap_or(443);
+        let port = match l.redirect_port {
+            None => 443,
+            Some(p) => u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+                check.invalid(
+                    key("redirect_port"),
+                    format!("is {p}: port out of range (1 to 65535)"),
+                    "name the port clients reach the TLS listener on, like 443 or 8443",
+                )
+            })?,
+        };
         // Port 80 next to a TLS listener is the browser entrance: redirect by default.
         let plain = match l.plain.as_deref() {
             None if address.port() == 80 && any_tls && tls == TlsMode::Off => {

@@ -409,9 +409,9 @@ where
             StatusCode::OK,
             "wharf container registry: the API is at /v2/\n",
         )),
-        "/healthz" => match registry.health().await {
-            Ok(()) => Ok(respond::text(StatusCode::OK, "ok\n")),
-            Err(_) => Err(ApiError::new(Code::Unavailable, "storage is not writable")),
+        "/healthz" => match registry.healthy().await {
+            true => Ok(respond::text(StatusCode::OK, "ok\n")),
+            false => Err(ApiError::new(Code::Unavailable, "storage is not writable")),
         },
         _ => Err(ApiError::new(Code::NotFound, "not found")),
     }

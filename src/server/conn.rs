@@ -12,7 +12,7 @@ use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::Shared;
+use super::{drain, Shared};
 use crate::config::{ListenerConfig, TlsMode};
 use crate::gateway::ConnInfo;
 
@@ -89,7 +89,11 @@ where
     let gateway = shared.gateway.clone();
     let service = service_fn(move |req| {
         let (gateway, conn) = (gateway.clone(), conn.clone());
-        async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &conn).await) }
+        async move {
+            let response =
+                drain::answer(req, |req| async move { gateway.handle(req, &conn).await });
+            Ok::<_, std::convert::Infallible>(response.await)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

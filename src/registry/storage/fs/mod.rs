@@ -16,8 +16,8 @@ use bytes::Bytes;
 
 use self::layout::Layout;
 use super::{
-    Append, ByteStream, Finish, LinkKind, SessionKind, Storage, StorageError, StorageResult,
-    UploadId, UploadOwner,
+    Append, ByteStream, ChunkRange, Finish, LinkKind, SessionKind, Storage, StorageError,
+    StorageResult, UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
 
@@ -308,18 +308,10 @@ impl Storage for FsStorage {
         &self,
         owner: &UploadOwner,
         id: UploadId,
-        expected_offset: Option<u64>,
+        range: Option<ChunkRange>,
         body: ByteStream,
     ) -> StorageResult<Append> {
-        uploads::append(
-            &self.layout,
-            &self.sessions,
-            owner,
-            id,
-            expected_offset,
-            body,
-        )
-        .await
+        uploads::append(&self.layout, &self.sessions, owner, id, range, body).await
     }
 
     async fn finish_upload(
