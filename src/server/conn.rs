@@ -16,10 +16,6 @@ use super::{drain, Shared};
 use crate::config::{ListenerConfig, TlsMode};
 use crate::gateway::ConnInfo;
 
-/// hyper's read buffer bounds both the request head and each read of a body; below this,
-/// uploads would be read in needlessly small pieces.
-const MIN_READ_BUFFER: usize = 64 * 1024;
-
 /// The first byte of every TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
@@ -100,12 +96,12 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(shared.limits.header_read_timeout)
-        .max_buf_size(shared.limits.max_header_bytes.max(MIN_READ_BUFFER))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    super::transport::tune(&mut builder, &shared.limits);
     let connection = builder.serve_connection(io, service).into_owned();
     if let Err(error) = watcher.watch(connection).await {
         tracing::debug!(%peer, %error, "connection ended with an error");

@@ -11,6 +11,7 @@ mod conn;
 mod conn_limit;
 mod drain;
 mod maintenance;
+mod transport;
 
 use std::collections::HashMap;
 use std::future::Future;
