@@ -9,6 +9,8 @@ pub mod storage;
 
 mod blobs;
 mod cache;
+#[cfg(test)]
+mod cache_race_tests;
 mod health;
 mod listing;
 mod manifest;
