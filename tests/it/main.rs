@@ -14,6 +14,7 @@ mod cli;
 mod clients;
 mod crash;
 mod front_door;
+mod fs_storage;
 mod htpasswd;
 mod ldap;
 mod limits;

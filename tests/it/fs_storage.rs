@@ -1,0 +1,123 @@
+//! Filesystem storage that stays right: the manifest cache under concurrent retags, one
+//! process per root, blobs that change under a download, and config reloads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+
+use crate::support::{image_manifest, sha256, TestServer, WharfProcess, OCI_MANIFEST};
+
+/// One registry on a fresh root, without the built-in rate limits (the tests hammer it).
+const UNLIMITED: &str = "[[listener]]\naddress = \"127.0.0.1:0\"\n[[server]]\ndefault = true\nrate_limits = []\n[[server.route]]\npath = \"/\"\nregistry = {}\n";
+
+/// A reader that resolved the old tag must not put it back into the cache after the push
+/// that replaced it: once the push has answered, every reader sees the new digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retagging_under_readers_never_leaves_a_stale_tag() {
+    let (s, _) = TestServer::start_config(UNLIMITED).await;
+    let s = Arc::new(s);
+    let config = b"{}".to_vec();
+    let c = s.push_blob("team/app", &config).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..12)
+        .map(|i| {
+            let (s, stop) = (s.clone(), stop.clone());
+            tokio::spawn(async move {
+                let url = s.url("/v2/team/app/manifests/latest");
+                while !stop.load(Ordering::Relaxed) {
+                    let req = match i % 2 {
+                        0 => s.http.head(&url),
+                        _ => s.http.get(&url),
+                    };
+                    let _ = req.header("Accept", OCI_MANIFEST).send().await;
+                }
+            })
+        })
+        .collect();
+    for round in 0..40 {
+        // A different (empty-layered) manifest each round: annotations make the digest.
+        let mut m = image_manifest(&c, config.len(), &[]);
+        m["annotations"] = serde_json::json!({ "round": round.to_string() });
+        let r = s.put_manifest("team/app", "latest", OCI_MANIFEST, &m).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let pushed = sha256(&serde_json::to_vec(&m).unwrap());
+        for _ in 0..5 {
+            let r = s
+                .http
+                .head(s.url("/v2/team/app/manifests/latest"))
+                .header("Accept", OCI_MANIFEST)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "round {round}");
+            assert_eq!(
+                r.headers()["docker-content-digest"],
+                pushed.as_str(),
+                "round {round}: latest still resolves to an older push"
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+}
+
+/// A second `wharf serve` on a root another one is using must refuse to start, naming the
+/// holder, instead of clearing the first one's staging files from under it.
+#[test]
+fn a_second_process_on_one_root_is_refused_with_the_holders_pid() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let (first_dir, second_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&first_dir).unwrap();
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let first = WharfProcess::spawn(&root, &first_dir);
+    // A file the first process is staging.
+    let staged = root.join("_tmp").join("in-flight");
+    std::fs::write(&staged, b"partial").unwrap();
+
+    let config = second_dir.join("wharf.toml");
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n",
+        root.display().to_string()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let mut second = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(second.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.starts_with("listening on") {
+        let _ = second.kill();
+        let _ = second.wait();
+        panic!("a second wharf started on a root in use");
+    }
+    let out = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let pid = format!("pid {}", first.child.id());
+    assert!(stderr.contains(&pid), "the message names {pid}: {stderr}");
+    assert!(
+        staged.exists(),
+        "the first process's staging file was deleted"
+    );
+    // The first one serves on.
+    let mut conn = std::net::TcpStream::connect(first.addr).unwrap();
+    conn.write_all(b"GET /v2/ HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
