@@ -121,3 +121,75 @@ fn a_second_process_on_one_root_is_refused_with_the_holders_pid() {
     conn.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// A blob file cut short under a download (a disk repair, an operator's mistake) ends that
+/// download only; the process lives on and serves the next request. Over TLS, where the
+/// bytes are copied in user space (rustls encrypts them), which is where a memory map of a
+/// truncated file raises SIGBUS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_truncated_during_its_download_fails_that_download_only() {
+    use futures_util::StreamExt;
+
+    let pki = crate::pki::Pki::new();
+    let leaf = pki.leaf("live", &["registry.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (root, config_dir) = (dir.path().join("root"), dir.path().join("conf"));
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"on\"\n[storage]\nroot = {:?}\n\
+         [[server]]\nnames = [\"registry.test\"]\ndefault = true\nrate_limits = []\n\
+         tls = {{ cert = {:?}, key = {:?} }}\n",
+        root.display().to_string(),
+        leaf.cert,
+        leaf.key
+    );
+    let mut wharf = WharfProcess::spawn_config(&config_dir, &toml);
+    let client = crate::pki::https_client(&pki.ca_pem, &["registry.test"], wharf.addr);
+    let base = format!("https://registry.test:{}", wharf.addr.port());
+    // Whether the cut lands while a chunk is still being copied is a matter of timing, so
+    // a few downloads are cut; with a memory map, one of them is enough to end the process.
+    for round in 0..4u8 {
+        let data = crate::support::bytes_of(16 << 20, round);
+        let digest = sha256(&data);
+        let r = client
+            .post(format!("{base}/v2/team/app/blobs/uploads/?digest={digest}"))
+            .body(data.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+
+        // Read a little, so the server has chunks in flight, then cut the file.
+        let r = client
+            .get(format!("{base}/v2/team/app/blobs/{digest}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let mut body = r.bytes_stream();
+        let mut received = 0;
+        while received < 64 * 1024 {
+            received += body.next().await.unwrap().unwrap().len();
+        }
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let blob = root.join("blobs/sha256").join(&hex[..2]).join(hex);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&blob)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        while let Some(Ok(chunk)) = body.next().await {
+            received += chunk.len();
+        }
+        assert!(received < data.len(), "round {round}: not cut short");
+        let fresh = crate::pki::https_client(&pki.ca_pem, &["registry.test"], wharf.addr);
+        let alive = fresh.get(format!("{base}/v2/")).send().await;
+        assert!(
+            alive.is_ok_and(|r| r.status() == StatusCode::OK),
+            "round {round}: the server died: {:?}",
+            wharf.child.try_wait()
+        );
+    }
+    wharf.terminate();
+}
