@@ -42,7 +42,7 @@ impl FsStorage {
             layout.uploads(),
             layout.tmp(),
         ] {
-            fs::create_dir_all(&dir)?;
+            atomic::create_dirs(&dir)?;
         }
         if fresh {
             for entry in fs::read_dir(layout.tmp())? {

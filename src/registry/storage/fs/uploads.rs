@@ -67,7 +67,7 @@ pub async fn create(layout: &Layout, owner: &UploadOwner) -> StorageResult<Uploa
     let tmp = layout.tmp();
     let owner = owner.record();
     blocking("create upload", move || {
-        fs::create_dir_all(&dir)?;
+        atomic::create_dirs(&dir)?;
         File::create(dir.join("data"))?;
         // The owner file is written last and atomically: a session without one is unknown.
         atomic::write_file(&tmp, &dir.join("owner"), owner.as_bytes())
@@ -185,14 +185,14 @@ pub async fn finish(
             _ => stream::hash_file(&mut file, d.algorithm())?,
         };
         if actual != d {
-            fs::remove_dir_all(&dir)?;
+            atomic::remove_dir_all(&dir)?;
             return Ok(Finish::DigestMismatch { actual });
         }
         // Durable before visible: the rename publishes only fsynced bytes. A concurrent
         // finish of the same digest renames identical bytes over it, which is harmless.
         file.sync_all()?;
         atomic::place(&data, &l.blob(&d))?;
-        fs::remove_dir_all(&dir)?;
+        atomic::remove_dir_all(&dir)?;
         Ok(Finish::Done { size })
     })
     .await?;
@@ -217,7 +217,7 @@ pub async fn cancel(
         if !owned_by(&l, id, &r)? {
             return Ok(false);
         }
-        fs::remove_dir_all(l.upload_dir(id))?;
+        atomic::remove_dir_all(&l.upload_dir(id))?;
         Ok(true)
     })
     .await?;
@@ -246,7 +246,7 @@ pub async fn purge(
                 Err(e) => return Err(e),
             };
             if now.duration_since(touched).unwrap_or_default() > max_age {
-                fs::remove_dir_all(entry.path())?;
+                atomic::remove_dir_all(&entry.path())?;
                 stale.push(id);
             }
         }
