@@ -43,7 +43,7 @@ fn owner_of(repo: &reference::RepoName, parts: &Parts) -> storage::UploadOwner {
 }
 
 /// Limits and knobs of the engine, from the config.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistryOptions {
     /// Manifests larger than this are refused with 413.
     pub max_manifest_bytes: u64,
@@ -71,6 +71,10 @@ impl Registry {
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
     }
 
     /// Serves one `/v2/...` request.

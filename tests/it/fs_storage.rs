@@ -193,3 +193,95 @@ async fn a_blob_truncated_during_its_download_fails_that_download_only() {
     }
     wharf.terminate();
 }
+
+/// SIGHUP applies `[registry]` changes and refuses `[storage]` changes it cannot apply (a
+/// running engine keeps its bucket and client), naming the keys, instead of reporting a
+/// reload that silently kept the old values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_registry_limits_and_refuses_storage_changes_by_name() {
+    use crate::support::{Backend, TestStore};
+
+    let Some(store) = TestStore::fresh(Backend::S3) else {
+        return;
+    };
+    let conf = tempfile::tempdir().unwrap();
+    let log_path = conf.path().join("wharf.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let limit = |bytes: u32| {
+        format!(
+            "[registry]\nmax_manifest_bytes = {bytes}\n[[server]]\ndefault = true\nrate_limits = []\n\
+             [[server.route]]\npath = \"/\"\nregistry = {{}}\n"
+        )
+    };
+    let wharf = WharfProcess::spawn_logging(conf.path(), &store.config(&limit(8192)), log);
+    // A connection keeps the configuration it was accepted under: a fresh one per request.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let base = format!("http://{}", wharf.addr);
+    // An empty index padded to about 2 KiB: it refers to nothing, so only its size matters.
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[],"annotations":{{"pad":"{}"}}}}"#,
+        crate::support::OCI_INDEX,
+        "x".repeat(2000)
+    );
+    let put = || {
+        http.put(format!("{base}/v2/team/app/manifests/v1"))
+            .header("Content-Type", crate::support::OCI_INDEX)
+            .body(manifest.clone())
+            .send()
+    };
+    assert_eq!(put().await.unwrap().status(), StatusCode::CREATED);
+    let hup = || {
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &wharf.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+
+    // A lower manifest limit applies to the running engine.
+    std::fs::write(conf.path().join("wharf.toml"), store.config(&limit(1024))).unwrap();
+    hup();
+    let mut applied = false;
+    for _ in 0..200 {
+        if put().await.unwrap().status() == StatusCode::PAYLOAD_TOO_LARGE {
+            applied = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        applied,
+        "max_manifest_bytes was not applied by SIGHUP: {}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
+
+    // Another bucket cannot be switched to under running uploads: the reload is refused,
+    // with the key named, and nothing else in that file is applied either.
+    let moved = store.config(&limit(8192)).replace(
+        &format!("bucket = {:?}", store.bucket),
+        "bucket = \"elsewhere\"",
+    );
+    std::fs::write(conf.path().join("wharf.toml"), moved).unwrap();
+    hup();
+    let mut said = String::new();
+    for _ in 0..200 {
+        said = std::fs::read_to_string(&log_path).unwrap();
+        if said.contains("storage.s3.bucket") || said.matches("configuration reloaded").count() > 1
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        said.contains("storage.s3.bucket") && said.contains("restart"),
+        "the refused reload names the key and says a restart is needed: {said}"
+    );
+    assert_eq!(
+        put().await.unwrap().status(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "a refused reload changes nothing"
+    );
+}
