@@ -12,7 +12,8 @@ use wharf::tls::pem;
 
 #[derive(Subcommand)]
 pub enum CertCommand {
-    /// Create wharf's CA: <dir>/ca.crt (give this to clients) and <dir>/ca.key (mode 0600).
+    /// Create wharf's CA: <dir>/ca.crt (give this to clients), <dir>/ca.key (mode 0600), and
+    /// <dir>/trust/ca.crt, a folder holding only the certificate, for `--cert-dir`.
     Ca {
         /// Directory of the CA.
         #[arg(long, default_value = "certs")]
@@ -47,7 +48,8 @@ pub enum CertCommand {
         #[arg(long = "out-name", value_name = "NAME")]
         out_name: Option<String>,
     },
-    /// Print the commands that make docker, podman/skopeo and the OS trust wharf's CA.
+    /// Print the commands that make docker, podman/skopeo, containerd and the OS trust
+    /// wharf's CA (and write <dir>/trust/, the folder for `--cert-dir`).
     Trust {
         /// The registry as clients address it, e.g. registry.example.com:5000.
         #[arg(value_name = "HOST:PORT")]
@@ -93,6 +95,16 @@ fn create_ca(dir: &Path, opts: &CaOptions) -> anyhow::Result<()> {
     println!(
         "wrote {} (private key, mode 0600: keep it here)",
         ca.key_path().display()
+    );
+    let trust = ca::TrustHint::new(&ca.cert_path(), "").cert_dir;
+    println!(
+        "wrote {}/{} (the certificate alone, for clients)",
+        trust.display(),
+        ca::CA_CERT
+    );
+    println!(
+        "podman, skopeo, buildah per command: --cert-dir {}",
+        trust.display()
     );
     println!("SHA-256 fingerprint: {}", ca.fingerprint());
     for suffix in &opts.permit_dns {
@@ -156,6 +168,11 @@ fn trust(dir: &Path, host_port: &str) -> anyhow::Result<()> {
         .into());
     }
     pem::load_certs(&cert)?;
+    // The folder for --cert-dir, made again here for CAs made before it existed. A CA
+    // directory this user cannot write (a copy of ca.crt elsewhere) only loses that folder.
+    if let Err(e) = ca::write_trust_dir(dir) {
+        eprintln!("note: {e}; --cert-dir needs a folder holding only ca.crt");
+    }
     print!("{}", ca::trust_hint(&cert, host_port));
     Ok(())
 }

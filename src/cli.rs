@@ -28,7 +28,8 @@ enum Command {
     },
     /// Validate a config file and exit non-zero, naming the key and the fix, when it is wrong.
     CheckConfig {
-        /// The file to check (default: $WHARF_CONFIG, else conf/wharf.toml).
+        /// The file to check (default: what `serve` would use: $WHARF_CONFIG, else
+        /// conf/wharf.toml when it exists, else the built-in default).
         file: Option<PathBuf>,
     },
     /// Manage wharf's own CA: create it, issue server certificates, show how to trust it.
@@ -121,23 +122,54 @@ async fn reload_on_sighup(reloader: wharf::server::Reloader, path: Option<PathBu
 
 async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
     let file = file.or_else(|| std::env::var_os("WHARF_CONFIG").map(PathBuf::from));
-    let path = file.unwrap_or_else(|| PathBuf::from(wharf::config::DEFAULT_PATH));
-    let config = Config::from_file(&path)?;
+    // What `serve` would use: the file named, else conf/wharf.toml, else the built-in default.
+    let (config, origin) = Config::load(file.as_deref())?;
+    let place = |key: &str| match &file {
+        Some(path) => Config::origin_of(path, key),
+        None if origin == wharf::config::DEFAULT_PATH => {
+            Config::origin_of(std::path::Path::new(&origin), key)
+        }
+        None => origin.clone(),
+    };
     for (i, server) in config.servers.iter().enumerate() {
         if let Some(auth) = &server.auth {
-            wharf::gateway::authz::validate(auth)
-                .map_err(|e| anyhow::anyhow!("config {}: server[{i}].auth: {e}", path.display()))?;
+            let warnings = wharf::gateway::authz::validate(auth).map_err(|e| {
+                let key = auth_error_key(i, &e);
+                anyhow::anyhow!("config {}: {key}: {e}", place(&key))
+            })?;
+            for w in warnings {
+                eprintln!(
+                    "warning: {}: server[{i}].auth.{w}",
+                    place(&format!("server[{i}].auth"))
+                );
+            }
         }
     }
     let storage = check_storage(&config)
         .await
-        .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("config {}: {e}", place("storage")))?;
     println!(
-        "{}: ok ({} listener(s), storage at {storage})",
-        path.display(),
+        "{origin}: ok ({} listener(s), storage at {storage})",
         config.listeners.len(),
     );
     Ok(())
+}
+
+/// The key an access-rule or provider error is about, for its line: the rule when the
+/// error names one (`access[1]...`), else the server's `[server.auth]`.
+fn auth_error_key(server: usize, e: &wharf::gateway::authz::AuthSetupError) -> String {
+    use wharf::gateway::authz::AuthSetupError;
+    let rule = match e {
+        AuthSetupError::Policy(message) => message
+            .split(['.', ' '])
+            .next()
+            .filter(|k| k.starts_with("access[")),
+        _ => None,
+    };
+    match rule {
+        Some(rule) => format!("server[{server}].auth.{rule}"),
+        None => format!("server[{server}].auth"),
+    }
 }
 
 /// An object store is only worth a config that reaches it: write, read and delete a probe

@@ -17,22 +17,25 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use super::hashing::bcrypt_verify;
 use super::{AuthError, Credentials, Identity, Lookup, Provider};
 use parse::Users;
 pub use parse::DEFAULT_COST;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HtpasswdError {
-    #[error("cannot read htpasswd file {path}: {source}")]
+    // The cause is part of the message, so it is not also the error's `source()`: a chain
+    // printer (`{:#}`, anyhow) would say it twice.
+    #[error("cannot read htpasswd file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
-    #[error("cannot write htpasswd file {path}: {source}")]
+    #[error("cannot write htpasswd file {path}: {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("{path}:{line}: {reason}; fix or remove the line (comments start with `#`)")]
@@ -75,7 +78,7 @@ pub enum HtpasswdError {
     BadPassword(&'static str),
 
     #[error("cannot hash the password: {0}")]
-    Hash(#[from] bcrypt::BcryptError),
+    Hash(bcrypt::BcryptError),
 }
 
 /// What identifies one version of the file, to notice changes without reading it.
@@ -227,20 +230,11 @@ impl Htpasswd {
 /// change at the next poll rather than being missed.
 fn read(path: &Path) -> (Option<Stamp>, Result<Vec<u8>, HtpasswdError>) {
     let stamp = Stamp::of(path);
-    let bytes = std::fs::read(path).map_err(|source| HtpasswdError::Read {
+    let bytes = std::fs::read(path).map_err(|cause| HtpasswdError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     });
     (stamp, bytes)
-}
-
-/// `bcrypt::verify` on the blocking pool: it takes tens of milliseconds by design, which
-/// would stall every connection on the reactor thread. `Err` only when the task died.
-async fn bcrypt_verify(
-    password: String,
-    hash: String,
-) -> Result<Result<bool, bcrypt::BcryptError>, tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash)).await
 }
 
 #[async_trait]

@@ -27,11 +27,11 @@ const REJECTED: [u32; 3] = [48, 49, 53];
 #[derive(Debug, thiserror::Error)]
 pub enum LdapSetupError {
     #[error(
-        "ldap bind_password_file {path:?} cannot be read ({source}); fix its path or permissions"
+        "ldap bind_password_file {path:?} cannot be read ({cause}); fix its path or permissions"
     )]
     PasswordFile {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "ldap bind_password_env {var:?} is not set (or not UTF-8); set it in wharf's environment"
@@ -65,9 +65,9 @@ impl Ldap {
     pub fn new(config: &LdapConfig) -> Result<Self, LdapSetupError> {
         let password = match &config.bind_password {
             PasswordSource::File(path) => std::fs::read_to_string(path)
-                .map_err(|source| LdapSetupError::PasswordFile {
+                .map_err(|cause| LdapSetupError::PasswordFile {
                     path: path.clone(),
-                    source,
+                    cause,
                 })?
                 // Editors and `echo` add a newline that is not part of the password.
                 .trim_end_matches(['\n', '\r'])

@@ -3,6 +3,8 @@
 
 mod auth;
 mod azure;
+mod http2;
+mod location;
 pub mod names;
 mod rate_limits;
 mod raw;
@@ -93,12 +95,21 @@ pub struct Limits {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How many clients each rate limit remembers at most.
     pub rate_limit_keys: u64,
+    /// How many bytes an HTTP/2 client may send on one stream ahead of what wharf has read
+    /// (its upload speed is at most this per round trip), and on all of a connection's.
+    pub http2_stream_window: u32,
+    pub http2_connection_window: u32,
 }
 
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
     pub max_manifest_bytes: u64,
     pub manifest_cache_bytes: u64,
+    /// `registry.delete`. Deletes are off unless granted, as on registry:2: `Some(true)`
+    /// allows them (on servers with logins, still only to whom the access rules give
+    /// `delete`); `Some(false)` refuses them everywhere; unset, a server with logins leaves
+    /// it to its access rules (a rule must name `delete`) and a server without refuses.
+    pub delete: Option<bool>,
 }
 
 #[derive(Clone, Debug)]
@@ -127,10 +138,12 @@ pub enum LogFormat {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    // The cause is part of the message, so it is not also the error's `source()`: a chain
+    // printer (`{:#}`, anyhow) would say it twice.
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
@@ -152,20 +165,29 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
-    /// Parses and validates TOML text; `origin` names it in errors.
+    /// Parses and validates TOML text; `origin` names it in errors, with the line.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_owned(),
-            message: e.to_string(),
-        })?;
-        validate(raw, origin)
+        let raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(text, origin, &e))?;
+        validate(raw, origin).map_err(|e| e.placed(text))
+    }
+
+    /// `file:line` of `key` in the config file at `path` (just `file` when the key is not
+    /// in it), for errors found after loading, such as `check-config`'s.
+    pub fn origin_of(path: &Path, key: &str) -> String {
+        let line = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| location::line_of(&text, key));
+        match line {
+            Some(line) => format!("{}:{line}", path.display()),
+            None => path.display().to_string(),
+        }
     }
 
     /// `--config`/`WHARF_CONFIG` when given, else `conf/wharf.toml` when it exists, else
@@ -179,6 +201,66 @@ impl Config {
             )),
             None => Ok((Self::builtin(), "built-in default".to_owned())),
         }
+    }
+}
+
+impl ConfigError {
+    /// Adds the line of the key to a validation error's origin.
+    fn placed(self, text: &str) -> Self {
+        match self {
+            ConfigError::Invalid {
+                origin,
+                key,
+                problem,
+                fix,
+            } => ConfigError::Invalid {
+                origin: match location::line_of(text, &key) {
+                    Some(line) => format!("{origin}:{line}"),
+                    None => origin,
+                },
+                key,
+                problem,
+                fix,
+            },
+            other => other,
+        }
+    }
+}
+
+/// A TOML or serde error, with `file:line:column`, the key when there is one, and plain
+/// words for the mistakes serde words obscurely.
+fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
+    let Some(span) = e.span() else {
+        return ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.message().to_owned(),
+        };
+    };
+    let (line, col) = location::line_col(text, span.start);
+    let message = match location::key_at(text, span.start) {
+        // `[server.auth]` with no `[[server]]` above it makes `server` a table, where an
+        // array of tables belongs.
+        Some(key)
+            if e.message()
+                .starts_with("invalid type: map, expected a sequence") =>
+        {
+            let header = key
+                .split('.')
+                .map(|k| k.split('[').next().unwrap_or(k))
+                .collect::<Vec<_>>()
+                .join(".");
+            format!(
+                "`{key}` is a single table, but it must be a list of blocks: start each block \
+                 with `[[{header}]]` (double brackets), and put tables such as \
+                 `[{header}.auth]` below the `[[{header}]]` they belong to"
+            )
+        }
+        Some(key) => format!("`{key}`: {}", e.message()),
+        None => e.message().to_owned(),
+    };
+    ConfigError::Parse {
+        path: format!("{origin}:{line}:{col}"),
+        message,
     }
 }
 
@@ -200,6 +282,28 @@ impl Check<'_> {
             problem: problem.into(),
             fix: fix.into(),
         }
+    }
+
+    /// An `IP:port` address, telling a port out of range from other mistakes.
+    pub(crate) fn socket_addr(
+        &self,
+        key: &str,
+        text: &str,
+        example: &str,
+    ) -> Result<SocketAddr, ConfigError> {
+        text.parse().map_err(|_| {
+            let problem = match text.rsplit_once(':') {
+                Some((_, port))
+                    if !port.is_empty()
+                        && port.bytes().all(|b| b.is_ascii_digit())
+                        && port.parse::<u16>().is_err() =>
+                {
+                    format!("is {text:?}: port out of range (0 to 65535)")
+                }
+                _ => format!("is {text:?}, not an IP address with a port"),
+            };
+            self.invalid(key, problem, format!("write it like {example}"))
+        })
     }
 
     pub(crate) fn duration(
@@ -229,6 +333,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         raw.shutdown.grace.as_deref(),
         Duration::from_secs(30),
     )?;
+    let (http2_stream_window, http2_connection_window) = http2::windows(&check, &raw.limits)?;
     let limits = Limits {
         tls_handshake_timeout: check.duration(
             "limits.tls_handshake_timeout",
@@ -251,6 +356,8 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
             .limits
             .rate_limit_keys
             .unwrap_or(rate_limits::DEFAULT_MAX_KEYS),
+        http2_stream_window,
+        http2_connection_window,
     };
     if limits.rate_limit_keys < 100 {
         return Err(check.invalid(
@@ -316,13 +423,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
     };
     let admin_address = match raw.admin.address.as_deref() {
         None => None,
-        Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
-            check.invalid(
-                "admin.address",
-                format!("is {a:?}, not an IP address with a port"),
-                "write it like \"127.0.0.1:9091\"",
-            )
-        })?),
+        Some(a) => Some(check.socket_addr("admin.address", a, "\"127.0.0.1:9091\"")?),
     };
     if let Some(a) = admin_address.filter(|a| a.port() != 0) {
         if raw
@@ -353,6 +454,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         registry: RegistryConfig {
             max_manifest_bytes,
             manifest_cache_bytes,
+            delete: raw.registry.delete,
         },
         log: LogConfig {
             level,
@@ -390,6 +492,46 @@ mod tests {
     fn unknown_keys_are_errors() {
         assert!(err("[storage]\nrot = \"x\"").contains("unknown field `rot`"));
         assert!(err("colour = 1").contains("unknown field `colour`"));
+    }
+
+    #[test]
+    fn validation_errors_name_the_line() {
+        let e = err("[storage]\n\n[[listener]]\naddress = \"nowhere\"");
+        assert!(e.starts_with("config test:4: `listener[0].address`"), "{e}");
+        let e = err("[log]\n# the format\nformat = \"xml\"");
+        assert!(e.starts_with("config test:3: `log.format`"), "{e}");
+    }
+
+    #[test]
+    fn serde_errors_name_the_line_and_the_key() {
+        let e = err("[storage]\nrot = \"x\"");
+        assert!(
+            e.contains("test:2:1: `storage.rot`: unknown field `rot`"),
+            "{e}"
+        );
+        let e = err("[[server]]\nnames = [\"a\"]\n[[server.route]]\npath = 5");
+        assert!(e.contains("test:4:8: `server[0].route[0].path`"), "{e}");
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_called_that() {
+        for text in [
+            "[[listener]]\naddress = \"0.0.0.0:99999\"",
+            "[admin]\naddress = \"127.0.0.1:70000\"",
+            "[[listener]]\naddress = \"0.0.0.0:80\"\nredirect_port = 99999",
+        ] {
+            let e = err(text);
+            assert!(e.contains("port out of range"), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_server_table_without_a_server_block_says_so() {
+        let e = err("[storage]\nroot = \"d\"\n\n[server.auth]\nrealm = \"x\"\n");
+        assert!(
+            e.contains("test:4:") && e.contains("`[[server]]`") && !e.contains("sequence"),
+            "{e}"
+        );
     }
 
     #[test]

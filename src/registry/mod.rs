@@ -132,8 +132,9 @@ impl Registry {
         }
     }
 
-    /// Every repository the caller may see (all of them without a [`access::Visibility`]
-    /// in the request), sorted by name. What `_catalog` and `/v1/search` list.
+    /// Every repository the caller may see, sorted by name: what `_catalog` and
+    /// `/v1/search` list. Without an [`access::Visibility`] in the request, nothing: a
+    /// gateway that forgot to say who may see what must not show everything.
     pub(crate) async fn visible_repositories(&self, req: &Parts) -> ApiResult<Vec<String>> {
         let visibility = req.extensions.get::<access::Visibility>();
         Ok(self
@@ -142,7 +143,7 @@ impl Registry {
             .await?
             .into_iter()
             .map(|r| r.as_str().to_owned())
-            .filter(|r| visibility.is_none_or(|v| v.allows(r)))
+            .filter(|r| visibility.is_some_and(|v| v.allows(r)))
             .collect())
     }
 

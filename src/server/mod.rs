@@ -9,7 +9,9 @@
 mod admin;
 mod conn;
 mod conn_limit;
+mod drain;
 mod maintenance;
+mod transport;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,12 +37,14 @@ use crate::tls::error::TlsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot open storage root {path}: {source}")]
-    Storage { path: String, source: io::Error },
-    #[error("cannot listen on {address}: {source}")]
+    // The cause is part of the message, so it is not also the error's `source()`: a chain
+    // printer (`{:#}`, anyhow) would say it twice.
+    #[error("cannot open storage root {path}: {cause}")]
+    Storage { path: String, cause: io::Error },
+    #[error("cannot listen on {address}: {cause}")]
     Bind {
         address: SocketAddr,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -153,7 +157,7 @@ impl Server {
             Some(address) => Some(
                 TcpListener::bind(address)
                     .await
-                    .map_err(|source| ServerError::Bind { address, source })?,
+                    .map_err(|cause| ServerError::Bind { address, cause })?,
             ),
             None => None,
         };
@@ -162,9 +166,9 @@ impl Server {
             let listener =
                 TcpListener::bind(l.address)
                     .await
-                    .map_err(|source| ServerError::Bind {
+                    .map_err(|cause| ServerError::Bind {
                         address: l.address,
-                        source,
+                        cause,
                     })?;
             listeners.push((listener, l.clone()));
         }
@@ -271,7 +275,7 @@ async fn build_shared(
                 .await
                 .map_err(|e| ServerError::Storage {
                     path: "certificates".into(),
-                    source: io::Error::other(e),
+                    cause: io::Error::other(e),
                 })??;
             Some(loaded)
         }
@@ -338,9 +342,9 @@ pub async fn open_storage(
     .await
     .map_err(io::Error::other)
     .and_then(|r| r);
-    opened.map_err(|source| ServerError::Storage {
+    opened.map_err(|cause| ServerError::Storage {
         path: describe_root(backend, root),
-        source,
+        cause,
     })
 }
 

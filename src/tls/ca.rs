@@ -8,6 +8,7 @@
 mod files;
 mod leaf;
 mod names;
+mod trust;
 mod verify;
 
 use std::net::IpAddr;
@@ -27,6 +28,7 @@ use super::pem;
 pub use files::{write_atomic, CERT_MODE, KEY_MODE};
 pub use leaf::{ensure_leaf, LeafFiles, RENEW_BEFORE_DAYS};
 pub use names::file_stem;
+pub use trust::{trust_hint, write_trust_dir, TrustHint, TRUST_DIR};
 
 /// CA certificate file name inside the CA directory.
 pub const CA_CERT: &str = "ca.crt";
@@ -103,6 +105,7 @@ impl Ca {
         // key is lost.
         files::write_atomic(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
         files::write_atomic(&cert_path, cert.pem().as_bytes(), CERT_MODE)?;
+        write_trust_dir(dir)?;
         Ok(Ca {
             dir: dir.to_path_buf(),
             cert_pem: cert.pem(),
@@ -353,53 +356,7 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
 }
 
 fn rcgen_err(action: &'static str) -> impl Fn(rcgen::Error) -> TlsError {
-    move |source| TlsError::Rcgen { action, source }
-}
-
-/// The commands that make docker, podman/skopeo and the OS trust `ca_cert` for a registry
-/// at `host_port`. `wharf cert trust` prints it, and `wharf serve` at start-up for hosts
-/// using wharf's CA.
-pub fn trust_hint(ca_cert: &Path, host_port: &str) -> String {
-    let ca = std::fs::canonicalize(ca_cert).unwrap_or_else(|_| ca_cert.to_path_buf());
-    let ca = shell_quote(&ca.display().to_string());
-    // docker looks certificates up by the host alone when the port is 443.
-    let docker_dir = match host_port.strip_suffix(":443") {
-        Some(host) => host,
-        None => host_port,
-    };
-    let docker = shell_quote(&format!("/etc/docker/certs.d/{docker_dir}"));
-    let containers = shell_quote(&format!("/etc/containers/certs.d/{host_port}"));
-    format!(
-        "To trust wharf's CA {ca} for {host_port}, run on each client machine \
-         (copy the file there first):\n\
-         \n\
-         docker:\n\
-         \x20 sudo mkdir -p {docker}\n\
-         \x20 sudo cp {ca} {docker}/ca.crt\n\
-         \n\
-         podman, skopeo, buildah (rootless: ~/.config/containers/certs.d/ works too):\n\
-         \x20 sudo mkdir -p {containers}\n\
-         \x20 sudo cp {ca} {containers}/ca.crt\n\
-         \n\
-         the OS trust store (curl, oras, containerd, ...):\n\
-         \x20 Debian/Ubuntu:\n\
-         \x20   sudo cp {ca} /usr/local/share/ca-certificates/wharf-ca.crt\n\
-         \x20   sudo update-ca-certificates\n\
-         \x20 RHEL/Fedora:\n\
-         \x20   sudo cp {ca} /etc/pki/ca-trust/source/anchors/wharf-ca.crt\n\
-         \x20   sudo update-ca-trust\n"
-    )
-}
-
-/// Quotes for a POSIX shell when needed, so printed commands can be pasted as they are.
-fn shell_quote(s: &str) -> String {
-    let plain = s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-:+=@,".contains(c));
-    match plain && !s.is_empty() {
-        true => s.to_string(),
-        false => format!("'{}'", s.replace('\'', r"'\''")),
-    }
+    move |cause| TlsError::Rcgen { action, cause }
 }
 
 #[cfg(test)]

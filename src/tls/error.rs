@@ -10,16 +10,18 @@ pub enum TlsError {
     #[error("{path}: file not found")]
     NotFound { path: PathBuf },
 
-    #[error("cannot read {path}: {source}")]
+    // The cause is part of the message, so it is not also the error's `source()`: a chain
+    // printer (`{:#}`, anyhow) would say it twice.
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("{path}: not valid PEM: {reason}")]
@@ -68,9 +70,9 @@ pub enum TlsError {
     #[error("cannot issue a certificate for {name}: {reason}")]
     LeafRejected { name: String, reason: String },
 
-    #[error("cannot {action}: {source}")]
+    #[error("cannot {action}: {cause}")]
     Rcgen {
         action: &'static str,
-        source: rcgen::Error,
+        cause: rcgen::Error,
     },
 }

@@ -18,7 +18,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
         },
         _ => TlsError::Read {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         },
     })
 }
@@ -141,7 +141,7 @@ fn pem_error(e: pem::Error, path: &Path) -> TlsError {
     match e {
         pem::Error::Io(source) => TlsError::Read {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         },
         other => TlsError::Pem {
             path: path.to_path_buf(),

@@ -224,3 +224,79 @@ fn check_config_checks_htpasswd_files_and_access_rules() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An OS error is said once: "cannot read ...: No such file or directory (os error 2)", not
+/// followed by the same text again from the error's source.
+#[test]
+fn os_errors_are_printed_once() {
+    let out = wharf()
+        .args(["check-config", "/no/such/file.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\naddress = \"{}\"\n[storage]\nroot = {:?}\n",
+            taken.local_addr().unwrap(),
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let out = wharf()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert_eq!(err.matches("(os error 98)").count(), 1, "{err}");
+}
+
+/// Outside the repository, with no file named, `check-config` checks what `serve` would run
+/// with: the built-in default.
+#[test]
+fn check_config_without_a_file_checks_what_serve_would_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wharf()
+        .arg("check-config")
+        .current_dir(dir.path())
+        .env_remove("WHARF_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("built-in default: ok"), "{said}");
+}
+
+/// Errors found after loading (access rules, htpasswd files) name the file and line too.
+#[test]
+fn check_config_names_the_line_of_an_access_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, format!("a:{}\n", bcrypt::hash("pw", 4).unwrap())).unwrap();
+    let config = dir.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!("[[server]]\ndefault = true\n\n[server.auth]\nproviders = [{{ htpasswd = {users:?} }}]\naccess = [\n  {{ repos = \"*\", who = [\"a\"], actions = [\"pull\"] }},\n  {{ repos = \"Team/*\", who = [\"a\"], actions = [\"pull\"] }},\n]\n"),
+    )
+    .unwrap();
+    let out = wharf().arg("check-config").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:8:", config.display())) && err.contains("access[1]"),
+        "{err}"
+    );
+}

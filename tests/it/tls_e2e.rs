@@ -174,7 +174,9 @@ fn podman_and_skopeo_over_tls_trusting_wharfs_ca() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    // The documented path: `wharf cert ca`, then a self-signed server block.
+    // The documented path: `wharf cert ca`, then a self-signed server block, and clients
+    // given the folder `wharf cert ca` names for --cert-dir. (The CA folder itself fails:
+    // podman takes ca.key for a client key and wants its ca.cert.)
     let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(["cert", "ca", "--dir"])
         .arg(ca.path())
@@ -185,12 +187,14 @@ fn podman_and_skopeo_over_tls_trusting_wharfs_ca() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let said = String::from_utf8_lossy(&out.stdout);
+    let cert_dir = said
+        .lines()
+        .find_map(|l| l.split_once("--cert-dir ").map(|(_, dir)| dir.trim()))
+        .unwrap_or_else(|| panic!("`wharf cert ca` names no --cert-dir folder:\n{said}"))
+        .to_owned();
     let wharf =
         WharfProcess::spawn_config(conf.path(), &self_signed_config(root.path(), ca.path()));
-    let cert_dir = work.path().join("certs.d");
-    std::fs::create_dir_all(&cert_dir).unwrap();
-    std::fs::copy(ca.path().join("ca.crt"), cert_dir.join("ca.crt")).unwrap();
-    let cert_dir = cert_dir.to_str().unwrap().to_owned();
 
     let podman = |args: &[&str]| {
         let out = crate::support::podman(work.path())

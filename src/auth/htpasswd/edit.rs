@@ -51,7 +51,9 @@ pub fn check_new_password(password: &str) -> Result<(), HtpasswdError> {
 
 /// A bcrypt hash with Apache's `$2y$` prefix. Blocking: it takes as long as a login check.
 pub fn hash_password(password: &str, cost: u32) -> Result<String, HtpasswdError> {
-    Ok(bcrypt::hash_with_result(password, cost)?.format_for_version(bcrypt::Version::TwoY))
+    Ok(bcrypt::hash_with_result(password, cost)
+        .map_err(HtpasswdError::Hash)?
+        .format_for_version(bcrypt::Version::TwoY))
 }
 
 /// Whether `line` is an entry of `user` (as the loader would read it).
@@ -117,9 +119,9 @@ fn line_ending(line: &[u8]) -> &'static [u8] {
 /// same directory, with the old file's permissions or 0600 for a new one, is written,
 /// fsynced and renamed over it, so a crash or a reader sees the old file or the new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HtpasswdError> {
-    let write_err = |source| HtpasswdError::Write {
+    let write_err = |cause| HtpasswdError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let target = match std::fs::canonicalize(path) {
         Ok(real) => real,

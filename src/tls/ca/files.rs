@@ -17,9 +17,9 @@ pub const CERT_MODE: u32 = 0o644;
 /// create and chmod), fsynced, then renamed over `path`: a crash leaves the old file or the
 /// new one, never half a key.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
-    let write_err = |source| TlsError::Write {
+    let write_err = |cause| TlsError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
@@ -65,9 +65,9 @@ fn create_new(path: &Path, _mode: u32) -> std::io::Result<std::fs::File> {
 
 /// Creates `dir` (and its parents) if missing.
 pub fn ensure_dir(dir: &Path) -> Result<(), TlsError> {
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+    std::fs::create_dir_all(dir).map_err(|cause| TlsError::Write {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })
 }
 

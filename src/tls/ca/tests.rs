@@ -316,13 +316,55 @@ fn trust_hint_names_every_store() {
     ] {
         assert!(hint.contains(needle), "missing {needle:?} in\n{hint}");
     }
-    // Port 443: docker's directory is the bare host.
-    let hint = trust_hint(Path::new("/x/ca.crt"), "registry.test:443");
+    // Another port: one folder name per client, with the port.
+    assert!(!hint.contains("certs.d/registry.test/"), "{hint}");
     assert!(
-        hint.contains("/etc/docker/certs.d/registry.test/ca.crt"),
+        hint.contains("/etc/containerd/certs.d/registry.test:5000/hosts.toml")
+            && hint.contains("https://registry.test:5000"),
         "{hint}"
     );
+    assert!(hint.contains("--cert-dir /srv/wharf/certs/trust"), "{hint}");
     // Paths that need quoting are quoted.
     let hint = trust_hint(Path::new("/my certs/ca.crt"), "r:5000");
     assert!(hint.contains("'/my certs/ca.crt'"), "{hint}");
+}
+
+/// With port 443, docker, podman and containerd look in `certs.d/HOST` for
+/// `HOST/team/app` and in `certs.d/HOST:443` for `HOST:443/team/app`: both are printed, for
+/// every client, as is a bare host (which means 443).
+#[test]
+fn port_443_hints_cover_the_name_with_and_without_the_port() {
+    for host_port in ["registry.test:443", "registry.test"] {
+        let hint = trust_hint(Path::new("/x/ca.crt"), host_port);
+        for root in [
+            "/etc/docker/certs.d",
+            "/etc/containers/certs.d",
+            "/etc/containerd/certs.d",
+        ] {
+            for dir in ["registry.test", "registry.test:443"] {
+                assert!(
+                    hint.contains(&format!("{root}/{dir}/ca.crt")),
+                    "{host_port}: missing {root}/{dir} in\n{hint}"
+                );
+            }
+        }
+        assert!(hint.contains("/etc/containerd/certs.d/registry.test:443/hosts.toml"));
+        assert!(hint.contains("--cert-dir /x/trust"), "{hint}");
+    }
+}
+
+#[test]
+fn creating_a_ca_writes_a_trust_folder_with_only_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::create(dir.path(), &CaOptions::default()).unwrap();
+    let trust = dir.path().join(TRUST_DIR);
+    let files: Vec<_> = std::fs::read_dir(&trust)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, ["ca.crt"]);
+    assert_eq!(
+        std::fs::read(trust.join("ca.crt")).unwrap(),
+        std::fs::read(ca.cert_path()).unwrap()
+    );
 }

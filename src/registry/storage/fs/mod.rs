@@ -1,6 +1,7 @@
 //! The filesystem backend: everything under one root directory, laid out as [`layout`]
 //! describes. All file I/O runs on tokio's blocking pool.
 
+mod append;
 mod atomic;
 mod layout;
 mod root_lock;

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
+use super::append::{self, Sink};
 use super::atomic;
 use super::layout::Layout;
 use super::{blocking, stream};
@@ -108,14 +109,12 @@ pub async fn append(
         if !owned_by(&l, id, &r)? {
             return Ok(None);
         }
-        let file = OpenOptions::new()
-            .append(true)
-            .open(l.upload_dir(id).join("data"))?;
-        let size = file.metadata()?.len();
-        Ok(Some((file, size)))
+        let sink = Sink::open(&l.upload_dir(id).join("data"))?;
+        let size = sink.len();
+        Ok(Some((sink, size)))
     })
     .await?;
-    let Some((file, size)) = opened else {
+    let Some((sink, size)) = opened else {
         drop(hash_state);
         sessions.release_unknown(id, lock);
         return Ok(Append::UnknownUpload);
@@ -133,7 +132,7 @@ pub async fn append(
         Some(r) => storage::at_most(body, r.len.saturating_add(1)),
         None => body,
     };
-    let done = stream::append(file, hasher, body)
+    let done = append::append(sink, hasher, body)
         .await
         .map_err(StorageError::io("append upload"))?;
     if let (Some(r), None) = (range, &done.body_error) {
