@@ -55,6 +55,7 @@ impl Registry {
     ) -> ApiResult<Arc<CachedManifest>> {
         let shared = self.storage.shared();
         let key = reference.to_string();
+        let ticket = self.cache.ticket();
         if !shared {
             if let Some(m) = self.cache.get(repo, &key) {
                 return Ok(m);
@@ -90,12 +91,12 @@ impl Registry {
                     media_type: String::from_utf8_lossy(&media_type).into_owned(),
                     bytes,
                 });
-                self.cache.insert(repo, &by_digest, m.clone());
+                self.cache.insert(repo, &by_digest, m.clone(), ticket);
                 m
             }
         };
         if !shared {
-            self.cache.insert(repo, &key, m.clone());
+            self.cache.insert(repo, &key, m.clone(), ticket);
         }
         Ok(m)
     }

@@ -9,6 +9,8 @@ pub mod storage;
 
 mod blobs;
 mod cache;
+#[cfg(test)]
+mod cache_race_tests;
 mod health;
 mod listing;
 mod manifest;
@@ -41,7 +43,7 @@ fn owner_of(repo: &reference::RepoName, parts: &Parts) -> storage::UploadOwner {
 }
 
 /// Limits and knobs of the engine, from the config.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistryOptions {
     /// Manifests larger than this are refused with 413.
     pub max_manifest_bytes: u64,
@@ -69,6 +71,10 @@ impl Registry {
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
     }
 
     /// Serves one `/v2/...` request.

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Config, Limits, ListenerConfig, RouteTarget, StorageBackend};
+use crate::config::{Config, Limits, ListenerConfig, RouteTarget, StorageBackend, StorageConfig};
 use crate::gateway::metrics::Metrics;
 use crate::gateway::Gateway;
 use crate::registry::storage::fs::FsStorage;
@@ -51,6 +51,8 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
+    #[error("{keys} changed: that needs a restart, so nothing of this reload was applied (restore the running values to reload the rest)")]
+    RestartNeeded { keys: String },
 }
 
 /// What every connection needs.
@@ -99,6 +101,8 @@ impl State {
 pub struct Reloader {
     state: Arc<State>,
     listeners: Vec<ListenerConfig>,
+    /// What the engines run with; changes to it are refused (see `keys_needing_restart`).
+    storage: StorageConfig,
 }
 
 impl Reloader {
@@ -116,6 +120,12 @@ impl Reloader {
             tracing::warn!(
                 "listener changes take effect after a restart; keeping the current listeners"
             );
+        }
+        let restart = self.storage.keys_needing_restart(&config.storage);
+        if !restart.is_empty() {
+            return Err(ServerError::RestartNeeded {
+                keys: restart.join(", "),
+            });
         }
         let known = self
             .state
@@ -185,6 +195,7 @@ impl Server {
         Reloader {
             state: self.state.clone(),
             listeners: self.config.listeners.clone(),
+            storage: self.config.storage.clone(),
         }
     }
 
@@ -295,20 +306,24 @@ async fn open_registries(
             RouteTarget::Registry { root } => Some(root.clone()),
             RouteTarget::Upstream { .. } | RouteTarget::Redirect { .. } => None,
         });
+    let options = RegistryOptions {
+        max_manifest_bytes: config.registry.max_manifest_bytes,
+        manifest_cache_bytes: config.registry.manifest_cache_bytes,
+    };
     for root in roots {
         if out.contains_key(&root) {
             continue;
         }
-        if let Some(existing) = known.get(&root) {
-            out.insert(root, existing.clone());
-            continue;
-        }
-        let storage = open_storage(&config.storage.backend, &root).await?;
-        let options = RegistryOptions {
-            max_manifest_bytes: config.registry.max_manifest_bytes,
-            manifest_cache_bytes: config.registry.manifest_cache_bytes,
+        let engine = match known.get(&root) {
+            Some(existing) if *existing.options() == options => existing.clone(),
+            // New `[registry]` limits: a new engine (and manifest cache) on the same storage.
+            Some(existing) => Arc::new(Registry::new(existing.storage().clone(), options.clone())),
+            None => {
+                let storage = open_storage(&config.storage.backend, &root).await?;
+                Arc::new(Registry::new(storage, options.clone()))
+            }
         };
-        out.insert(root, Arc::new(Registry::new(storage, options)));
+        out.insert(root, engine);
     }
     Ok(out)
 }

@@ -18,6 +18,7 @@ mod connections;
 mod crash;
 mod deletes;
 mod front_door;
+mod fs_storage;
 mod htpasswd;
 mod http2_windows;
 mod ldap;

@@ -10,6 +10,8 @@ pub use super::azure::{AzureConfig, AzureCredentials};
 use super::raw::{RawS3, RawStorage};
 use super::{Check, ConfigError};
 
+mod reload;
+
 #[derive(Clone, Debug)]
 pub struct StorageConfig {
     /// The filesystem backend's directory, and the root of routes that name none. With

@@ -4,6 +4,7 @@
 mod append;
 mod atomic;
 mod layout;
+mod root_lock;
 mod stream;
 mod uploads;
 
@@ -25,26 +26,34 @@ use crate::registry::reference::{Digest, RepoName, Tag};
 pub struct FsStorage {
     layout: Layout,
     sessions: uploads::Sessions,
+    /// Held while the root is in use: no other process may open it.
+    _lock: std::sync::Arc<root_lock::RootLock>,
 }
 
 impl FsStorage {
-    /// Opens (creating if needed) a storage root, and clears staging files a crash left.
+    /// Opens (creating if needed) a storage root, locks it against other processes, and
+    /// clears staging files a crash left.
     pub fn open(root: &Path) -> io::Result<Self> {
         let layout = Layout::new(root.to_path_buf());
+        fs::create_dir_all(root)?;
+        let (lock, fresh) = root_lock::lock(root)?;
         for dir in [
             root.join("blobs"),
             layout.repositories(),
             layout.uploads(),
             layout.tmp(),
         ] {
-            fs::create_dir_all(&dir)?;
+            atomic::create_dirs(&dir)?;
         }
-        for entry in fs::read_dir(layout.tmp())? {
-            let _ = fs::remove_file(entry?.path());
+        if fresh {
+            for entry in fs::read_dir(layout.tmp())? {
+                let _ = fs::remove_file(entry?.path());
+            }
         }
         Ok(Self {
             layout,
             sessions: uploads::Sessions::default(),
+            _lock: lock,
         })
     }
 

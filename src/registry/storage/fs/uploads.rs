@@ -77,7 +77,7 @@ pub async fn create(
     let tmp = layout.tmp();
     let owner = owner.record();
     blocking("create upload", move || {
-        fs::create_dir_all(&dir)?;
+        atomic::create_dirs(&dir)?;
         File::create(dir.join("data"))?;
         if kind == SessionKind::Monolithic {
             File::create(dir.join(MONOLITHIC))?;
@@ -196,14 +196,14 @@ pub async fn finish(
             _ => stream::hash_file(&mut file, d.algorithm())?,
         };
         if actual != d {
-            fs::remove_dir_all(&dir)?;
+            atomic::remove_dir_all(&dir)?;
             return Ok(Finish::DigestMismatch { actual });
         }
         // Durable before visible: the rename publishes only fsynced bytes. A concurrent
         // finish of the same digest renames identical bytes over it, which is harmless.
         file.sync_all()?;
         atomic::place(&data, &l.blob(&d))?;
-        fs::remove_dir_all(&dir)?;
+        atomic::remove_dir_all(&dir)?;
         Ok(Finish::Done { size })
     })
     .await?;
@@ -228,7 +228,7 @@ pub async fn cancel(
         if !owned_by(&l, id, &r)? {
             return Ok(false);
         }
-        fs::remove_dir_all(l.upload_dir(id))?;
+        atomic::remove_dir_all(&l.upload_dir(id))?;
         Ok(true)
     })
     .await?;
@@ -275,7 +275,7 @@ pub async fn purge(
                 Err(e) => return Err(e),
             };
             if now.duration_since(touched).unwrap_or_default() > max_age {
-                fs::remove_dir_all(entry.path())?;
+                atomic::remove_dir_all(&entry.path())?;
                 stale.push(id);
             }
         }
