@@ -104,3 +104,40 @@ async fn access_log_lines_are_nginx_combined() {
         "query strings are not logged"
     );
 }
+
+/// With `log.format = "json"`, everything wharf writes to stderr is JSON, the start-up hints
+/// on trusting wharf's CA included, so a log shipper can parse every line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_log_is_json_from_the_first_line() {
+    let (root, conf, ca) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let log_path = conf.path().join("wharf.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let toml = format!(
+        "[log]\nformat = \"json\"\n[[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"on\"\n[storage]\nroot = {:?}\n[tls]\nca_dir = {:?}\n[[server]]\nnames = [\"localhost\"]\ndefault = true\ntls = {{ self_signed = true }}\n",
+        root.path().display().to_string(),
+        ca.path().display().to_string()
+    );
+    let mut wharf = WharfProcess::spawn_logging(conf.path(), &toml, log);
+    wharf.terminate();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let mut hint = None;
+    for line in text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\nin\n{text}"));
+        if event["fields"]["cert_dir"].is_string() {
+            hint = Some(event);
+        }
+    }
+    let hint = hint.unwrap_or_else(|| panic!("no trust hint event in\n{text}"));
+    let port = wharf.addr.port();
+    assert_eq!(hint["fields"]["registry"], format!("localhost:{port}"));
+    let ca_dir = std::fs::canonicalize(ca.path()).unwrap();
+    assert_eq!(
+        hint["fields"]["cert_dir"],
+        ca_dir.join("trust").display().to_string()
+    );
+}
