@@ -40,3 +40,45 @@ fn private_keys_and_password_files_are_ignored_by_git() {
         assert!(!ignored(kept), "{kept} is ignored");
     }
 }
+
+/// The systemd unit in examples/ is what the README tells people to install: systemd's own
+/// checker accepts it (with ExecStart pointing at the binary just built, as it would after
+/// `install`), and it keeps the parts the README relies on.
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    if !have_program("systemd-analyze", "systemd") {
+        return;
+    }
+    let unit = std::fs::read_to_string(repo().join("examples/wharf.service"))
+        .expect("examples/wharf.service");
+    for needle in [
+        "User=wharf",
+        "StateDirectory=wharf",
+        "WorkingDirectory=/var/lib/wharf",
+        "ExecStart=/usr/local/bin/wharf serve --config /etc/wharf/wharf.toml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(unit.contains(needle), "the unit lacks {needle:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wharf.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/wharf", env!("CARGO_BIN_EXE_wharf")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let about_it: Vec<_> = said
+        .lines()
+        .filter(|l| l.contains("wharf.service"))
+        .collect();
+    assert!(about_it.is_empty(), "{said}");
+}
