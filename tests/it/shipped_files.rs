@@ -82,3 +82,59 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
         .collect();
     assert!(about_it.is_empty(), "{said}");
 }
+
+/// examples/ldap.toml says how to create every file it names, and after those steps
+/// `check-config` accepts it (it asked for the CA file no step had made).
+#[test]
+fn the_ldap_example_says_how_to_make_each_file_it_names() {
+    let example = repo().join("examples/ldap.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let header: String = text
+        .lines()
+        .take_while(|l| l.starts_with('#') || l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let named: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split('"').nth(1))
+        .filter(|v| v.starts_with("conf/"))
+        .collect();
+    assert_eq!(named.len(), 3, "{named:?}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    for file in &named {
+        assert!(header.contains(file), "the header never makes {file}");
+    }
+    // The steps, done the way the header says.
+    let pki = crate::pki::Pki::new();
+    std::fs::write(dir.path().join("conf/ldap-ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(dir.path().join("conf/ldap.pw"), "service-secret").unwrap();
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    std::fs::write(
+        dir.path().join("conf/users.htpasswd"),
+        format!("admin:{hash}\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("check-config")
+        .arg(&example)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// conf/wharf.toml is what a new user reads first; it must not describe wharf as it was.
+#[test]
+fn the_shipped_config_describes_tls_listeners() {
+    let text = std::fs::read_to_string(repo().join("conf/wharf.toml")).unwrap();
+    assert!(!text.contains("Plain HTTP for now"));
+    for mode in ["\"off\"", "\"on\"", "\"auto\"", "examples/self-signed.toml"] {
+        assert!(text.contains(mode), "conf/wharf.toml does not mention {mode}");
+    }
+}
