@@ -157,10 +157,16 @@ async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
     };
     for (i, server) in config.servers.iter().enumerate() {
         if let Some(auth) = &server.auth {
-            wharf::gateway::authz::validate(auth).map_err(|e| {
+            let warnings = wharf::gateway::authz::validate(auth).map_err(|e| {
                 let key = auth_error_key(i, &e);
                 anyhow::anyhow!("config {}: {key}: {e}", place(&key))
             })?;
+            for w in warnings {
+                eprintln!(
+                    "warning: {}: server[{i}].auth.{w}",
+                    place(&format!("server[{i}].auth"))
+                );
+            }
         }
     }
     let storage = check_storage(&config)

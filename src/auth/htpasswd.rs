@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use super::hashing::bcrypt_verify;
 use super::{AuthError, Credentials, Identity, Lookup, Provider};
 use parse::Users;
 pub use parse::DEFAULT_COST;
@@ -277,15 +278,6 @@ fn read(path: &Path) -> (Option<Stamp>, Result<Vec<u8>, HtpasswdError>) {
         cause,
     });
     (stamp, bytes)
-}
-
-/// `bcrypt::verify` on the blocking pool: it takes tens of milliseconds by design, which
-/// would stall every connection on the reactor thread. `Err` only when the task died.
-async fn bcrypt_verify(
-    password: String,
-    hash: String,
-) -> Result<Result<bool, bcrypt::BcryptError>, tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash)).await
 }
 
 #[async_trait]

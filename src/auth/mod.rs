@@ -5,6 +5,7 @@
 //! action on this repository name?" with plain strings.
 
 pub mod cache;
+mod hashing;
 pub mod htpasswd;
 pub mod ldap;
 pub mod policy;
@@ -27,26 +28,33 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// An `Authorization` header that is not Basic credentials wharf can read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotBasic;
+
 impl Credentials {
-    /// Parses an `Authorization` header value; `None` unless it is well-formed Basic.
-    pub fn from_basic(header: &str) -> Option<Self> {
+    /// Parses an `Authorization` header value. `Ok(None)` for empty credentials (no user and
+    /// no password, `Basic Og==`): podman and skopeo send those after a `/v2/` challenge
+    /// when they have none, so they mean anonymous. A password without a user is an error.
+    pub fn from_basic(header: &str) -> Result<Option<Self>, NotBasic> {
         use base64::Engine as _;
-        let (scheme, rest) = header.trim().split_once(' ')?;
+        let (scheme, rest) = header.trim().split_once(' ').ok_or(NotBasic)?;
         if !scheme.eq_ignore_ascii_case("basic") {
-            return None;
+            return Err(NotBasic);
         }
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(rest.trim())
-            .ok()?;
-        let text = String::from_utf8(decoded).ok()?;
-        let (user, password) = text.split_once(':')?;
-        if user.is_empty() {
-            return None;
+            .map_err(|_| NotBasic)?;
+        let text = String::from_utf8(decoded).map_err(|_| NotBasic)?;
+        let (user, password) = text.split_once(':').ok_or(NotBasic)?;
+        match (user.is_empty(), password.is_empty()) {
+            (true, true) => Ok(None),
+            (true, false) => Err(NotBasic),
+            (false, _) => Ok(Some(Self {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            })),
         }
-        Some(Self {
-            user: user.to_owned(),
-            password: password.to_owned(),
-        })
     }
 }
 
@@ -96,15 +104,27 @@ mod tests {
 
     #[test]
     fn basic_headers_parse() {
-        let c = Credentials::from_basic("Basic YWxpY2U6czNjcjN0OndpdGg6Y29sb25z").unwrap();
+        let c = Credentials::from_basic("Basic YWxpY2U6czNjcjN0OndpdGg6Y29sb25z")
+            .unwrap()
+            .unwrap();
         assert_eq!(c.user, "alice");
         assert_eq!(c.password, "s3cr3t:with:colons");
-        assert!(Credentials::from_basic("Bearer abc").is_none());
-        assert!(Credentials::from_basic("Basic !!!").is_none());
-        assert!(
-            Credentials::from_basic("Basic OnB3").is_none(),
-            "empty user"
-        );
+        assert!(Credentials::from_basic("Bearer abc").is_err());
+        assert!(Credentials::from_basic("Basic !!!").is_err());
+        assert!(Credentials::from_basic("Basic OnB3").is_err(), "empty user");
         assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn empty_basic_credentials_are_anonymous() {
+        // What podman and skopeo send after a challenge when they have no credentials.
+        assert_eq!(
+            Credentials::from_basic("Basic Og==").map(|c| c.is_none()),
+            Ok(true)
+        );
+        assert_eq!(
+            Credentials::from_basic("basic  Og== ").map(|c| c.is_none()),
+            Ok(true)
+        );
     }
 }

@@ -18,6 +18,8 @@ use serde::Deserialize;
 
 use super::Identity;
 
+mod narrowing;
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum Action {
     Pull,
@@ -103,6 +105,8 @@ struct Entry {
 
 #[derive(Debug)]
 struct Grant {
+    /// The rule's position in the config, for messages.
+    index: usize,
     who: Vec<Who>,
     actions: u8,
 }
@@ -114,7 +118,7 @@ enum Pattern {
     Prefix(String),
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Clone)]
 enum Who {
     /// Written `anonymous`: everyone.
     Anyone,
@@ -136,6 +140,7 @@ impl Policy {
                 problem,
             })?;
             let grant = Grant {
+                index,
                 who: parse_who(index, &rule.who)?,
                 actions: parse_actions(index, &rule.actions)?,
             };
@@ -162,6 +167,7 @@ impl Policy {
             entries: vec![Entry {
                 pattern: Pattern::Prefix(String::new()),
                 grants: vec![Grant {
+                    index: 0,
                     who: vec![Who::Authenticated],
                     actions: ALL_ACTIONS,
                 }],

@@ -3,6 +3,7 @@
 
 mod auth;
 mod azure;
+mod http2;
 mod location;
 mod log;
 pub mod names;
@@ -96,12 +97,21 @@ pub struct Limits {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How many clients each rate limit remembers at most.
     pub rate_limit_keys: u64,
+    /// How many bytes an HTTP/2 client may send on one stream ahead of what wharf has read
+    /// (its upload speed is at most this per round trip), and on all of a connection's.
+    pub http2_stream_window: u32,
+    pub http2_connection_window: u32,
 }
 
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
     pub max_manifest_bytes: u64,
     pub manifest_cache_bytes: u64,
+    /// `registry.delete`. Deletes are off unless granted, as on registry:2: `Some(true)`
+    /// allows them (on servers with logins, still only to whom the access rules give
+    /// `delete`); `Some(false)` refuses them everywhere; unset, a server with logins leaves
+    /// it to its access rules (a rule must name `delete`) and a server without refuses.
+    pub delete: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +311,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         raw.shutdown.grace.as_deref(),
         Duration::from_secs(30),
     )?;
+    let (http2_stream_window, http2_connection_window) = http2::windows(&check, &raw.limits)?;
     let limits = Limits {
         tls_handshake_timeout: check.duration(
             "limits.tls_handshake_timeout",
@@ -323,6 +334,8 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
             .limits
             .rate_limit_keys
             .unwrap_or(rate_limits::DEFAULT_MAX_KEYS),
+        http2_stream_window,
+        http2_connection_window,
     };
     if limits.rate_limit_keys < 100 {
         return Err(check.invalid(
@@ -389,6 +402,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         registry: RegistryConfig {
             max_manifest_bytes,
             manifest_cache_bytes,
+            delete: raw.registry.delete,
         },
         log,
         shutdown_grace,

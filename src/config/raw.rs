@@ -182,6 +182,10 @@ pub struct RawRoute {
     /// More rate limits for this route, on top of the server's.
     #[serde(default)]
     pub rate_limits: Vec<String>,
+    /// On a server with logins: this route is outside them (no login asked or checked).
+    pub public: Option<bool>,
+    /// Send the logged-in user's name upstream as `X-Forwarded-User`.
+    pub forward_user: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +212,9 @@ pub struct RawLimits {
     pub trusted_proxies: Vec<String>,
     /// How many clients each rate limit remembers at most.
     pub rate_limit_keys: Option<u64>,
+    /// HTTP/2 receive windows in bytes (see `config/http2.rs`).
+    pub http2_stream_window: Option<u64>,
+    pub http2_connection_window: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,6 +273,8 @@ pub struct RawS3 {
 pub struct RawRegistry {
     pub max_manifest_bytes: Option<u64>,
     pub manifest_cache_bytes: Option<u64>,
+    /// Whether deletes are allowed at all (see `RegistryConfig::delete`).
+    pub delete: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,7 +14,7 @@ use crate::auth::cache::LoginCache;
 use crate::auth::htpasswd::Htpasswd;
 use crate::auth::ldap::{Ldap, LdapSetupError};
 use crate::auth::policy::{Action, Policy, RuleSpec};
-use crate::auth::{AuthError, Credentials, Identity, Lookup, Provider};
+use crate::auth::{AuthError, Credentials, Identity, Lookup, NotBasic, Provider};
 use crate::config::{AuthConfig, ProviderConfig};
 use crate::registry::access::{self, Need};
 use crate::registry::error::{ApiError, ApiResult, Code};
@@ -108,6 +108,9 @@ impl ServerAuth {
             }
         }
         let policy = policy_of(config)?;
+        for warning in policy.narrowing_warnings() {
+            tracing::warn!(realm = %config.realm, "access rules: {warning}");
+        }
         Ok(Self {
             challenge: format!("Basic realm=\"{}\"", config.realm),
             providers,
@@ -122,7 +125,24 @@ impl ServerAuth {
 
     /// Decides whether `who` (None: anonymous) may do what the request needs. Returns the
     /// mount decision, or the error to answer with.
-    pub fn authorize(&self, who: Option<&Identity>, need: &Need) -> ApiResult<MountDecision> {
+    pub fn authorize(&self, who: Option<&Identity>, guard: &Guard) -> ApiResult<MountDecision> {
+        let need = match guard {
+            Guard::Open => return Ok(MountDecision::NotAsked),
+            Guard::Login => {
+                return match who {
+                    Some(_) => Ok(MountDecision::NotAsked),
+                    None => Err(self.unauthorized("authentication required")),
+                }
+            }
+            Guard::Unfilterable => {
+                return Err(ApiError::new(
+                    Code::Denied,
+                    "listings through an upstream cannot be filtered by the access rules, so \
+                     they are refused; mark the route public = true if everyone may see them",
+                ))
+            }
+            Guard::Rules(need) => need,
+        };
         let mut mount = MountDecision::NotAsked;
         let allowed = match need {
             Need::Base => who.is_some() || !self.policy.any_needs_login(),
@@ -141,10 +161,7 @@ impl ServerAuth {
         match (allowed, who) {
             (true, _) => Ok(mount),
             (false, None) => Err(self.unauthorized("authentication required")),
-            (false, Some(id)) => Err(ApiError::new(
-                Code::Denied,
-                format!("{} may not do this on this repository", id.user),
-            )),
+            (false, Some(id)) => Err(ApiError::new(Code::Denied, denial(&id.user, need))),
         }
     }
 
@@ -165,10 +182,14 @@ impl ServerAuth {
         let Some(value) = headers.get(AUTHORIZATION) else {
             return Ok(None);
         };
-        let Some(creds) = value.to_str().ok().and_then(Credentials::from_basic) else {
-            return Err(
-                self.unauthorized("the Authorization header is not valid Basic credentials")
-            );
+        let creds = match value.to_str().map(Credentials::from_basic) {
+            Ok(Ok(Some(creds))) => creds,
+            Ok(Ok(None)) => return Ok(None),
+            Ok(Err(NotBasic)) | Err(_) => {
+                return Err(
+                    self.unauthorized("the Authorization header is not valid Basic credentials")
+                )
+            }
         };
         if let Some(wait) = self.failed_logins.refused(client, &creds.user) {
             tracing::warn!(%client, user = %creds.user, retry_after = ?wait, "login refused: too many failed logins");
@@ -183,7 +204,10 @@ impl ServerAuth {
             }
         };
         match self.cache.login(&self.providers, &creds, burn).await {
-            Ok(Some(identity)) => Ok(Some(identity)),
+            Ok(Some(identity)) => {
+                self.failed_logins.succeeded(client, &creds.user);
+                Ok(Some(identity))
+            }
             Ok(None) => match self.failed_logins.failed(client, &creds.user) {
                 None => {
                     tracing::warn!(%client, user = %creds.user, "login failed");
@@ -212,7 +236,8 @@ impl ServerAuth {
 
 /// Checks what the server would load for `config` (htpasswd files, access rules) without
 /// starting anything: what `wharf check-config` reports beyond the config file itself.
-pub fn validate(config: &AuthConfig) -> Result<(), AuthSetupError> {
+/// Returns warnings about rules that are valid but probably not meant.
+pub fn validate(config: &AuthConfig) -> Result<Vec<String>, AuthSetupError> {
     for p in &config.providers {
         match p {
             ProviderConfig::Htpasswd { path } => {
@@ -222,7 +247,7 @@ pub fn validate(config: &AuthConfig) -> Result<(), AuthSetupError> {
             ProviderConfig::Ldap(ldap) => drop(Ldap::new(ldap)?),
         }
     }
-    policy_of(config).map(drop)
+    policy_of(config).map(|p| p.narrowing_warnings())
 }
 
 fn policy_of(config: &AuthConfig) -> Result<Policy, AuthSetupError> {
@@ -237,6 +262,37 @@ fn policy_of(config: &AuthConfig) -> Result<Policy, AuthSetupError> {
         .collect();
     let groups: HashMap<String, Vec<String>> = config.groups.clone().into_iter().collect();
     Policy::new(rules, groups).map_err(|e| AuthSetupError::Policy(e.to_string()))
+}
+
+/// Why a logged-in user was refused: the action and the repository, so the operator
+/// reading the client's error knows which rule to look for.
+fn denial(user: &str, need: &Need) -> String {
+    match need {
+        Need::Repo { repo, action } => {
+            format!(
+                "{user} may not {} on repository {repo:?}",
+                map(*action).as_str()
+            )
+        }
+        Need::Mount { repo, .. } => format!("{user} may not push on repository {repo:?}"),
+        Need::Base | Need::Listing => format!("{user} may not do this"),
+    }
+}
+
+/// What a request needs on a server with logins. Logins belong to the route, not to the
+/// `/v2/` grammar: everything is protected unless known to be safe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// Safe for anyone: the registry engine's banner, health check and `/v1/_ping`.
+    Open,
+    /// Any logged-in user: upstream and redirect paths that are not registry API paths, and
+    /// any path nothing else claims.
+    Login,
+    /// A listing (`_catalog`, `/v1/search`) answered by an upstream, which wharf cannot
+    /// filter by the access rules: refused.
+    Unfilterable,
+    /// A registry API path (on the engine, an upstream or a redirect): the access rules.
+    Rules(Need),
 }
 
 /// What to do with a cross-repository mount request.

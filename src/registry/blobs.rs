@@ -37,16 +37,18 @@ impl Registry {
             false => None,
         };
         let size = size.ok_or_else(|| blob_unknown(digest))?;
-        let range = match req.headers.get(RANGE) {
-            None => None,
-            Some(v) => Some(parse_range(v.to_str().unwrap_or(""), size).ok_or_else(|| {
-                ApiError::new(Code::RangeInvalid, "requested range is not satisfiable")
-                    .with_header(CONTENT_RANGE, format!("bytes */{size}"))
-            })?),
-        };
+        let range = req.headers.get(RANGE).map_or(Ranged::Whole, |v| {
+            parse_range(v.to_str().unwrap_or(""), size)
+        });
         let (status, start, len) = match range {
-            Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
-            None => (StatusCode::OK, 0, size),
+            Ranged::Whole => (StatusCode::OK, 0, size),
+            Ranged::Part(start, end) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+            Ranged::Unsatisfiable => {
+                return Err(
+                    ApiError::new(Code::RangeInvalid, "requested range is not satisfiable")
+                        .with_header(CONTENT_RANGE, format!("bytes */{size}")),
+                )
+            }
         };
         let mut reply = Reply::new(status)
             .header(CONTENT_TYPE, "application/octet-stream")
@@ -99,47 +101,91 @@ pub fn blob_unknown(digest: &Digest) -> ApiError {
     )
 }
 
-/// Parses a single `bytes=` range against a blob of `size` bytes into inclusive bounds.
-/// `None` when the range is malformed or not satisfiable.
-fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None; // multipart ranges are not supported
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (a, b) = (a.trim(), b.trim());
-    let (start, end) = if a.is_empty() {
-        let suffix: u64 = b.parse().ok()?;
-        if suffix == 0 {
-            return None;
-        }
-        (size.saturating_sub(suffix), size.checked_sub(1)?)
-    } else {
-        let start: u64 = a.parse().ok()?;
-        let end = if b.is_empty() {
-            size.checked_sub(1)?
-        } else {
-            b.parse::<u64>().ok()?.min(size.checked_sub(1)?)
-        };
-        (start, end)
+/// What a `Range` header asks of a blob.
+#[derive(Debug, PartialEq, Eq)]
+enum Ranged {
+    /// No range wharf serves: the whole blob, 200. RFC 9110 lets a server ignore any
+    /// `Range`; wharf ignores the ones it does not parse as one `bytes` range (other units,
+    /// several ranges, malformed ones), as Distribution and nginx do, rather than fail them.
+    Whole,
+    /// Inclusive bounds inside the blob: 206.
+    Part(u64, u64),
+    /// A well-formed range that starts past the end (or an empty suffix): 416.
+    Unsatisfiable,
+}
+
+/// Reads a `Range` header against a blob of `size` bytes.
+fn parse_range(value: &str, size: u64) -> Ranged {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ranged::Whole;
     };
-    (start <= end && start < size).then_some((start, end))
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ranged::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    // Digits too long for a u64 are still a position, just one past any blob's end.
+    let number = |s: &str| s.parse::<u64>().unwrap_or(u64::MAX);
+    let last = match size.checked_sub(1) {
+        Some(last) => last,
+        None if digits(a) || digits(b) => return Ranged::Unsatisfiable,
+        None => return Ranged::Whole,
+    };
+    match (digits(a), digits(b), a.is_empty(), b.is_empty()) {
+        // bytes=-N: the last N bytes.
+        (false, true, true, _) => match number(b) {
+            0 => Ranged::Unsatisfiable,
+            n => Ranged::Part(size.saturating_sub(n), last),
+        },
+        // bytes=S- and bytes=S-E
+        (true, _, _, true) | (true, true, _, _) => {
+            let start = number(a);
+            let end = (!b.is_empty()).then(|| number(b));
+            if end.is_some_and(|end| end < start) {
+                Ranged::Whole // first > last is invalid syntax, not an unsatisfiable range
+            } else if start > last {
+                Ranged::Unsatisfiable
+            } else {
+                Ranged::Part(start, end.unwrap_or(last).min(last))
+            }
+        }
+        _ => Ranged::Whole,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::{parse_range, Ranged};
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
-        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
-        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
-        assert_eq!(parse_range("bytes=95-200", 100), Some((95, 99)));
-        assert_eq!(parse_range("bytes=100-", 100), None);
-        assert_eq!(parse_range("bytes=5-1", 100), None);
-        assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
-        assert_eq!(parse_range("items=0-1", 100), None);
-        assert_eq!(parse_range("bytes=0-0", 0), None);
+        use Ranged::{Part, Unsatisfiable, Whole};
+        assert_eq!(parse_range("bytes=0-9", 100), Part(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), Part(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), Part(90, 99));
+        assert_eq!(parse_range("bytes=-1000", 100), Part(0, 99));
+        assert_eq!(parse_range("bytes=95-200", 100), Part(95, 99));
+        assert_eq!(
+            parse_range(&format!("bytes=0-{}", u64::MAX), 100),
+            Part(0, 99)
+        );
+        assert_eq!(
+            parse_range("bytes=0-99999999999999999999999", 100),
+            Part(0, 99)
+        );
+        assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(
+            parse_range("bytes=99999999999999999999999-", 100),
+            Unsatisfiable
+        );
+        assert_eq!(parse_range("bytes=-0", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 100), Whole);
+        assert_eq!(parse_range("bytes=0-1,3-4", 100), Whole);
+        assert_eq!(parse_range("items=0-1", 100), Whole);
+        assert_eq!(parse_range("bytes=", 100), Whole);
+        assert_eq!(parse_range("bytes=-", 100), Whole);
+        assert_eq!(parse_range("bytes=a-b", 100), Whole);
+        assert_eq!(parse_range("bytes=1-2-3", 100), Whole);
     }
 }

@@ -21,10 +21,11 @@ const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifes
 #[derive(Debug)]
 pub struct Manifest {
     pub media_type: String,
-    /// Blobs that must already be in the repository (config and layers).
-    pub blobs: Vec<Digest>,
-    /// Manifests that must already be in the repository (index entries).
-    pub children: Vec<Digest>,
+    /// Blobs that must already be in the repository (config and layers), with the size
+    /// each descriptor claims.
+    pub blobs: Vec<(Digest, u64)>,
+    /// Manifests that must already be in the repository (index entries), with sizes.
+    pub children: Vec<(Digest, u64)>,
     pub subject: Option<Digest>,
     /// `artifactType`, or for image manifests without one, the config's media type.
     pub artifact_type: Option<String>,
@@ -70,11 +71,11 @@ impl Manifest {
         let m: ImageManifest = serde_json::from_value(value)
             .map_err(|e| invalid(format!("not a valid image manifest: {e}")))?;
         check_schema(m.schema_version())?;
-        let mut blobs = vec![digest_of(m.config())?];
+        let mut blobs = vec![sized(m.config())?];
         for layer in m.layers() {
             // Foreign layers live at their URLs, not in the registry.
             if layer.urls().as_ref().is_none_or(Vec::is_empty) {
-                blobs.push(digest_of(layer)?);
+                blobs.push(sized(layer)?);
             }
         }
         let artifact_type = m
@@ -99,11 +100,7 @@ impl Manifest {
         Ok(Self {
             media_type,
             blobs: Vec::new(),
-            children: m
-                .manifests()
-                .iter()
-                .map(digest_of)
-                .collect::<ApiResult<_>>()?,
+            children: m.manifests().iter().map(sized).collect::<ApiResult<_>>()?,
             subject: m.subject().as_ref().map(digest_of).transpose()?,
             artifact_type: m.artifact_type().as_ref().map(ToString::to_string),
             annotations: m.annotations().clone(),
@@ -137,6 +134,11 @@ fn check_schema(v: u32) -> ApiResult<()> {
 fn digest_of(d: &Descriptor) -> ApiResult<Digest> {
     let s = d.digest().to_string();
     Digest::parse(&s).map_err(|why| invalid(format!("descriptor digest {s}: {why}")))
+}
+
+/// A descriptor's digest and the size it claims for the content.
+fn sized(d: &Descriptor) -> ApiResult<(Digest, u64)> {
+    Ok((digest_of(d)?, d.size()))
 }
 
 fn invalid(message: String) -> ApiError {

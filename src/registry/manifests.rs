@@ -154,22 +154,34 @@ impl Registry {
         Ok(reply.empty())
     }
 
-    /// Every blob and child manifest a manifest names must already be in the repository.
+    /// Every blob and child manifest a manifest names must already be in the repository,
+    /// with the size its descriptor claims: clients size downloads and verify by it.
     async fn check_references(&self, repo: &RepoName, m: &Manifest) -> ApiResult<()> {
         let wanted = m
             .blobs
             .iter()
             .map(|d| (LinkKind::Layer, d))
             .chain(m.children.iter().map(|d| (LinkKind::Manifest, d)));
-        for (kind, digest) in wanted {
-            if self.storage.read_link(repo, kind, digest).await?.is_none() {
-                let what = match kind {
-                    LinkKind::Layer => "blob",
-                    LinkKind::Manifest => "manifest",
-                };
+        for (kind, (digest, claimed)) in wanted {
+            let what = match kind {
+                LinkKind::Layer => "blob",
+                LinkKind::Manifest => "manifest",
+            };
+            let linked = self.storage.read_link(repo, kind, digest).await?.is_some();
+            let size = match linked {
+                true => self.storage.blob_size(digest).await?,
+                false => None,
+            };
+            let Some(size) = size else {
                 return Err(ApiError::new(
                     Code::ManifestBlobUnknown,
                     format!("the manifest refers to {what} {digest}, which is not in {repo}"),
+                ));
+            };
+            if size != *claimed {
+                return Err(ApiError::new(
+                    Code::ManifestInvalid,
+                    format!("the manifest says {what} {digest} has {claimed} bytes; it has {size}"),
                 ));
             }
         }

@@ -9,6 +9,7 @@ pub mod storage;
 
 mod blobs;
 mod cache;
+mod health;
 mod listing;
 mod manifest;
 mod manifests;
@@ -52,6 +53,7 @@ pub struct RegistryOptions {
 pub struct Registry {
     storage: Arc<dyn Storage>,
     cache: ManifestCache,
+    health: health::HealthCache,
     options: RegistryOptions,
 }
 
@@ -60,6 +62,7 @@ impl Registry {
         Self {
             storage,
             cache: ManifestCache::new(options.manifest_cache_bytes),
+            health: health::HealthCache::default(),
             options,
         }
     }
@@ -88,6 +91,12 @@ impl Registry {
                 self.put_manifest(&name, &r, &parts, body).await
             }
             (Route::Manifest(name, r), Method::DELETE) => self.delete_manifest(&name, &r).await,
+            // A real client only sends such a reference after a typo; what it asks for is
+            // simply not there (Distribution treats it as a tag nobody pushed).
+            (Route::ImpossibleManifest(_, r), Method::GET | Method::HEAD | Method::DELETE) => Err(
+                ApiError::new(Code::ManifestUnknown, format!("manifest {r:?} is unknown")),
+            ),
+            (Route::ImpossibleManifest(_, r), Method::PUT) => Err(route::invalid_reference(&r)),
             (Route::Blob(name, d), Method::GET) => self.get_blob(&name, &d, &parts, true).await,
             (Route::Blob(name, d), Method::HEAD) => self.get_blob(&name, &d, &parts, false).await,
             (Route::Blob(name, d), Method::DELETE) => self.delete_blob(&name, &d).await,
@@ -117,8 +126,9 @@ impl Registry {
         }
     }
 
-    /// Every repository the caller may see (all of them without a [`access::Visibility`]
-    /// in the request), sorted by name. What `_catalog` and `/v1/search` list.
+    /// Every repository the caller may see, sorted by name: what `_catalog` and
+    /// `/v1/search` list. Without an [`access::Visibility`] in the request, nothing: a
+    /// gateway that forgot to say who may see what must not show everything.
     pub(crate) async fn visible_repositories(&self, req: &Parts) -> ApiResult<Vec<String>> {
         let visibility = req.extensions.get::<access::Visibility>();
         Ok(self
@@ -127,13 +137,19 @@ impl Registry {
             .await?
             .into_iter()
             .map(|r| r.as_str().to_owned())
-            .filter(|r| visibility.is_none_or(|v| v.allows(r)))
+            .filter(|r| visibility.is_some_and(|v| v.allows(r)))
             .collect())
     }
 
-    /// `GET /healthz`: storage accepts writes.
-    pub async fn health(&self) -> ApiResult<()> {
-        Ok(self.storage.check_writable().await?)
+    /// `GET /healthz`: storage accepts writes (as a probe at most a few seconds old found).
+    pub async fn healthy(&self) -> bool {
+        self.health
+            .check(|| async {
+                // The conversion logs why the probe failed.
+                let probed: ApiResult<()> = self.storage.check_writable().await.map_err(Into::into);
+                probed.is_ok()
+            })
+            .await
     }
 
     /// Serves docker's `/v1/_ping` and `/v1/search`.

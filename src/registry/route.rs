@@ -19,6 +19,10 @@ pub enum Route {
     Tags(RepoName),
     /// `/v2/<name>/manifests/<reference>`
     Manifest(RepoName, Reference),
+    /// `/v2/<name>/manifests/<reference>` where the reference is neither a tag nor a digest.
+    /// No such manifest can exist, so reading or deleting it is "unknown" (404); only
+    /// pushing under it is the client's error ([`invalid_reference`]).
+    ImpossibleManifest(RepoName, String),
     /// `/v2/<name>/blobs/<digest>`
     Blob(RepoName, Digest),
     /// `/v2/<name>/blobs/uploads/`
@@ -36,6 +40,7 @@ impl Route {
             Route::Base | Route::Catalog => None,
             Route::Tags(n)
             | Route::Manifest(n, _)
+            | Route::ImpossibleManifest(n, _)
             | Route::Blob(n, _)
             | Route::UploadStart(n)
             | Route::Upload(n, _)
@@ -89,18 +94,24 @@ pub fn parse(path: &str) -> ApiResult<Route> {
         [.., "referrers", d] if n > 2 => Ok(Route::Referrers(name_of(n - 2)?, digest(d)?)),
         [.., "manifests", r] if n > 2 => {
             let name = name_of(n - 2)?;
-            let reference = Reference::parse(r).map_err(|why| {
-                let code = if r.contains(':') {
-                    Code::DigestInvalid
-                } else {
-                    Code::ManifestInvalid
-                };
-                ApiError::new(code, format!("invalid reference {r:?}: {why}"))
-            })?;
-            Ok(Route::Manifest(name, reference))
+            Ok(match Reference::parse(r) {
+                Ok(reference) => Route::Manifest(name, reference),
+                Err(_) => Route::ImpossibleManifest(name, (*r).to_owned()),
+            })
         }
         _ => Err(not_found(path)),
     }
+}
+
+/// Why `r` cannot name a manifest, as the answer to pushing one under it (400).
+pub fn invalid_reference(r: &str) -> ApiError {
+    let why = Reference::parse(r).err().unwrap_or("not a tag or digest");
+    let code = if r.contains(':') {
+        Code::DigestInvalid
+    } else {
+        Code::ManifestInvalid
+    };
+    ApiError::new(code, format!("invalid reference {r:?}: {why}"))
 }
 
 fn name(parts: &[&str]) -> ApiResult<RepoName> {
@@ -159,8 +170,13 @@ mod tests {
         assert_eq!(code("/v2/a%2F..%2Fb/tags/list"), Code::NameInvalid);
         assert_eq!(code("/v2/Upper/tags/list"), Code::NameInvalid);
         assert_eq!(code("/v2/a/blobs/sha256:zz"), Code::DigestInvalid);
-        assert_eq!(code("/v2/a/manifests/sha256:zz"), Code::DigestInvalid);
-        assert_eq!(code("/v2/a/manifests/-bad"), Code::ManifestInvalid);
+        let impossible = |p: &str| match parse(p).unwrap() {
+            Route::ImpossibleManifest(_, r) => invalid_reference(&r).code,
+            other => panic!("{p} parsed as {other:?}"),
+        };
+        assert_eq!(impossible("/v2/a/manifests/sha256:zz"), Code::DigestInvalid);
+        assert_eq!(impossible("/v2/a/manifests/-bad"), Code::ManifestInvalid);
+        assert_eq!(impossible("/v2/a/manifests/.hidden"), Code::ManifestInvalid);
         assert_eq!(
             code("/v2/a/blobs/uploads/not-a-uuid"),
             Code::BlobUploadUnknown

@@ -47,9 +47,11 @@ async fn search(registry: &Registry, req: &Parts) -> ApiResult<Response<Body>> {
         .filter(|name| name.contains(&needle))
         .collect();
     let num_results = matches.len();
+    // `page` is the client's number, up to usize::MAX: a page past the end is empty.
+    let skip = (page - 1).saturating_mul(page_size);
     let results: Vec<_> = matches
         .into_iter()
-        .skip((page - 1) * page_size)
+        .skip(skip)
         .take(page_size)
         .map(|name| {
             json!({

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, Response, StatusCode};
 use super::blobs::DOCKER_CONTENT_DIGEST;
 use super::error::{ApiError, ApiResult, Code};
 use super::reference::{Digest, RepoName};
-use super::storage::{Append, ByteStream, Finish, LinkKind, UploadId, UploadOwner};
+use super::storage::{Append, ByteStream, ChunkRange, Finish, LinkKind, UploadId, UploadOwner};
 use super::Registry;
 use crate::http_util::{query_param, Body, Reply};
 
@@ -145,6 +145,12 @@ impl Registry {
             )
             .with_header(RANGE, range_value(size))
             .with_header(LOCATION, session_location(&owner.repo, id))),
+            Append::LengthMismatch { size } => Err(ApiError::new(
+                Code::RangeInvalid,
+                format!("the body's length differs from its Content-Range; it was discarded and the upload still holds {size} bytes"),
+            )
+            .with_header(RANGE, range_value(size))
+            .with_header(LOCATION, session_location(&owner.repo, id))),
             Append::BodyFailed { size, error } => {
                 tracing::warn!(repo = %owner.repo, upload = %id, size, %error, "upload body broke off");
                 Err(ApiError::new(
@@ -175,9 +181,9 @@ impl Registry {
     }
 }
 
-/// The start offset of a `Content-Range: <start>-<end>` chunk, checked against
-/// `Content-Length` when both are present.
-fn content_range(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+/// The chunk a `Content-Range: <start>-<end>` names, checked against `Content-Length`
+/// when both are present (storage checks it against the body actually received).
+fn content_range(headers: &HeaderMap) -> ApiResult<Option<ChunkRange>> {
     let Some(value) = headers.get(http::header::CONTENT_RANGE) else {
         return Ok(None);
     };
@@ -195,20 +201,22 @@ fn content_range(headers: &HeaderMap) -> ApiResult<Option<u64>> {
     let (a, b) = text.split_once('-').ok_or_else(bad)?;
     let start: u64 = a.trim().parse().map_err(|_| bad())?;
     let end: u64 = b.trim().parse().map_err(|_| bad())?;
-    if end < start {
-        return Err(bad());
-    }
-    if let Some(len) = headers.get(CONTENT_LENGTH) {
-        let len: u64 = len
+    // `end` may be anything a client writes, u64::MAX included: no unchecked arithmetic.
+    let len = end
+        .checked_sub(start)
+        .and_then(|n| n.checked_add(1))
+        .ok_or_else(bad)?;
+    if let Some(declared) = headers.get(CONTENT_LENGTH) {
+        let declared: u64 = declared
             .to_str()
             .ok()
             .and_then(|l| l.parse().ok())
             .ok_or_else(bad)?;
-        if len != end - start + 1 {
+        if declared != len {
             return Err(bad());
         }
     }
-    Ok(Some(start))
+    Ok(Some(ChunkRange { offset: start, len }))
 }
 
 fn parse_digest(s: &str) -> ApiResult<Digest> {

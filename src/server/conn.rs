@@ -12,13 +12,9 @@ use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::Shared;
+use super::{drain, Shared};
 use crate::config::{ListenerConfig, TlsMode};
 use crate::gateway::ConnInfo;
-
-/// hyper's read buffer bounds both the request head and each read of a body; below this,
-/// uploads would be read in needlessly small pieces.
-const MIN_READ_BUFFER: usize = 64 * 1024;
 
 /// The first byte of every TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -89,19 +85,23 @@ where
     let gateway = shared.gateway.clone();
     let service = service_fn(move |req| {
         let (gateway, conn) = (gateway.clone(), conn.clone());
-        async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &conn).await) }
+        async move {
+            let response =
+                drain::answer(req, |req| async move { gateway.handle(req, &conn).await });
+            Ok::<_, std::convert::Infallible>(response.await)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(shared.limits.header_read_timeout)
-        .max_buf_size(shared.limits.max_header_bytes.max(MIN_READ_BUFFER))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    super::transport::tune(&mut builder, &shared.limits);
     let connection = builder.serve_connection(io, service).into_owned();
     if let Err(error) = watcher.watch(connection).await {
         tracing::debug!(%peer, %error, "connection ended with an error");

@@ -9,7 +9,9 @@
 mod admin;
 mod conn;
 mod conn_limit;
+mod drain;
 mod maintenance;
+mod transport;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -14,6 +14,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::error::TlsError;
+use super::read_ahead::ReadAhead;
 use crate::config::names::ServerName;
 use crate::config::{find_server, ServerConfig, ServerTls};
 
@@ -90,15 +91,15 @@ impl TlsServers {
     }
 
     /// Reads the ClientHello, picks the server, and completes the handshake, all within
-    /// `deadline`.
+    /// `deadline`. The socket is read through a [`ReadAhead`] buffer.
     pub async fn accept(
         &self,
         stream: TcpStream,
         local: SocketAddr,
         deadline: Duration,
-    ) -> Result<(TlsStream<TcpStream>, TlsInfo), HandshakeError> {
+    ) -> Result<(TlsStream<ReadAhead<TcpStream>>, TlsInfo), HandshakeError> {
         let handshake = async {
-            let start = LazyConfigAcceptor::new(Acceptor::default(), stream)
+            let start = LazyConfigAcceptor::new(Acceptor::default(), ReadAhead::new(stream))
                 .await
                 .map_err(HandshakeError::Failed)?;
             let sni = start.client_hello().server_name().map(str::to_owned);

@@ -5,3 +5,4 @@ pub mod acceptor;
 pub mod ca;
 pub mod error;
 pub mod pem;
+pub mod read_ahead;

@@ -27,7 +27,9 @@ async fn banner_and_healthz() {
     assert!(r.text().await.unwrap().contains("wharf"));
     let r = s.http.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    // The probe really writes: it fails once the root is gone.
+    // The probe really writes: it fails when the root is gone. (Results are reused for a
+    // few seconds, so this is a server that has not probed yet.)
+    let s = TestServer::start().await;
     std::fs::remove_dir_all(&s.root).unwrap();
     let r = s.http.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);

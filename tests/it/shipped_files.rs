@@ -135,6 +135,9 @@ fn the_shipped_config_describes_tls_listeners() {
     let text = std::fs::read_to_string(repo().join("conf/wharf.toml")).unwrap();
     assert!(!text.contains("Plain HTTP for now"));
     for mode in ["\"off\"", "\"on\"", "\"auto\"", "examples/self-signed.toml"] {
-        assert!(text.contains(mode), "conf/wharf.toml does not mention {mode}");
+        assert!(
+            text.contains(mode),
+            "conf/wharf.toml does not mention {mode}"
+        );
     }
 }

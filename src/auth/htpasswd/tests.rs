@@ -104,15 +104,11 @@ async fn verify_checks_the_password_through_the_provider_trait() {
     assert_eq!(garbage, None);
 }
 
-/// The smallest of a few runs, to keep a busy machine's noise out of the comparison.
-async fn fastest<F: std::future::Future<Output = ()>>(mut run: impl FnMut() -> F) -> Duration {
-    let mut best = Duration::MAX;
-    for _ in 0..3 {
-        let start = Instant::now();
-        run().await;
-        best = best.min(start.elapsed());
-    }
-    best
+/// How long `run` took.
+async fn timed<F: std::future::Future<Output = ()>>(run: F) -> Duration {
+    let start = Instant::now();
+    run.await;
+    start.elapsed()
 }
 
 #[tokio::test]
@@ -121,17 +117,27 @@ async fn unknown_users_cost_what_known_users_cost() {
     let hash = hash_password("right", cost).unwrap();
     let file = File::with(&format!("alice:{hash}\n"));
     let users = Htpasswd::open(&file.path).unwrap();
-    let known = fastest(|| async {
-        let r = users.verify(&creds("alice", "wrong"), &hash).await;
-        assert!(matches!(r, Ok(None)));
-    })
-    .await;
-    let unknown = fastest(|| users.verify_unknown("wrong")).await;
+    // The smallest of several runs of each, taken in turns, to keep a busy machine's noise
+    // out of the comparison: other tests' bcrypts, and waiting for one of the process's
+    // verification permits while they hold them, come and go for both alike.
+    let (mut known, mut unknown) = (Duration::MAX, Duration::MAX);
+    for _ in 0..11 {
+        known = known.min(
+            timed(async {
+                let r = users.verify(&creds("alice", "wrong"), &hash).await;
+                assert!(matches!(r, Ok(None)));
+            })
+            .await,
+        );
+        unknown = unknown.min(timed(users.verify_unknown("wrong")).await);
+    }
     // 256 rounds of bcrypt's key schedule: milliseconds anywhere, not microseconds.
     assert!(unknown > Duration::from_millis(1), "{unknown:?}");
+    // Wide enough for a loaded machine; that the dummy has the file's usual cost exactly is
+    // checked without a clock in parse.rs (the_dummy_uses_the_usual_cost_of_the_file).
     let ratio = unknown.as_secs_f64() / known.as_secs_f64();
     assert!(
-        (0.5..2.0).contains(&ratio),
+        (0.4..2.5).contains(&ratio),
         "known {known:?}, unknown {unknown:?}"
     );
 }

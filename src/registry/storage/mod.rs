@@ -95,6 +95,35 @@ pub enum LinkKind {
     Manifest,
 }
 
+/// Where a chunk claims to go (its `Content-Range`): the session must hold exactly `offset`
+/// bytes, and the body must be exactly `len` bytes long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRange {
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// `body` cut off after `max` bytes. Given `len + 1` for a chunk of `len` bytes, it tells a
+/// body longer than declared without storing what follows.
+pub(crate) fn at_most(body: ByteStream, max: u64) -> ByteStream {
+    use futures_util::StreamExt;
+    let mut left = max;
+    Box::pin(body.scan((), move |_, item| {
+        let item = match item {
+            Ok(_) if left == 0 => return futures_util::future::ready(None),
+            Ok(mut bytes) => {
+                if bytes.len() as u64 > left {
+                    bytes.truncate(left as usize);
+                }
+                left -= bytes.len() as u64;
+                Ok(bytes)
+            }
+            Err(e) => Err(e),
+        };
+        futures_util::future::ready(Some(item))
+    }))
+}
+
 /// The result of appending a body to an upload session.
 #[derive(Debug)]
 pub enum Append {
@@ -104,6 +133,9 @@ pub enum Append {
     UnknownUpload,
     /// The client's chunk does not start where the session ends.
     OffsetMismatch { size: u64 },
+    /// The body was not as long as the chunk's range said. Nothing of it was kept: the
+    /// session still holds `size` bytes.
+    LengthMismatch { size: u64 },
     /// The request body broke off (client gone, truncated body). What arrived is kept,
     /// so the session holds `size` bytes and can be resumed from there.
     BodyFailed { size: u64, error: io::Error },
@@ -218,13 +250,14 @@ pub trait Storage: Send + Sync + 'static {
     async fn create_upload(&self, owner: &UploadOwner) -> StorageResult<UploadId>;
     /// The number of bytes a session holds, or `None` when it is unknown for `owner`.
     async fn upload_size(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<Option<u64>>;
-    /// Appends a body to a session. With `expected_offset`, the append happens only when the
-    /// session currently holds exactly that many bytes.
+    /// Appends a body to a session. With a `range`, the append happens only when the
+    /// session currently holds exactly `range.offset` bytes, and is kept only when the body
+    /// (ending normally) was exactly `range.len` bytes; otherwise the session stays as it was.
     async fn append_upload(
         &self,
         owner: &UploadOwner,
         id: UploadId,
-        expected_offset: Option<u64>,
+        range: Option<ChunkRange>,
         body: ByteStream,
     ) -> StorageResult<Append>;
     /// Verifies the session's bytes against `digest` and makes them the blob `digest`.

@@ -1,6 +1,7 @@
 //! The filesystem backend: everything under one root directory, laid out as [`layout`]
 //! describes. All file I/O runs on tokio's blocking pool.
 
+mod append;
 mod atomic;
 mod layout;
 mod stream;
@@ -16,8 +17,8 @@ use bytes::Bytes;
 
 use self::layout::Layout;
 use super::{
-    Append, ByteStream, Finish, LinkKind, Storage, StorageError, StorageResult, UploadId,
-    UploadOwner,
+    Append, ByteStream, ChunkRange, Finish, LinkKind, Storage, StorageError, StorageResult,
+    UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
 
@@ -304,18 +305,10 @@ impl Storage for FsStorage {
         &self,
         owner: &UploadOwner,
         id: UploadId,
-        expected_offset: Option<u64>,
+        range: Option<ChunkRange>,
         body: ByteStream,
     ) -> StorageResult<Append> {
-        uploads::append(
-            &self.layout,
-            &self.sessions,
-            owner,
-            id,
-            expected_offset,
-            body,
-        )
-        .await
+        uploads::append(&self.layout, &self.sessions, owner, id, range, body).await
     }
 
     async fn finish_upload(

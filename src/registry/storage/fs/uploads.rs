@@ -14,12 +14,14 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
+use super::append::{self, Sink};
 use super::atomic;
 use super::layout::Layout;
 use super::{blocking, stream};
 use crate::registry::reference::{Algorithm, Digest};
 use crate::registry::storage::{
-    Append, ByteStream, Finish, StorageError, StorageResult, UploadId, UploadOwner,
+    self, Append, ByteStream, ChunkRange, Finish, StorageError, StorageResult, UploadId,
+    UploadOwner,
 };
 
 /// sha256 state of a session after exactly `offset` bytes.
@@ -41,6 +43,16 @@ impl Sessions {
     fn forget(&self, id: UploadId) {
         let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&id);
+    }
+
+    /// Drops the lock of an id that named no session, unless another request holds it
+    /// too, so ids a client invents leave nothing behind. `lock` is the caller's handle.
+    fn release_unknown(&self, id: UploadId, lock: Arc<tokio::sync::Mutex<HashState>>) {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Two handles: the map's and the caller's. More means another request waits on it.
+        if Arc::strong_count(&lock) <= 2 {
+            map.remove(&id);
+        }
     }
 }
 
@@ -87,7 +99,7 @@ pub async fn append(
     sessions: &Sessions,
     owner: &UploadOwner,
     id: UploadId,
-    expected_offset: Option<u64>,
+    range: Option<ChunkRange>,
     body: ByteStream,
 ) -> StorageResult<Append> {
     let lock = sessions.lock_of(id);
@@ -97,17 +109,17 @@ pub async fn append(
         if !owned_by(&l, id, &r)? {
             return Ok(None);
         }
-        let file = OpenOptions::new()
-            .append(true)
-            .open(l.upload_dir(id).join("data"))?;
-        let size = file.metadata()?.len();
-        Ok(Some((file, size)))
+        let sink = Sink::open(&l.upload_dir(id).join("data"))?;
+        let size = sink.len();
+        Ok(Some((sink, size)))
     })
     .await?;
-    let Some((file, size)) = opened else {
+    let Some((sink, size)) = opened else {
+        drop(hash_state);
+        sessions.release_unknown(id, lock);
         return Ok(Append::UnknownUpload);
     };
-    if expected_offset.is_some_and(|o| o != size) {
+    if range.is_some_and(|r| r.offset != size) {
         return Ok(Append::OffsetMismatch { size });
     }
     let hasher = match hash_state.take() {
@@ -115,9 +127,26 @@ pub async fn append(
         _ if size == 0 => Some(Sha256::new()),
         _ => None,
     };
-    let done = stream::append(file, hasher, body)
+    let before = hasher.clone();
+    let body = match range {
+        Some(r) => storage::at_most(body, r.len.saturating_add(1)),
+        None => body,
+    };
+    let done = append::append(sink, hasher, body)
         .await
         .map_err(StorageError::io("append upload"))?;
+    if let (Some(r), None) = (range, &done.body_error) {
+        if done.written != r.len {
+            // The chunk lied about its length: put the session back as it was.
+            let data = layout.upload_dir(id).join("data");
+            blocking("roll back upload", move || {
+                OpenOptions::new().write(true).open(data)?.set_len(size)
+            })
+            .await?;
+            *hash_state = before.map(|h| (size, h));
+            return Ok(Append::LengthMismatch { size });
+        }
+    }
     let new_size = size + done.written;
     *hash_state = done.hasher.map(|h| (new_size, h));
     Ok(match done.body_error {
@@ -167,8 +196,9 @@ pub async fn finish(
     })
     .await?;
     drop(hash_state);
-    if !matches!(outcome, Finish::UnknownUpload) {
-        sessions.forget(id);
+    match outcome {
+        Finish::UnknownUpload => sessions.release_unknown(id, lock),
+        _ => sessions.forget(id),
     }
     Ok(outcome)
 }
@@ -226,4 +256,55 @@ pub async fn purge(
         sessions.forget(*id);
     }
     Ok(stale.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::reference::RepoName;
+
+    fn sessions_held(s: &Sessions) -> usize {
+        s.locks.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// A client inventing session ids (an attacker, or a client retrying after a purge)
+    /// must not make the per-session lock map grow.
+    #[tokio::test]
+    async fn unknown_upload_ids_leave_nothing_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().to_path_buf());
+        fs::create_dir_all(layout.uploads()).unwrap();
+        fs::create_dir_all(layout.tmp()).unwrap();
+        let sessions = Sessions::default();
+        let owner = UploadOwner {
+            repo: RepoName::parse("team/app").unwrap(),
+            user: None,
+        };
+        let digest = Digest::of(Algorithm::Sha256, b"");
+        for _ in 0..100 {
+            let id = UploadId::new();
+            let body: ByteStream = Box::pin(futures_util::stream::empty());
+            let a = append(&layout, &sessions, &owner, id, None, body).await;
+            assert!(matches!(a, Ok(Append::UnknownUpload)));
+            let f = finish(&layout, &sessions, &owner, id, &digest).await;
+            assert!(matches!(f, Ok(Finish::UnknownUpload)));
+            assert_eq!(sessions_held(&sessions), 0);
+            assert!(!cancel(&layout, &sessions, &owner, id).await.unwrap());
+            assert_eq!(sessions_held(&sessions), 0);
+        }
+        // A real session is held while it is in use, and forgotten when it ends.
+        let id = create(&layout, &owner).await.unwrap();
+        let body: ByteStream = Box::pin(futures_util::stream::empty());
+        append(&layout, &sessions, &owner, id, None, body)
+            .await
+            .unwrap();
+        assert_eq!(sessions_held(&sessions), 1);
+        assert!(matches!(
+            finish(&layout, &sessions, &owner, id, &digest)
+                .await
+                .unwrap(),
+            Finish::Done { size: 0 }
+        ));
+        assert_eq!(sessions_held(&sessions), 0);
+    }
 }

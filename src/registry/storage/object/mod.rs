@@ -33,8 +33,8 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload
 
 use self::keys::Keys;
 use super::{
-    Append, ByteStream, Finish, LinkKind, Storage, StorageError, StorageResult, UploadId,
-    UploadOwner,
+    Append, ByteStream, ChunkRange, Finish, LinkKind, Storage, StorageError, StorageResult,
+    UploadId, UploadOwner,
 };
 use crate::config::{AzureConfig, S3Config};
 use crate::registry::reference::{Digest, RepoName, Tag};
@@ -378,10 +378,10 @@ impl Storage for ObjectStorage {
         &self,
         owner: &UploadOwner,
         id: UploadId,
-        expected_offset: Option<u64>,
+        range: Option<ChunkRange>,
         body: ByteStream,
     ) -> StorageResult<Append> {
-        uploads::append(self, owner, id, expected_offset, body).await
+        uploads::append(self, owner, id, range, body).await
     }
 
     async fn finish_upload(

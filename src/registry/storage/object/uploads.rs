@@ -37,7 +37,8 @@ use super::hasher::Hasher;
 use super::{unavailable, ObjectStorage};
 use crate::registry::reference::{Algorithm, Digest};
 use crate::registry::storage::{
-    Append, ByteStream, Finish, StorageError, StorageResult, UploadId, UploadOwner,
+    self, Append, ByteStream, ChunkRange, Finish, StorageError, StorageResult, UploadId,
+    UploadOwner,
 };
 
 /// A session as stored in `_uploads/<uuid>/state`.
@@ -211,15 +212,20 @@ pub async fn append(
     s: &ObjectStorage,
     owner: &UploadOwner,
     id: UploadId,
-    expected_offset: Option<u64>,
-    mut body: ByteStream,
+    range: Option<ChunkRange>,
+    body: ByteStream,
 ) -> StorageResult<Append> {
     let Some(Loaded { mut state, version }) = s.load(id, owner).await? else {
         return Ok(Append::UnknownUpload);
     };
-    if expected_offset.is_some_and(|o| o != state.size) {
+    if range.is_some_and(|r| r.offset != state.size) {
         return Ok(Append::OffsetMismatch { size: state.size });
     }
+    let mut body = match range {
+        Some(r) => storage::at_most(body, r.len.saturating_add(1)),
+        None => body,
+    };
+    let had_multipart = state.multipart.is_some();
     let mut hasher = Hasher::load(&state.sha256).ok_or_else(|| StorageError::Corrupt {
         what: format!("upload {id}: unreadable hash state"),
     })?;
@@ -257,6 +263,20 @@ pub async fn append(
     }
     if let Some(previous) = in_flight.take() {
         state.parts.push(joined(previous).await?);
+    }
+    if let (Some(r), None) = (range, &body_error) {
+        if received != r.len {
+            // The chunk lied about its length. The state is not replaced, so the session
+            // stays as it was: parts written past it are overwritten by the next append's
+            // (same numbers) and never completed unless the state records them.
+            if !had_multipart {
+                if let Some(mp) = &state.multipart {
+                    let _ = s.store.abort_multipart(&s.keys.upload_data(id), mp).await;
+                }
+            }
+            let size = state.size;
+            return Ok(Append::LengthMismatch { size });
+        }
     }
     // What did not fill a part becomes one new tail piece.
     let mut obsolete = Vec::new();
