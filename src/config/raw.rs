@@ -264,6 +264,7 @@ pub struct RawS3 {
     pub profile: Option<String>,
     pub ca_file: Option<String>,
     pub part_size: Option<u64>,
+    pub copy_part_size: Option<u64>,
     pub conditional_writes: Option<bool>,
     pub timeout: Option<String>,
 }

@@ -157,3 +157,36 @@ impl Registry {
         search::handle(self, req).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gateway that forgot to attach a filter must not list every repository.
+    #[tokio::test]
+    async fn listings_without_a_visibility_filter_show_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("repositories/team/app/_manifests")).unwrap();
+        let storage = Arc::new(storage::fs::FsStorage::open(dir.path()).unwrap());
+        let registry = Registry::new(
+            storage,
+            RegistryOptions {
+                max_manifest_bytes: 1 << 20,
+                manifest_cache_bytes: 1 << 20,
+            },
+        );
+        let (mut parts, ()) = Request::get("/v2/_catalog").body(()).unwrap().into_parts();
+        assert!(registry
+            .visible_repositories(&parts)
+            .await
+            .unwrap()
+            .is_empty());
+        parts
+            .extensions
+            .insert(access::Visibility(Arc::new(|_| true)));
+        assert_eq!(
+            registry.visible_repositories(&parts).await.unwrap(),
+            ["team/app"]
+        );
+    }
+}

@@ -139,7 +139,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         let registries = open_registries(&config, HashMap::new()).await?;
         for registry in registries.values() {
-            maintenance::purge_uploads_once(registry, config.storage.upload_max_age).await;
+            maintenance::purge_uploads_at_start(registry, config.storage.upload_max_age).await;
         }
         let metrics = Arc::new(Metrics::new());
         let shared = build_shared(&config, &registries, metrics.clone()).await?;

@@ -452,6 +452,15 @@ impl WharfProcess {
         Self::spawn_logging(config_dir, toml, Stdio::null())
     }
 
+    /// [`WharfProcess::spawn_config`] off the test's reactor, for tests whose own tasks (a
+    /// relay in front of the store, say) must keep running while wharf starts.
+    pub async fn spawn_async(config_dir: &Path, toml: &str) -> Self {
+        let (dir, toml) = (config_dir.to_path_buf(), toml.to_owned());
+        tokio::task::spawn_blocking(move || Self::spawn_config(&dir, &toml))
+            .await
+            .expect("start wharf")
+    }
+
     /// Like [`WharfProcess::spawn_config`], with the log (stderr) going to `log`.
     pub fn spawn_logging(config_dir: &Path, toml: &str, log: impl Into<Stdio>) -> Self {
         use std::io::{BufRead, BufReader};

@@ -17,8 +17,8 @@ use bytes::Bytes;
 
 use self::layout::Layout;
 use super::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, Storage, StorageError, StorageResult,
-    UploadId, UploadOwner,
+    Append, ByteStream, ChunkRange, Finish, LinkKind, SessionKind, Storage, StorageError,
+    StorageResult, UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
 
@@ -293,8 +293,12 @@ impl Storage for FsStorage {
         .await
     }
 
-    async fn create_upload(&self, owner: &UploadOwner) -> StorageResult<UploadId> {
-        uploads::create(&self.layout, owner).await
+    async fn create_upload(
+        &self,
+        owner: &UploadOwner,
+        kind: SessionKind,
+    ) -> StorageResult<UploadId> {
+        uploads::create(&self.layout, owner, kind).await
     }
 
     async fn upload_size(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<Option<u64>> {
@@ -317,7 +321,11 @@ impl Storage for FsStorage {
         id: UploadId,
         digest: &Digest,
     ) -> StorageResult<Finish> {
-        uploads::finish(&self.layout, &self.sessions, owner, id, digest).await
+        let outcome = uploads::finish(&self.layout, &self.sessions, owner, id, digest).await?;
+        if let Finish::Done { .. } = outcome {
+            self.link(&owner.repo, LinkKind::Layer, digest, b"").await?;
+        }
+        Ok(outcome)
     }
 
     async fn cancel_upload(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<bool> {
@@ -326,6 +334,10 @@ impl Storage for FsStorage {
 
     async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize> {
         uploads::purge(&self.layout, &self.sessions, max_age).await
+    }
+
+    async fn purge_orphans(&self) -> StorageResult<usize> {
+        uploads::purge_orphans(&self.layout).await
     }
 
     async fn check_writable(&self) -> StorageResult<()> {
