@@ -61,34 +61,58 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     // the process instead of reloading or draining it.
     let reloads = reload_on_sighup(server.reloader(), path);
     let stop = shutdown_signal();
+    // Before "listening on", so that whoever waits for that line has the hints too.
+    print_trust_hints(&config, &server.local_addrs());
     for addr in server.local_addrs() {
         // Printed on stdout, one line per listener, so scripts and tests can read the port.
         println!("listening on {addr}");
     }
-    print_trust_hints(&config, &server.local_addrs());
     tokio::spawn(reloads);
     server.run(stop).await;
     Ok(())
 }
 
-/// For servers with wharf-issued certificates, how to make clients trust wharf's CA.
+/// For servers with wharf-issued certificates, how to make clients trust wharf's CA: the
+/// full commands for a person at a terminal; otherwise (a JSON log, journald, a file) one
+/// event per address whose fields say the same, so every log line stays one record.
 fn print_trust_hints(config: &Config, addrs: &[std::net::SocketAddr]) {
-    let ca_cert = config.ca_dir.join(wharf::tls::ca::CA_CERT);
-    for server in config
+    use std::io::IsTerminal;
+    use wharf::tls::ca::{trust_hint, write_trust_dir, TrustHint, CA_CERT};
+    let self_signed = config
         .servers
         .iter()
-        .filter(|s| s.tls == Some(ServerTls::SelfSigned))
-    {
+        .filter(|s| s.tls == Some(ServerTls::SelfSigned));
+    let mut wrote_trust_dir = false;
+    let for_a_person = config.log.format == LogFormat::Text && std::io::stderr().is_terminal();
+    let ca_cert = config.ca_dir.join(CA_CERT);
+    for server in self_signed {
         let Some(name) = server.names.first() else {
             continue;
         };
-        for (addr, l) in addrs.iter().zip(&config.listeners) {
-            if l.tls != TlsMode::Off {
-                eprintln!(
-                    "{}",
-                    wharf::tls::ca::trust_hint(&ca_cert, &format!("{name}:{}", addr.port()))
-                );
+        if !wrote_trust_dir {
+            // For a CA made before wharf wrote this folder along with it.
+            if let Err(error) = write_trust_dir(&config.ca_dir) {
+                tracing::warn!(%error, "cannot write the folder for clients' --cert-dir");
             }
+            wrote_trust_dir = true;
+        }
+        for (addr, l) in addrs.iter().zip(&config.listeners) {
+            if l.tls == TlsMode::Off {
+                continue;
+            }
+            let registry = format!("{name}:{}", addr.port());
+            if for_a_person {
+                eprintln!("{}", trust_hint(&ca_cert, &registry));
+                continue;
+            }
+            let hint = TrustHint::new(&ca_cert, &registry);
+            tracing::info!(
+                %registry,
+                ca = %hint.ca.display(),
+                cert_dir = %hint.cert_dir.display(),
+                certs_d = %hint.certs_d.join(" "),
+                "clients must trust wharf's CA: copy it to certs.d/<certs_d>/ca.crt or pass --cert-dir <cert_dir>; `wharf cert trust {registry}` prints the commands"
+            );
         }
     }
 }

@@ -285,7 +285,9 @@ pub struct RawRegistry {
 pub struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
+    /// The older spelling of `access = "off"` (false) and the default (true).
     pub access_log: Option<bool>,
+    pub access: Option<String>,
     pub access_format: Option<String>,
 }
 

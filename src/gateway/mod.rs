@@ -39,6 +39,8 @@ pub enum GatewayError {
     Upstream(#[from] proxy::UpstreamUrlError),
     #[error(transparent)]
     Auth(#[from] authz::AuthSetupError),
+    #[error(transparent)]
+    AccessLog(#[from] access_log::AccessLogError),
 }
 
 /// What the server knows about the connection a request came on.
@@ -142,10 +144,7 @@ impl Gateway {
             trusted_proxies: config.limits.trusted_proxies.clone(),
             max_header_bytes: config.limits.max_header_bytes,
             delete: config.registry.delete,
-            recorder: Arc::new(access_log::Recorder {
-                format: config.log.access_log.then_some(config.log.access_format),
-                metrics,
-            }),
+            recorder: Arc::new(access_log::Recorder::new(&config.log, metrics)?),
         })
     }
 

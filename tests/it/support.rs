@@ -162,6 +162,11 @@ impl TestServer {
                 dir.path().display().to_string()
             ),
         };
+        // In process, access lines would go to the test runner's stderr, uncaptured.
+        let toml = match toml.contains("[log]") {
+            true => toml,
+            false => format!("{toml}\n[log]\naccess = \"off\"\n"),
+        };
         let config = Config::from_toml(&toml, "test").expect("test config is valid");
         let server = Server::bind(config).await.expect("server binds");
         let addrs = server.local_addrs();

@@ -183,3 +183,42 @@ async fn the_watcher_reloads_a_changed_file_and_ends_with_its_owner() {
         .expect("the watcher ends once the users are dropped")
         .unwrap();
 }
+
+/// `wharf htpasswd FILE bob && podman login -u bob` must not race a poll: the change is
+/// seen from the file system's event, well before any poll (here: an hour away). Editors'
+/// rename-replace (what `write_atomic` does) and in-place writes both count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_file_takes_effect_at_once_without_waiting_for_a_poll() {
+    let file = File::with(&format!("alice:{}\n", hash_password("a", 4).unwrap()));
+    let users = Htpasswd::open(&file.path).unwrap();
+    let _watcher = Arc::clone(&users).watch(Duration::from_secs(3600));
+    let seen = |user: &'static str| {
+        let users = Arc::clone(&users);
+        async move {
+            // A bounded wait for the event, far below any poll interval.
+            for _ in 0..200 {
+                if users.hash_of(user).is_some() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            false
+        }
+    };
+    // Give the watcher its first turn, as a server would have long before a login.
+    tokio::task::yield_now().await;
+    file.set(&format!("bob:{}\n", hash_password("b", 4).unwrap()));
+    assert!(
+        seen("bob").await,
+        "a rename over the file is seen within a second"
+    );
+    std::fs::write(
+        &file.path,
+        format!("carol:{}\n", hash_password("c", 4).unwrap()),
+    )
+    .unwrap();
+    assert!(
+        seen("carol").await,
+        "an in-place write is seen within a second"
+    );
+}
