@@ -57,67 +57,102 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     init_logging(&config);
     tracing::info!(config = %origin, storage = %config.storage.root.display(), "starting wharf");
     let server = Server::bind(config.clone()).await?;
+    // Signals are taken before saying we are up: until then, SIGHUP or SIGTERM would kill
+    // the process instead of reloading or draining it.
+    let reloads = reload_on_sighup(server.reloader(), path);
+    let stop = shutdown_signal();
+    // Before "listening on", so that whoever waits for that line has the hints too.
+    print_trust_hints(&config, &server.local_addrs());
     for addr in server.local_addrs() {
         // Printed on stdout, one line per listener, so scripts and tests can read the port.
         println!("listening on {addr}");
     }
-    print_trust_hints(&config, &server.local_addrs());
-    tokio::spawn(reload_on_sighup(server.reloader(), path));
-    server.run(shutdown_signal()).await;
+    tokio::spawn(reloads);
+    server.run(stop).await;
     Ok(())
 }
 
-/// For servers with wharf-issued certificates, how to make clients trust wharf's CA.
+/// For servers with wharf-issued certificates, how to make clients trust wharf's CA: the
+/// full commands for a person at a terminal; otherwise (a JSON log, journald, a file) one
+/// event per address whose fields say the same, so every log line stays one record.
 fn print_trust_hints(config: &Config, addrs: &[std::net::SocketAddr]) {
-    let ca_cert = config.ca_dir.join(wharf::tls::ca::CA_CERT);
-    for server in config
+    use std::io::IsTerminal;
+    use wharf::tls::ca::{trust_hint, write_trust_dir, TrustHint, CA_CERT};
+    let self_signed = config
         .servers
         .iter()
-        .filter(|s| s.tls == Some(ServerTls::SelfSigned))
-    {
+        .filter(|s| s.tls == Some(ServerTls::SelfSigned));
+    let mut wrote_trust_dir = false;
+    let for_a_person = config.log.format == LogFormat::Text && std::io::stderr().is_terminal();
+    let ca_cert = config.ca_dir.join(CA_CERT);
+    for server in self_signed {
         let Some(name) = server.names.first() else {
             continue;
         };
-        for (addr, l) in addrs.iter().zip(&config.listeners) {
-            if l.tls != TlsMode::Off {
-                eprintln!(
-                    "{}",
-                    wharf::tls::ca::trust_hint(&ca_cert, &format!("{name}:{}", addr.port()))
-                );
+        if !wrote_trust_dir {
+            // For a CA made before wharf wrote this folder along with it.
+            if let Err(error) = write_trust_dir(&config.ca_dir) {
+                tracing::warn!(%error, "cannot write the folder for clients' --cert-dir");
             }
+            wrote_trust_dir = true;
+        }
+        for (addr, l) in addrs.iter().zip(&config.listeners) {
+            if l.tls == TlsMode::Off {
+                continue;
+            }
+            let registry = format!("{name}:{}", addr.port());
+            if for_a_person {
+                eprintln!("{}", trust_hint(&ca_cert, &registry));
+                continue;
+            }
+            let hint = TrustHint::new(&ca_cert, &registry);
+            tracing::info!(
+                %registry,
+                ca = %hint.ca.display(),
+                cert_dir = %hint.cert_dir.display(),
+                certs_d = %hint.certs_d.join(" "),
+                "clients must trust wharf's CA: copy it to certs.d/<certs_d>/ca.crt or pass --cert-dir <cert_dir>; `wharf cert trust {registry}` prints the commands"
+            );
         }
     }
 }
 
 /// Re-reads the config file on SIGHUP and applies it; a broken file or certificate is
-/// logged and the running configuration stays.
-async fn reload_on_sighup(reloader: wharf::server::Reloader, path: Option<PathBuf>) {
+/// logged and the running configuration stays. The signal is taken at once; the returned
+/// future serves it.
+fn reload_on_sighup(
+    reloader: wharf::server::Reloader,
+    path: Option<PathBuf>,
+) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::error!("cannot listen for SIGHUP; reloads are unavailable");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let outcome = match Config::load(path.as_deref()) {
-                Ok((config, origin)) => reloader
-                    .reload(config)
-                    .await
-                    .map(|()| origin)
-                    .map_err(anyhow::Error::from),
-                Err(e) => Err(anyhow::Error::from(e)),
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut hup) = hup else {
+                tracing::error!("cannot listen for SIGHUP; reloads are unavailable");
+                return;
             };
-            match outcome {
-                Ok(origin) => tracing::info!(config = %origin, "configuration reloaded"),
-                Err(error) => {
-                    tracing::error!(error = %format!("{error:#}"), "reload rejected; the running configuration stays")
+            while hup.recv().await.is_some() {
+                let outcome = match Config::load(path.as_deref()) {
+                    Ok((config, origin)) => reloader
+                        .reload(config)
+                        .await
+                        .map(|()| origin)
+                        .map_err(anyhow::Error::from),
+                    Err(e) => Err(anyhow::Error::from(e)),
+                };
+                match outcome {
+                    Ok(origin) => tracing::info!(config = %origin, "configuration reloaded"),
+                    Err(error) => {
+                        tracing::error!(error = %format!("{error:#}"), "reload rejected; the running configuration stays")
+                    }
                 }
             }
         }
+        #[cfg(not(unix))]
+        let _ = (reloader, path);
     }
-    #[cfg(not(unix))]
-    let _ = (reloader, path);
 }
 
 async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -226,26 +261,33 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Completes on SIGINT or SIGTERM. The handlers are installed at once, before the server
+/// says it is up, so an early SIGTERM is a graceful shutdown too.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {},
+                    _ = term.recv() => {},
+                }
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot listen for SIGINT/SIGTERM; stop with SIGKILL");
                 std::future::pending::<()>().await
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
 }

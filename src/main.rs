@@ -7,6 +7,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
+    raise_open_file_limit();
     let cli = cli::Cli::parse();
     match cli.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -25,5 +26,27 @@ fn limit_malloc_arenas() {
     // SAFETY: mallopt only changes allocator tuning; it is called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Every connection is a file descriptor, and the usual soft limit (1024) is far below the
+/// hard one; like Go programs and nginx's worker_rlimit_nofile, take what is allowed.
+/// `limits.max_connections` defaults to half of the result.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
     }
 }

@@ -7,7 +7,6 @@
 //! from one process-wide semaphore sized to the cores (more could not run any faster), and
 //! callers beyond it wait asynchronously, in order, without holding a thread.
 
-use std::future::Future;
 use std::sync::{Arc, LazyLock};
 
 use tokio::sync::Semaphore;
@@ -31,12 +30,12 @@ fn bound() -> usize {
 }
 
 /// Runs `work` on the blocking pool once one of the process's permits is free.
-fn run<T, F>(work: F) -> impl Future<Output = Result<T, tokio::task::JoinError>>
+async fn run<T, F>(work: F) -> Result<T, tokio::task::JoinError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    run_with(VERIFICATIONS.clone(), work)
+    run_with(VERIFICATIONS.clone(), work).await
 }
 
 /// Runs `work` on the blocking pool once a permit of `limit` is free.
@@ -48,8 +47,8 @@ where
     // The semaphore is never closed, so acquiring cannot fail; if it ever did, running
     // unbounded is better than refusing every login.
     let permit = limit.acquire_owned().await.ok();
-    // The permit moves into the blocking task: a caller that gives up (the client
-    // went away) does not free a slot while its bcrypt still runs.
+    // The permit moves into the blocking task: a caller that gives up (the client went
+    // away) does not free a slot while its bcrypt still runs.
     tokio::task::spawn_blocking(move || {
         let out = work();
         drop(permit);

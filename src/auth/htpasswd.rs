@@ -149,19 +149,30 @@ impl Htpasswd {
         Ok(changed)
     }
 
-    /// Polls the file's size, mtime and inode every `every` (on the blocking pool) and reloads
-    /// it when they change, logging the outcome. The task ends by itself once every other
-    /// `Arc` of this `Htpasswd` is dropped (e.g. after a config reload replaced it).
+    /// Reloads the file when it changes, logging the outcome: at once on the file system's
+    /// event (inotify on Linux) for anything in the file's directory (watching the
+    /// directory sees editors' rename-over-the-file and Kubernetes' symlink swaps), and by
+    /// polling its size, mtime and inode every `every` in case events are unavailable or
+    /// lost (a network file system, inotify limits). Reads run on the blocking pool. The
+    /// task ends by itself once every other `Arc` of this `Htpasswd` is dropped (e.g. after
+    /// a config reload replaced it), and the event watcher with it.
     pub fn watch(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let changed = Arc::new(tokio::sync::Notify::new());
+        // Watching starts before this returns, so no change after it can be missed.
+        let events = self.watch_events(Arc::clone(&changed));
         let weak = Arc::downgrade(&self);
         drop(self);
         tokio::spawn(async move {
+            let _events = events;
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // The first tick is immediate, and the file was just read.
             ticks.tick().await;
             loop {
-                ticks.tick().await;
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = changed.notified() => {}
+                }
                 let weak = Weak::clone(&weak);
                 let polled = tokio::task::spawn_blocking(move || {
                     let this = weak.upgrade()?;
@@ -169,7 +180,7 @@ impl Htpasswd {
                     Some((this, outcome))
                 })
                 .await;
-                // `this` is dropped at the end of the arm, so it never outlives one poll.
+                // `this` is dropped at the end of the arm, so it never outlives one check.
                 match polled {
                     Ok(None) => return,
                     Ok(Some((_, None))) => {}
@@ -178,6 +189,38 @@ impl Htpasswd {
                 }
             }
         })
+    }
+
+    /// Signals `changed` on every event in the file's directory; `None` (polling only) when
+    /// the platform cannot watch it. Dropping the watcher stops it.
+    fn watch_events(
+        &self,
+        changed: Arc<tokio::sync::Notify>,
+    ) -> Option<notify::RecommendedWatcher> {
+        use notify::Watcher as _;
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            // An error may mean lost events: check the file either way (it costs a stat).
+            let _ = event;
+            changed.notify_one();
+        })
+        .and_then(|mut w| {
+            w.watch(dir, notify::RecursiveMode::NonRecursive)
+                .map(|()| w)
+        });
+        match watcher {
+            Ok(w) => Some(w),
+            Err(error) => {
+                tracing::warn!(
+                    provider = %self.name, %error,
+                    "cannot watch the htpasswd file's directory; changes are noticed by polling only"
+                );
+                None
+            }
+        }
     }
 
     fn log_reload(&self, outcome: Result<bool, HtpasswdError>) {

@@ -4,7 +4,9 @@
 mod auth;
 mod azure;
 mod http2;
+mod limits;
 mod location;
+mod log;
 pub mod names;
 mod rate_limits;
 mod raw;
@@ -18,6 +20,8 @@ use std::time::Duration;
 pub use self::auth::{
     AccessRule, AuthConfig, GroupSource, LdapConfig, PasswordSource, ProviderConfig,
 };
+pub use self::limits::Limits;
+pub use self::log::{AccessFormat, AccessTarget, LogConfig, LogFormat};
 pub use self::rate_limits::{
     Clients, FailedLoginsConfig, LimitKey, Rate, RateLimitConfig, RequestClass, DEFAULT_LIMITS,
 };
@@ -80,55 +84,15 @@ pub enum PlainMode {
     },
 }
 
-/// Connection-level limits.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub tls_handshake_timeout: Duration,
-    /// How long a client may take to send a request's headers (slowloris protection); an
-    /// idle keep-alive connection is closed after the same time.
-    pub header_read_timeout: Duration,
-    /// Request line plus headers larger than this get 431.
-    pub max_header_bytes: usize,
-    /// Open connections one client IP may hold; 0 means no limit.
-    pub max_connections_per_ip: usize,
-    /// Peers whose `X-Forwarded-For` header names the client (for rate limits and logs).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// How many clients each rate limit remembers at most.
-    pub rate_limit_keys: u64,
-    /// How many bytes an HTTP/2 client may send on one stream ahead of what wharf has read
-    /// (its upload speed is at most this per round trip), and on all of a connection's.
-    pub http2_stream_window: u32,
-    pub http2_connection_window: u32,
-}
-
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
     pub max_manifest_bytes: u64,
     pub manifest_cache_bytes: u64,
-}
-
-#[derive(Clone, Debug)]
-pub struct LogConfig {
-    /// A tracing filter such as `info` or `wharf=debug`; `RUST_LOG` overrides it.
-    pub level: String,
-    pub format: LogFormat,
-    pub access_log: bool,
-    pub access_format: AccessFormat,
-}
-
-/// The access log's line format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AccessFormat {
-    /// nginx's `combined`, followed by `vhost=`, `route=` and `rt=` (seconds).
-    Combined,
-    /// One structured event per request (best with `log.format = "json"`).
-    Json,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
+    /// `registry.delete`. Deletes are off unless granted, as on registry:2: `Some(true)`
+    /// allows them (on servers with logins, still only to whom the access rules give
+    /// `delete`); `Some(false)` refuses them everywhere; unset, a server with logins leaves
+    /// it to its access rules (a rule must name `delete`) and a server without refuses.
+    pub delete: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -328,52 +292,9 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         raw.shutdown.grace.as_deref(),
         Duration::from_secs(30),
     )?;
-    let (http2_stream_window, http2_connection_window) = http2::windows(&check, &raw.limits)?;
-    let limits = Limits {
-        tls_handshake_timeout: check.duration(
-            "limits.tls_handshake_timeout",
-            raw.limits.tls_handshake_timeout.as_deref(),
-            Duration::from_secs(10),
-        )?,
-        header_read_timeout: check.duration(
-            "limits.header_read_timeout",
-            raw.limits.header_read_timeout.as_deref(),
-            Duration::from_secs(30),
-        )?,
-        max_header_bytes: raw.limits.max_header_bytes.unwrap_or(64 * 1024),
-        max_connections_per_ip: raw.limits.max_connections_per_ip.unwrap_or(256),
-        trusted_proxies: rate_limits::networks(
-            &check,
-            "limits.trusted_proxies",
-            &raw.limits.trusted_proxies,
-        )?,
-        rate_limit_keys: raw
-            .limits
-            .rate_limit_keys
-            .unwrap_or(rate_limits::DEFAULT_MAX_KEYS),
-        http2_stream_window,
-        http2_connection_window,
-    };
-    if limits.rate_limit_keys < 100 {
-        return Err(check.invalid(
-            "limits.rate_limit_keys",
-            format!(
-                "is {}, too few to tell clients apart",
-                limits.rate_limit_keys
-            ),
-            "use at least 100; the default is 50000",
-        ));
-    }
+    let limits = limits::validate(&check, &raw.limits)?;
     let rate_limits = rate_limits::validate(&check, &raw.rate_limit)?;
     let failed_logins = rate_limits::failed_logins(&check, &raw.failed_logins)?;
-    // hyper needs room for at least one read; smaller values would refuse every request.
-    if limits.max_header_bytes < 8192 {
-        return Err(check.invalid(
-            "limits.max_header_bytes",
-            format!("is {}, below 8192", limits.max_header_bytes),
-            "use at least 8192; the default is 65536",
-        ));
-    }
 
     let max_manifest_bytes = raw.registry.max_manifest_bytes.unwrap_or(4 << 20);
     if max_manifest_bytes < 1024 {
@@ -385,37 +306,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
     }
     let manifest_cache_bytes = raw.registry.manifest_cache_bytes.unwrap_or(16 << 20);
 
-    let format = match raw.log.format.as_deref() {
-        None | Some("text") => LogFormat::Text,
-        Some("json") => LogFormat::Json,
-        Some(other) => {
-            return Err(check.invalid(
-                "log.format",
-                format!("is {other:?}"),
-                "use \"text\" or \"json\"",
-            ))
-        }
-    };
-    let level = raw.log.level.clone().unwrap_or_else(|| "info".to_owned());
-    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        return Err(check.invalid(
-            "log.level",
-            format!("is {level:?}, not a log filter"),
-            "use error, warn, info, debug or trace (or a filter like \"wharf=debug\")",
-        ));
-    }
-
-    let access_format = match raw.log.access_format.as_deref() {
-        None | Some("combined") => AccessFormat::Combined,
-        Some("json") => AccessFormat::Json,
-        Some(other) => {
-            return Err(check.invalid(
-                "log.access_format",
-                format!("is {other:?}"),
-                "use \"combined\" or \"json\"",
-            ))
-        }
-    };
+    let log = log::validate(&check, &raw.log)?;
     let admin_address = match raw.admin.address.as_deref() {
         None => None,
         Some(a) => Some(check.socket_addr("admin.address", a, "\"127.0.0.1:9091\"")?),
@@ -449,13 +340,9 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         registry: RegistryConfig {
             max_manifest_bytes,
             manifest_cache_bytes,
+            delete: raw.registry.delete,
         },
-        log: LogConfig {
-            level,
-            format,
-            access_log: raw.log.access_log.unwrap_or(true),
-            access_format,
-        },
+        log,
         shutdown_grace,
     })
 }
@@ -562,24 +449,11 @@ mod tests {
     }
 
     #[test]
-    fn tiny_header_limit_is_an_error() {
-        assert!(err("[limits]\nmax_header_bytes = 100").contains("limits.max_header_bytes"));
-        assert!(err("[limits]\nheader_read_timeout = \"x\"").contains("limits.header_read_timeout"));
-    }
-
-    #[test]
     fn admin_listener_is_checked() {
         assert!(err("[admin]\naddress = \"nope\"").contains("admin.address"));
         let e = err(
             "[[listener]]\naddress = \"127.0.0.1:7000\"\n[admin]\naddress = \"127.0.0.1:7000\"",
         );
         assert!(e.contains("also a [[listener]]"), "{e}");
-        assert!(err("[log]\naccess_format = \"apache\"").contains("log.access_format"));
-    }
-
-    #[test]
-    fn log_settings_are_checked() {
-        assert!(err("[log]\nformat = \"xml\"").contains("log.format"));
-        assert!(err("[log]\nlevel = \"=[\"").contains("log.level"));
     }
 }

@@ -182,6 +182,10 @@ pub struct RawRoute {
     /// More rate limits for this route, on top of the server's.
     #[serde(default)]
     pub rate_limits: Vec<String>,
+    /// On a server with logins: this route is outside them (no login asked or checked).
+    pub public: Option<bool>,
+    /// Send the logged-in user's name upstream as `X-Forwarded-User`.
+    pub forward_user: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,8 +205,10 @@ pub struct RawTls {
 pub struct RawLimits {
     pub tls_handshake_timeout: Option<String>,
     pub header_read_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
     pub max_header_bytes: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
+    pub max_connections: Option<usize>,
     /// Peers (addresses or CIDRs) whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -260,6 +266,7 @@ pub struct RawS3 {
     pub profile: Option<String>,
     pub ca_file: Option<String>,
     pub part_size: Option<u64>,
+    pub copy_part_size: Option<u64>,
     pub conditional_writes: Option<bool>,
     pub timeout: Option<String>,
 }
@@ -269,6 +276,8 @@ pub struct RawS3 {
 pub struct RawRegistry {
     pub max_manifest_bytes: Option<u64>,
     pub manifest_cache_bytes: Option<u64>,
+    /// Whether deletes are allowed at all (see `RegistryConfig::delete`).
+    pub delete: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,7 +285,9 @@ pub struct RawRegistry {
 pub struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
+    /// The older spelling of `access = "off"` (false) and the default (true).
     pub access_log: Option<bool>,
+    pub access: Option<String>,
     pub access_format: Option<String>,
 }
 

@@ -46,6 +46,14 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
     /// Names of the rate limits that apply: the server's, then the route's own.
     pub rate_limits: Vec<String>,
+    /// `public = true`: on a server with logins, this route is outside them; no login is
+    /// asked for or checked, and the `Authorization` header is the upstream's business.
+    /// Only upstream and redirect routes may be public (a registry's own openness is said
+    /// by access rules naming `anonymous`).
+    pub public: bool,
+    /// `forward_user = true` (upstream routes of servers with logins): the verified user's
+    /// name goes upstream as `X-Forwarded-User`.
+    pub forward_user: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +97,8 @@ pub fn validate(
                 },
                 max_body_bytes: None,
                 rate_limits: defaults,
+                public: false,
+                forward_user: false,
             }],
             auth: None,
         }]);
@@ -160,6 +170,16 @@ pub fn validate(
             .as_ref()
             .map(|a| super::auth::validate(check, i, a))
             .transpose()?;
+        if let (None, Some(j)) = (
+            &auth,
+            s.route.iter().position(|r| r.forward_user == Some(true)),
+        ) {
+            return Err(check.invalid(
+                format!("server[{i}].route[{j}].forward_user"),
+                "is set on a server without logins, so there is no user to forward",
+                "add [server.auth] to the server, or remove forward_user",
+            ));
+        }
         let label = names
             .first()
             .map(ToString::to_string)
@@ -240,6 +260,8 @@ fn routes(
             },
             max_body_bytes: None,
             rate_limits: server_limits.to_vec(),
+            public: false,
+            forward_user: false,
         }]);
     }
     let mut routes: Vec<RouteConfig> = Vec::new();
@@ -318,15 +340,52 @@ fn routes(
                 rate_limits.push(name);
             }
         }
+        let (public, forward_user) = (r.public.unwrap_or(false), r.forward_user.unwrap_or(false));
+        route_access(check, &key, &target, public, forward_user)?;
         routes.push(RouteConfig {
             prefix: r.path.clone(),
             target,
             max_body_bytes: r.max_body_bytes,
             rate_limits,
+            public,
+            forward_user,
         });
     }
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     Ok(routes)
+}
+
+/// Checks `public` and `forward_user` against the route's target.
+fn route_access(
+    check: &Check<'_>,
+    key: &dyn Fn(&str) -> String,
+    target: &RouteTarget,
+    public: bool,
+    forward_user: bool,
+) -> Result<(), ConfigError> {
+    let upstream = matches!(target, RouteTarget::Upstream { .. });
+    if public && matches!(target, RouteTarget::Registry { .. }) {
+        return Err(check.invalid(
+            key("public"),
+            "is set on a registry route, whose openness the access rules decide",
+            "remove it and open repositories with a rule like { repos = \"public/*\", who = [\"anonymous\"], actions = [\"pull\"] }",
+        ));
+    }
+    if forward_user && !upstream {
+        return Err(check.invalid(
+            key("forward_user"),
+            "is set on a route that is not an upstream",
+            "remove it, or use it on an upstream route",
+        ));
+    }
+    if forward_user && public {
+        return Err(check.invalid(
+            key("forward_user"),
+            "is set on a public route, where nobody logs in",
+            "remove public = true or forward_user",
+        ));
+    }
+    Ok(())
 }
 
 pub fn listeners(
@@ -539,6 +598,30 @@ mod tests {
         )
         .contains("route[0].upstream"));
         assert!(err("[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nupstream = \"http://x\"\nupstream_timeout = \"never\"\n").contains("upstream_timeout"));
+    }
+
+    #[test]
+    fn public_and_forward_user_fit_the_route() {
+        let server = "[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\n";
+        let c = ok(&format!("{server}upstream = \"http://x\"\npublic = true\n"));
+        assert!(c.servers[0].routes[0].public && !c.servers[0].routes[0].forward_user);
+        let e = err(&format!("{server}registry = {{}}\npublic = true\n"));
+        assert!(
+            e.contains("route[0].public") && e.contains("anonymous"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{server}redirect = \"https://x\"\nforward_user = true\n"
+        ));
+        assert!(e.contains("route[0].forward_user"), "{e}");
+        let e = err(&format!(
+            "{server}upstream = \"http://x\"\nforward_user = true\n"
+        ));
+        assert!(e.contains("without logins"), "{e}");
+        let e = err(&format!(
+            "{server}upstream = \"http://x\"\nforward_user = true\npublic = true\n"
+        ));
+        assert!(e.contains("public route"), "{e}");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! away), with the bytes really sent and the whole duration, as nginx logs them. Never
 //! credentials: the path is logged without its query string.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -15,7 +17,7 @@ use http::{Method, Version};
 use http_body::{Frame, SizeHint};
 
 use super::metrics::Metrics;
-use crate::config::AccessFormat;
+use crate::config::{AccessFormat, AccessTarget, LogConfig};
 use crate::http_util::Body;
 
 /// Everything logged about one request, gathered while it is handled.
@@ -37,11 +39,36 @@ pub struct Entry {
 
 /// Where finished requests are reported.
 pub struct Recorder {
-    pub format: Option<AccessFormat>,
-    pub metrics: Arc<Metrics>,
+    format: AccessFormat,
+    sink: Option<Sink>,
+    metrics: Arc<Metrics>,
 }
 
 impl Recorder {
+    /// Opens the access log `log` names (a file is created if missing and appended to).
+    pub fn new(log: &LogConfig, metrics: Arc<Metrics>) -> Result<Self, AccessLogError> {
+        let sink = match &log.access {
+            AccessTarget::Off => None,
+            AccessTarget::Stderr => Some(Sink::start(Box::new(std::io::stderr()))),
+            AccessTarget::File(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|cause| AccessLogError {
+                        path: path.clone(),
+                        cause,
+                    })?;
+                Some(Sink::start(Box::new(file)))
+            }
+        };
+        Ok(Self {
+            format: log.access_format,
+            sink,
+            metrics,
+        })
+    }
+
     /// Wraps a response body so `entry` is reported when the body ends.
     pub fn wrap(self: &Arc<Self>, body: Body, entry: Entry) -> Body {
         http_body_util::BodyExt::boxed_unsync(Recorded {
@@ -56,26 +83,109 @@ impl Recorder {
         let seconds = e.started.elapsed().as_secs_f64();
         self.metrics
             .request_done(&e.vhost, &e.route, e.status, sent, e.request_bytes, seconds);
-        match self.format {
-            None => {}
-            Some(AccessFormat::Combined) => {
-                tracing::info!(target: "wharf::access", "{}", combined(e, sent, seconds))
-            }
-            Some(AccessFormat::Json) => tracing::info!(
-                target: "wharf::access",
-                client = %e.client,
-                user = e.user.as_deref().unwrap_or("-"),
-                method = %e.method,
-                path = e.path,
-                status = e.status,
-                bytes = sent,
-                vhost = e.vhost,
-                route = e.route,
-                duration_ms = seconds * 1000.0,
-                user_agent = e.user_agent,
-            ),
+        if let Some(sink) = &self.sink {
+            sink.write(match self.format {
+                AccessFormat::Combined => combined(e, sent, seconds),
+                AccessFormat::Json => json(e, sent, seconds),
+            });
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the access log {path}: {cause}; fix log.access (a writable file, \"stderr\" or \"off\")")]
+pub struct AccessLogError {
+    path: std::path::PathBuf,
+    cause: std::io::Error,
+}
+
+/// Access lines go through a channel to a thread of their own, so a slow disk or a full
+/// pipe never stalls the reactor; the thread writes what has queued up, then flushes.
+struct Sink {
+    lines: Option<mpsc::Sender<String>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sink {
+    fn start(out: Box<dyn Write + Send>) -> Self {
+        let (tx, rx) = mpsc::channel::<String>();
+        let writer = std::thread::Builder::new()
+            .name("wharf-access-log".into())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::new(out);
+                let mut failed = false;
+                while let Ok(line) = rx.recv() {
+                    let mut result = writeln!(out, "{line}");
+                    while let Ok(more) = rx.try_recv() {
+                        result = result.and_then(|()| writeln!(out, "{more}"));
+                    }
+                    result = result.and_then(|()| out.flush());
+                    // Said once, not once per request; lines are lost until it works again.
+                    match result {
+                        Err(error) if !failed => {
+                            tracing::error!(%error, "cannot write the access log");
+                            failed = true;
+                        }
+                        Err(_) => {}
+                        Ok(()) => failed = false,
+                    }
+                }
+            });
+        match writer {
+            Ok(writer) => Self {
+                lines: Some(tx),
+                writer: Some(writer),
+            },
+            Err(error) => {
+                tracing::error!(%error, "cannot start the access log writer; no access lines");
+                Self {
+                    lines: None,
+                    writer: None,
+                }
+            }
+        }
+    }
+
+    fn write(&self, line: String) {
+        if let Some(lines) = &self.lines {
+            // Fails only once the writer thread is gone, which it never is while `self` lives.
+            let _ = lines.send(line);
+        }
+    }
+}
+
+impl Drop for Sink {
+    /// Waits for the queued lines to be written, so none are lost at exit or on reload.
+    fn drop(&mut self) {
+        self.lines.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// One JSON object per request, with the combined line's fields.
+fn json(e: &Entry, sent: u64, seconds: f64) -> String {
+    let time = e
+        .time
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "-".into());
+    serde_json::json!({
+        "time": time,
+        "client": e.client.to_string(),
+        "user": e.user.as_deref().unwrap_or("-"),
+        "method": e.method.as_str(),
+        "path": e.path,
+        "protocol": format!("{:?}", e.version),
+        "status": e.status,
+        "bytes": sent,
+        "referer": e.referer,
+        "user_agent": e.user_agent,
+        "vhost": e.vhost,
+        "route": e.route,
+        "duration_ms": seconds * 1000.0,
+    })
+    .to_string()
 }
 
 /// nginx's `combined` format plus `vhost=`, `route=` and `rt=` (request time in seconds).

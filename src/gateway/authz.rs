@@ -125,7 +125,24 @@ impl ServerAuth {
 
     /// Decides whether `who` (None: anonymous) may do what the request needs. Returns the
     /// mount decision, or the error to answer with.
-    pub fn authorize(&self, who: Option<&Identity>, need: &Need) -> ApiResult<MountDecision> {
+    pub fn authorize(&self, who: Option<&Identity>, guard: &Guard) -> ApiResult<MountDecision> {
+        let need = match guard {
+            Guard::Open => return Ok(MountDecision::NotAsked),
+            Guard::Login => {
+                return match who {
+                    Some(_) => Ok(MountDecision::NotAsked),
+                    None => Err(self.unauthorized("authentication required")),
+                }
+            }
+            Guard::Unfilterable => {
+                return Err(ApiError::new(
+                    Code::Denied,
+                    "listings through an upstream cannot be filtered by the access rules, so \
+                     they are refused; mark the route public = true if everyone may see them",
+                ))
+            }
+            Guard::Rules(need) => need,
+        };
         let mut mount = MountDecision::NotAsked;
         let allowed = match need {
             Need::Base => who.is_some() || !self.policy.any_needs_login(),
@@ -260,6 +277,22 @@ fn denial(user: &str, need: &Need) -> String {
         Need::Mount { repo, .. } => format!("{user} may not push on repository {repo:?}"),
         Need::Base | Need::Listing => format!("{user} may not do this"),
     }
+}
+
+/// What a request needs on a server with logins. Logins belong to the route, not to the
+/// `/v2/` grammar: everything is protected unless known to be safe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// Safe for anyone: the registry engine's banner, health check and `/v1/_ping`.
+    Open,
+    /// Any logged-in user: upstream and redirect paths that are not registry API paths, and
+    /// any path nothing else claims.
+    Login,
+    /// A listing (`_catalog`, `/v1/search`) answered by an upstream, which wharf cannot
+    /// filter by the access rules: refused.
+    Unfilterable,
+    /// A registry API path (on the engine, an upstream or a redirect): the access rules.
+    Rules(Need),
 }
 
 /// What to do with a cross-repository mount request.

@@ -41,7 +41,7 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     upstream_errors: Family<RouteLabels, Counter>,
     tls_handshakes: Family<OutcomeLabels, Counter>,
-    connections_refused: Counter,
+    connections_refused: Family<LimitLabels, Counter>,
     login_verifications: Counter,
     rate_limited: Family<LimitLabels, Counter>,
     rate_limit_clients: Family<LimitLabels, Gauge>,
@@ -61,7 +61,7 @@ impl Metrics {
         let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         let upstream_errors = Family::default();
         let tls_handshakes = Family::default();
-        let connections_refused = Counter::default();
+        let connections_refused = Family::default();
         let login_verifications = Counter::default();
         let rate_limited = Family::default();
         let rate_limit_clients = Family::default();
@@ -97,7 +97,7 @@ impl Metrics {
         );
         registry.register(
             "connections_refused",
-            "Connections closed for exceeding limits.max_connections_per_ip",
+            "Connections closed at once, by the limit they hit (per_ip: limits.max_connections_per_ip, total: limits.max_connections)",
             connections_refused.clone(),
         );
         registry.register(
@@ -196,8 +196,13 @@ impl Metrics {
             .set(i64::try_from(clients).unwrap_or(i64::MAX));
     }
 
-    pub fn connection_refused(&self) {
-        self.connections_refused.inc();
+    /// `limit` is `per_ip` or `total`.
+    pub fn connection_refused(&self, limit: &'static str) {
+        self.connections_refused
+            .get_or_create(&LimitLabels {
+                limit: limit.to_owned(),
+            })
+            .inc();
     }
 }
 

@@ -39,6 +39,8 @@ pub enum GatewayError {
     Upstream(#[from] proxy::UpstreamUrlError),
     #[error(transparent)]
     Auth(#[from] authz::AuthSetupError),
+    #[error(transparent)]
+    AccessLog(#[from] access_log::AccessLogError),
 }
 
 /// What the server knows about the connection a request came on.
@@ -61,6 +63,11 @@ pub struct Gateway {
     limits: ratelimit::RateLimits,
     /// Peers whose `X-Forwarded-For` names the client.
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// `limits.max_header_bytes`; hyper's own limit is set higher, so that over-long heads
+    /// get wharf's 431, with the OCI envelope on `/v2/` paths.
+    max_header_bytes: usize,
+    /// `registry.delete`: whether the engine's deletes are granted (see `RegistryConfig`).
+    delete: Option<bool>,
     recorder: Arc<access_log::Recorder>,
 }
 
@@ -70,6 +77,10 @@ struct Route {
     max_body_bytes: Option<u64>,
     /// Positions in `limits` of the rate limits that apply here.
     limits: Vec<usize>,
+    /// Outside the server's logins: nothing is asked for or checked, nothing consumed.
+    public: bool,
+    /// Send the verified user upstream as `X-Forwarded-User`.
+    forward_user: bool,
 }
 
 enum Target {
@@ -109,6 +120,8 @@ impl Gateway {
                     target,
                     max_body_bytes: r.max_body_bytes,
                     limits: limits.positions(&r.rate_limits),
+                    public: r.public,
+                    forward_user: r.forward_user,
                 });
             }
             routes.push(table);
@@ -129,10 +142,9 @@ impl Gateway {
             auth,
             limits,
             trusted_proxies: config.limits.trusted_proxies.clone(),
-            recorder: Arc::new(access_log::Recorder {
-                format: config.log.access_log.then_some(config.log.access_format),
-                metrics,
-            }),
+            max_header_bytes: config.limits.max_header_bytes,
+            delete: config.registry.delete,
+            recorder: Arc::new(access_log::Recorder::new(&config.log, metrics)?),
         })
     }
 
@@ -226,6 +238,16 @@ impl Gateway {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        let head = head_bytes(&req);
+        if head > self.max_header_bytes {
+            return Err(ApiError::new(
+                Code::HeadersTooLarge,
+                format!(
+                    "the request line and headers are {head} bytes, over this server's {}-byte limit",
+                    self.max_header_bytes
+                ),
+            ));
+        }
         let server = vhost::select(&self.servers, host, conn)?;
         at.server = Some(server);
         if conn.tls.is_none() {
@@ -246,39 +268,15 @@ impl Gateway {
         at.route = Some(index);
         let route = &self.routes[server][index];
         let mut req = limit_body(req, route.max_body_bytes)?;
-        let auth = &self.auth[server];
-        // Parsed once, and only when limits or access rules need it.
-        let endpoint = match auth.is_some() || !route.limits.is_empty() {
-            true => endpoint_of(&req, auth.is_some()),
-            false => Endpoint::default(),
-        };
-        let identity = match auth {
-            Some(auth) => auth.authenticate(req.headers(), at.client).await?,
-            None => None,
-        };
-        at.user = identity.as_ref().map(|i| i.user.clone());
-        let facts = ratelimit::Facts {
-            client: at.client,
-            user: at.user.as_deref(),
-            server,
-            class: endpoint.class,
-        };
-        self.limits.check(&route.limits, &facts)?;
-        if let Some(parsed) = endpoint.route {
-            // The engine would parse the same path again.
-            req.extensions_mut().insert(parsed);
-        }
-        if let (Some(auth), Some(need)) = (auth, endpoint.need) {
-            if auth.authorize(identity.as_ref(), &need)? == authz::MountDecision::Refused {
-                drop_mount(&mut req);
-            }
-            req.extensions_mut().insert(access::Caller(at.user.clone()));
-            req.extensions_mut().insert(auth.visibility(identity));
-        }
+        let logins = self.admit(&mut req, server, route, at).await?;
         match &route.target {
             Target::Registry(registry) => serve_registry(registry, req).await,
             Target::Redirect { to, status } => Ok(redirect(&req, &route.prefix, to, *status)),
             Target::Upstream(upstream) => {
+                // Credentials checked here were wharf's: they never go upstream. Only a
+                // public route (or a server without logins) passes them on untouched.
+                let user = at.user.as_deref().filter(|_| route.forward_user);
+                proxy::pass_identity(req.headers_mut(), logins, user);
                 // The chain gets the peer appended, like nginx's
                 // $proxy_add_x_forwarded_for; the resolved client is already in it.
                 let fwd = proxy::Forwarded {
@@ -298,6 +296,81 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Authenticates, rate-limits and authorizes a request on `route` of `server`, noting
+    /// the user in `at` and leaving in the request what the engine needs. Returns whether
+    /// the server's logins applied, so that any credentials were wharf's.
+    async fn admit(
+        &self,
+        req: &mut Request<Body>,
+        server: usize,
+        route: &Route,
+        at: &mut Where,
+    ) -> ApiResult<bool> {
+        // A public route is outside the server's logins.
+        let auth = self.auth[server].as_ref().filter(|_| !route.public);
+        let registry = matches!(route.target, Target::Registry(_));
+        // Parsed once, and only when limits, access rules or the engine need it.
+        let endpoint = match auth.is_some() || registry || !route.limits.is_empty() {
+            true => endpoint_of(req, &route.target),
+            false => Endpoint::default(),
+        };
+        let identity = match auth {
+            Some(auth) => auth.authenticate(req.headers(), at.client).await?,
+            None => None,
+        };
+        at.user = identity.as_ref().map(|i| i.user.clone());
+        let facts = ratelimit::Facts {
+            client: at.client,
+            user: at.user.as_deref(),
+            server,
+            class: endpoint.class,
+        };
+        self.limits.check(&route.limits, &facts)?;
+        if let Some(parsed) = endpoint.route {
+            // The engine would parse the same path again.
+            req.extensions_mut().insert(parsed);
+        }
+        if let (Some(auth), Some(guard)) = (auth, &endpoint.guard) {
+            if auth.authorize(identity.as_ref(), guard)? == authz::MountDecision::Refused {
+                drop_mount(req);
+            }
+            req.extensions_mut().insert(access::Caller(at.user.clone()));
+        }
+        if registry {
+            self.check_delete(endpoint.guard.as_ref(), auth.is_some())?;
+            // The engine lists nothing without a filter (it fails closed), so say what the
+            // caller may see: the pullable repositories, or everything without logins.
+            let visible = match auth {
+                Some(auth) => auth.visibility(identity),
+                None => access::Visibility(Arc::new(|_| true)),
+            };
+            req.extensions_mut().insert(visible);
+        }
+        Ok(auth.is_some())
+    }
+
+    /// Deletes are off unless granted, as on registry:2 (405 `UNSUPPORTED`): explicitly with
+    /// `registry.delete = true`, or on a server with logins by access rules naming `delete`
+    /// (already checked); `registry.delete = false` refuses them everywhere.
+    fn check_delete(&self, guard: Option<&authz::Guard>, logins: bool) -> ApiResult<()> {
+        let deleting = matches!(
+            guard,
+            Some(authz::Guard::Rules(Need::Repo {
+                action: access::Action::Delete,
+                ..
+            }))
+        );
+        match (deleting, self.delete.unwrap_or(logins)) {
+            (false, _) | (true, true) => Ok(()),
+            (true, false) => Err(ApiError::new(
+                Code::MethodNotAllowed,
+                "deletes are disabled on this registry; set [registry] delete = true to allow them",
+            )),
+        }
+    }
+}
+
 /// Who asked, and which server and route the request reached (indexes into the gateway's
 /// tables).
 struct Where {
@@ -307,33 +380,47 @@ struct Where {
     user: Option<String>,
 }
 
-/// What the access rules and rate limits need to know of a request's registry endpoint.
+/// What the access rules and rate limits need to know of a request's endpoint.
 #[derive(Default)]
 struct Endpoint {
-    need: Option<Need>,
+    guard: Option<authz::Guard>,
     class: Option<RequestClass>,
     route: Option<ApiRoute>,
 }
 
-/// Paths outside the registry API need nothing and have no class, except docker's search
-/// (a listing). Unparseable API paths count as the base endpoint, so probing them still
-/// requires a login where one is needed, and they count as manifest requests. `need` is
-/// worked out only `with_need` (servers with access rules).
-fn endpoint_of<B>(req: &Request<B>, with_need: bool) -> Endpoint {
+/// Registry API paths (on any route kind) are guarded by the access rules and classed for
+/// the rate limits; unparseable API paths count as the base endpoint, so probing them still
+/// requires a login where one is needed, and they count as manifest requests. Docker's
+/// search is a listing. Listings answered by an upstream cannot be filtered, so they are
+/// refused. Other paths need a login, except the few the engine serves to anyone.
+fn endpoint_of<B>(req: &Request<B>, target: &Target) -> Endpoint {
     let path = req.uri().path();
+    let engine = matches!(target, Target::Registry(_));
+    let rules = |need: Need| match (need, engine) {
+        (Need::Listing, false) => authz::Guard::Unfilterable,
+        (need, _) => authz::Guard::Rules(need),
+    };
     if path == "/v1/search" {
         return Endpoint {
-            need: Some(Need::Listing),
+            guard: Some(rules(Need::Listing)),
             class: Some(RequestClass::Manifests),
             route: None,
         };
     }
     if path != "/v2" && !path.starts_with("/v2/") {
-        return Endpoint::default();
+        let open = engine && matches!(path, "/" | "/healthz" | "/v1/_ping");
+        return Endpoint {
+            guard: Some(match open {
+                true => authz::Guard::Open,
+                false => authz::Guard::Login,
+            }),
+            class: None,
+            route: None,
+        };
     }
     let Ok(route) = crate::registry::route::parse(path) else {
         return Endpoint {
-            need: Some(Need::Base),
+            guard: Some(rules(Need::Base)),
             class: Some(RequestClass::Manifests),
             route: None,
         };
@@ -343,10 +430,26 @@ fn endpoint_of<B>(req: &Request<B>, with_need: bool) -> Endpoint {
         _ => RequestClass::Manifests,
     };
     Endpoint {
-        need: with_need.then(|| access::needed(&route, req.method(), req.uri().query())),
+        guard: Some(rules(access::needed(
+            &route,
+            req.method(),
+            req.uri().query(),
+        ))),
         class: Some(class),
-        route: Some(route),
+        // Only the engine uses the parsed route.
+        route: engine.then_some(route),
     }
+}
+
+/// The size of a request's head as HTTP/1.1 writes it: request line, headers, blank line.
+fn head_bytes<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + " HTTP/1.1\r\n ".len();
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + ": \r\n".len())
+        .sum();
+    line + headers + "\r\n".len()
 }
 
 /// Removes `mount` and `from` from an upload request, turning it into an ordinary upload.

@@ -24,6 +24,7 @@ pub fn status_of(code: Code) -> StatusCode {
         | Code::SizeInvalid
         | Code::PaginationNumberInvalid => StatusCode::BAD_REQUEST,
         Code::ManifestTooLarge | Code::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         Code::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
         Code::Unauthorized => StatusCode::UNAUTHORIZED,
         Code::Denied => StatusCode::FORBIDDEN,

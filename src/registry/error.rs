@@ -26,6 +26,8 @@ pub enum Code {
     ManifestTooLarge,
     /// A request body over the route's configured limit (413).
     BodyTooLarge,
+    /// A request line plus headers over `limits.max_header_bytes` (431).
+    HeadersTooLarge,
     /// A chunk or byte range that does not fit (416).
     RangeInvalid,
     Unauthorized,
@@ -63,6 +65,7 @@ impl Code {
             Code::NameInvalid => "NAME_INVALID",
             Code::NameUnknown => "NAME_UNKNOWN",
             Code::SizeInvalid | Code::ManifestTooLarge | Code::BodyTooLarge => "SIZE_INVALID",
+            Code::HeadersTooLarge => "HEADERS_TOO_LARGE",
             Code::RangeInvalid => "RANGE_INVALID",
             Code::Unauthorized => "UNAUTHORIZED",
             Code::Denied => "DENIED",

@@ -9,6 +9,8 @@ pub mod storage;
 
 mod blobs;
 mod cache;
+#[cfg(test)]
+mod cache_race_tests;
 mod health;
 mod listing;
 mod manifest;
@@ -41,7 +43,7 @@ fn owner_of(repo: &reference::RepoName, parts: &Parts) -> storage::UploadOwner {
 }
 
 /// Limits and knobs of the engine, from the config.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistryOptions {
     /// Manifests larger than this are refused with 413.
     pub max_manifest_bytes: u64,
@@ -69,6 +71,10 @@ impl Registry {
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
     }
 
     /// Serves one `/v2/...` request.
@@ -126,8 +132,9 @@ impl Registry {
         }
     }
 
-    /// Every repository the caller may see (all of them without a [`access::Visibility`]
-    /// in the request), sorted by name. What `_catalog` and `/v1/search` list.
+    /// Every repository the caller may see, sorted by name: what `_catalog` and
+    /// `/v1/search` list. Without an [`access::Visibility`] in the request, nothing: a
+    /// gateway that forgot to say who may see what must not show everything.
     pub(crate) async fn visible_repositories(&self, req: &Parts) -> ApiResult<Vec<String>> {
         let visibility = req.extensions.get::<access::Visibility>();
         Ok(self
@@ -136,7 +143,7 @@ impl Registry {
             .await?
             .into_iter()
             .map(|r| r.as_str().to_owned())
-            .filter(|r| visibility.is_none_or(|v| v.allows(r)))
+            .filter(|r| visibility.is_some_and(|v| v.allows(r)))
             .collect())
     }
 
@@ -154,5 +161,38 @@ impl Registry {
     /// Serves docker's `/v1/_ping` and `/v1/search`.
     pub async fn handle_v1(&self, req: &Parts) -> ApiResult<Response<Body>> {
         search::handle(self, req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gateway that forgot to attach a filter must not list every repository.
+    #[tokio::test]
+    async fn listings_without_a_visibility_filter_show_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("repositories/team/app/_manifests")).unwrap();
+        let storage = Arc::new(storage::fs::FsStorage::open(dir.path()).unwrap());
+        let registry = Registry::new(
+            storage,
+            RegistryOptions {
+                max_manifest_bytes: 1 << 20,
+                manifest_cache_bytes: 1 << 20,
+            },
+        );
+        let (mut parts, ()) = Request::get("/v2/_catalog").body(()).unwrap().into_parts();
+        assert!(registry
+            .visible_repositories(&parts)
+            .await
+            .unwrap()
+            .is_empty());
+        parts
+            .extensions
+            .insert(access::Visibility(Arc::new(|_| true)));
+        assert_eq!(
+            registry.visible_repositories(&parts).await.unwrap(),
+            ["team/app"]
+        );
     }
 }

@@ -8,7 +8,9 @@ use http::{HeaderMap, HeaderName, Response, StatusCode};
 use super::blobs::DOCKER_CONTENT_DIGEST;
 use super::error::{ApiError, ApiResult, Code};
 use super::reference::{Digest, RepoName};
-use super::storage::{Append, ByteStream, ChunkRange, Finish, LinkKind, UploadId, UploadOwner};
+use super::storage::{
+    Append, ByteStream, ChunkRange, Finish, LinkKind, SessionKind, UploadId, UploadOwner,
+};
 use super::Registry;
 use crate::http_util::{query_param, Body, Reply};
 
@@ -35,18 +37,21 @@ impl Registry {
         let digest = query_param(query, "digest")
             .map(|d| parse_digest(&d))
             .transpose()?;
-        let id = self.storage.create_upload(owner).await?;
-        match digest {
-            Some(digest) => {
-                if let Err(e) = self.append(owner, id, &req.headers, body).await {
-                    // Nobody knows this session's id; don't leave it for the purge.
-                    self.storage.cancel_upload(owner, id).await?;
-                    return Err(e);
-                }
-                self.finish(owner, id, &digest).await
+        if let Some(digest) = digest {
+            if content_range(&req.headers)?.is_some_and(|range| range.offset != 0) {
+                return Err(ApiError::new(
+                    Code::RangeInvalid,
+                    "a monolithic upload starts at byte 0",
+                ));
             }
-            None => Ok(session_reply(StatusCode::ACCEPTED, &owner.repo, id, 0)),
+            let outcome = self.storage.put_blob(owner, &digest, body).await?;
+            return self.finished(owner, &digest, outcome).await;
         }
+        let id = self
+            .storage
+            .create_upload(owner, SessionKind::Resumable)
+            .await?;
+        Ok(session_reply(StatusCode::ACCEPTED, &owner.repo, id, 0))
     }
 
     /// Links `digest` from `from` into `repo`; `false` when `from` does not have it.
@@ -106,7 +111,9 @@ impl Registry {
             .and_then(|d| parse_digest(&d))?;
         let has_body = req.headers.get(CONTENT_LENGTH).is_none_or(|v| v != "0");
         if has_body {
-            self.append(owner, id, &req.headers, body).await?;
+            // An unknown session is left to `finish`: it may be a retry whose first try
+            // finished it (the answer was lost), which `finished` recognises.
+            self.append_to(owner, id, &req.headers, body).await?;
         }
         self.finish(owner, id, &digest).await
     }
@@ -131,14 +138,27 @@ impl Registry {
         headers: &HeaderMap,
         body: ByteStream,
     ) -> ApiResult<u64> {
+        self.append_to(owner, id, headers, body)
+            .await?
+            .ok_or_else(upload_unknown)
+    }
+
+    /// [`Registry::append`], with `None` for an unknown session.
+    async fn append_to(
+        &self,
+        owner: &UploadOwner,
+        id: UploadId,
+        headers: &HeaderMap,
+        body: ByteStream,
+    ) -> ApiResult<Option<u64>> {
         let expected = content_range(headers)?;
         match self
             .storage
             .append_upload(owner, id, expected, body)
             .await?
         {
-            Append::Written { size } => Ok(size),
-            Append::UnknownUpload => Err(upload_unknown()),
+            Append::Written { size } => Ok(Some(size)),
+            Append::UnknownUpload => Ok(None),
             Append::OffsetMismatch { size } => Err(ApiError::new(
                 Code::RangeInvalid,
                 format!("chunk must start at byte {size}, where the upload ends"),
@@ -167,16 +187,43 @@ impl Registry {
         id: UploadId,
         digest: &Digest,
     ) -> ApiResult<Response<Body>> {
-        match self.storage.finish_upload(owner, id, digest).await? {
-            Finish::Done { .. } => {
-                self.storage.link(&owner.repo, LinkKind::Layer, digest, b"").await?;
-                Ok(blob_created(&owner.repo, digest))
+        let outcome = self.storage.finish_upload(owner, id, digest).await?;
+        self.finished(owner, digest, outcome).await
+    }
+
+    /// The answer to a finished upload (the storage linked the blob already).
+    async fn finished(
+        &self,
+        owner: &UploadOwner,
+        digest: &Digest,
+        outcome: Finish,
+    ) -> ApiResult<Response<Body>> {
+        match outcome {
+            Finish::Done { .. } => Ok(blob_created(&owner.repo, digest)),
+            Finish::UnknownUpload => {
+                // A retry of a finish whose answer was lost: the session is gone because it
+                // was finished, and the repository has the blob. (Only a repository that
+                // has it already gets this answer, so it reveals nothing.)
+                let linked = self
+                    .storage
+                    .read_link(&owner.repo, LinkKind::Layer, digest)
+                    .await?;
+                match linked {
+                    Some(_) => Ok(blob_created(&owner.repo, digest)),
+                    None => Err(upload_unknown()),
+                }
             }
-            Finish::UnknownUpload => Err(upload_unknown()),
             Finish::DigestMismatch { actual } => Err(ApiError::new(
                 Code::DigestInvalid,
                 format!("the uploaded content has digest {actual}, not {digest}; the upload was discarded"),
             )),
+            Finish::BodyFailed { error } => {
+                tracing::warn!(repo = %owner.repo, %digest, %error, "monolithic upload body broke off");
+                Err(ApiError::new(
+                    Code::BlobUploadInvalid,
+                    "the request body ended early; the upload was discarded",
+                ))
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! One connection: tell TLS from plain HTTP, finish the TLS handshake under its deadline,
+//! One connection: tell TLS from plain HTTP (answering plain requests on TLS-only ports
+//! with a 400 that says to use https), finish the TLS handshake under its deadline,
 //! then serve HTTP/1.1 or HTTP/2 with hyper-util until the client or shutdown ends it.
 
 use std::net::SocketAddr;
@@ -8,11 +9,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::{drain, Shared};
+use super::{drain, idle, plain_on_tls, Shared};
 use crate::config::{ListenerConfig, TlsMode};
 use crate::gateway::ConnInfo;
 
@@ -25,18 +27,27 @@ pub async fn serve(
     local: SocketAddr,
     listener: ListenerConfig,
     shared: Arc<Shared>,
-    watcher: Watcher,
+    mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let accepted = Instant::now();
     let deadline = shared.limits.tls_handshake_timeout;
     let use_tls = match listener.tls {
         TlsMode::Off => false,
-        TlsMode::On => true,
-        TlsMode::Auto => match starts_with_tls(&stream, deadline).await {
-            Some(tls) => tls,
-            None => return, // the client sent nothing in time, or left
-        },
+        // Shutdown does not wait for a client that has not said a word.
+        TlsMode::On | TlsMode::Auto => {
+            match unless_stopped(&mut stop, starts_with_tls(&stream, deadline)).await {
+                Some(Some(tls)) => tls,
+                _ => return, // the client sent nothing in time, or left, or we are stopping
+            }
+        }
     };
+    if listener.tls == TlsMode::On && !use_tls {
+        plain_on_tls::answer(stream, peer, shared.limits.header_read_timeout).await;
+        return;
+    }
+    // One deadline from accept, however long the first byte took.
+    let deadline = deadline.saturating_sub(accepted.elapsed());
     let base = ConnInfo {
         peer,
         local,
@@ -44,26 +55,41 @@ pub async fn serve(
         plain: listener.plain,
     };
     if !use_tls {
-        http(TokioIo::new(stream), base, shared, watcher).await;
+        http(stream, base, shared, stop).await;
         return;
     }
     let Some(tls) = shared.tls.as_ref() else {
         tracing::warn!(%peer, "TLS connection on a listener without certificates");
         return;
     };
-    match tls.accept(stream, local, deadline).await {
+    let Some(handshake) = unless_stopped(&mut stop, tls.accept(stream, local, deadline)).await
+    else {
+        return;
+    };
+    match handshake {
         Ok((stream, info)) => {
             shared.metrics.tls_handshake("ok");
             let conn = ConnInfo {
                 tls: Some(info),
                 ..base
             };
-            http(TokioIo::new(stream), conn, shared, watcher).await;
+            http(stream, conn, shared, stop).await;
         }
         Err(error) => {
             shared.metrics.tls_handshake(error.outcome());
             tracing::debug!(%peer, %error, "TLS connection not established");
         }
+    }
+}
+
+/// `phase`'s outcome, or `None` when shutdown began first.
+async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    phase: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        outcome = phase => Some(outcome),
+        _ = stop.wait_for(|stop| *stop) => None,
     }
 }
 
@@ -76,34 +102,81 @@ async fn starts_with_tls(stream: &TcpStream, deadline: Duration) -> Option<bool>
     }
 }
 
-async fn http<I>(io: TokioIo<I>, conn: ConnInfo, shared: Arc<Shared>, watcher: Watcher)
+async fn http<I>(io: I, conn: ConnInfo, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Arc::new(conn);
     let peer = conn.peer;
+    let activity = idle::Activity::new();
     let gateway = shared.gateway.clone();
+    let for_requests = activity.clone();
     let service = service_fn(move |req| {
         let (gateway, conn) = (gateway.clone(), conn.clone());
+        let busy = idle::Busy::start(&for_requests, req.version());
         async move {
             let response =
                 drain::answer(req, |req| async move { gateway.handle(req, &conn).await });
-            Ok::<_, std::convert::Infallible>(response.await)
+            let response = response.await.map(|body| idle::BusyBody::new(body, busy));
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.limits.header_read_timeout)
+        // `idle::expired` keeps the header and keep-alive deadlines, for h2 too.
+        .header_read_timeout(None)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
     super::transport::tune(&mut builder, &shared.limits);
-    let connection = builder.serve_connection(io, service).into_owned();
-    if let Err(error) = watcher.watch(connection).await {
-        tracing::debug!(%peer, %error, "connection ended with an error");
+    let io = TokioIo::new(idle::Watched::new(io, activity.clone()));
+    let connection = builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let deadlines = idle::Deadlines {
+        header_read: shared.limits.header_read_timeout,
+        keepalive: shared.limits.keepalive_timeout,
+    };
+    let quiet_too_long = idle::expired(&activity, deadlines);
+    let mut quiet_too_long = std::pin::pin!(quiet_too_long);
+    let mut closing = false;
+    // After a quiet deadline: a request head that never completed keeps hyper's h1
+    // connection "in progress", so the goodbye (h2 GOAWAY) gets a moment, then it is cut.
+    let mut cut_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(error) = ended {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.wait_for(|stop| *stop), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = &mut quiet_too_long, if cut_at.is_none() => {
+                tracing::debug!(%peer, "closing a connection that stayed quiet past its deadline");
+                if !closing {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                cut_at = Some(Instant::now() + QUIET_CLOSE_GRACE);
+            }
+            () = sleep_until_some(cut_at) => return,
+        }
+    }
+}
+
+/// How long a connection closed for quietness may take to say goodbye.
+const QUIET_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -15,6 +15,18 @@ pub async fn purge_uploads_once(registry: &Registry, max_age: Duration) {
     }
 }
 
+/// The start-up purge, before serving: first the monolithic sessions a crash left (nobody
+/// can resume them, so they go at once; on an object store, with their multipart
+/// uploads), then every session older than `max_age`.
+pub async fn purge_uploads_at_start(registry: &Registry, max_age: Duration) {
+    match registry.storage().purge_orphans().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sessions = n, "discarded monolithic uploads a crash cut off"),
+        Err(error) => tracing::warn!(%error, "discarding orphaned upload sessions failed"),
+    }
+    purge_uploads_once(registry, max_age).await;
+}
+
 /// Purges periodically after the start-up purge: every quarter of the maximum age, at most
 /// hourly, so a session is removed within 1.25× its maximum age.
 pub async fn purge_uploads_forever(registry: Arc<Registry>, max_age: Duration) {

@@ -10,7 +10,9 @@ mod admin;
 mod conn;
 mod conn_limit;
 mod drain;
+mod idle;
 mod maintenance;
+mod plain_on_tls;
 mod transport;
 
 use std::collections::HashMap;
@@ -21,11 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Config, Limits, ListenerConfig, RouteTarget, StorageBackend};
+use crate::config::{Config, Limits, ListenerConfig, RouteTarget, StorageBackend, StorageConfig};
 use crate::gateway::metrics::Metrics;
 use crate::gateway::Gateway;
 use crate::registry::storage::fs::FsStorage;
@@ -50,6 +51,8 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
+    #[error("{keys} changed: that needs a restart, so nothing of this reload was applied (restore the running values to reload the rest)")]
+    RestartNeeded { keys: String },
 }
 
 /// What every connection needs.
@@ -58,6 +61,9 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     tls: Option<TlsServers>,
     limits: Limits,
+    /// How long shutdown waits for requests in progress; the latest config's, so a
+    /// reload changes it.
+    shutdown_grace: Duration,
 }
 
 pub struct Server {
@@ -95,6 +101,8 @@ impl State {
 pub struct Reloader {
     state: Arc<State>,
     listeners: Vec<ListenerConfig>,
+    /// What the engines run with; changes to it are refused (see `keys_needing_restart`).
+    storage: StorageConfig,
 }
 
 impl Reloader {
@@ -113,6 +121,12 @@ impl Reloader {
                 "listener changes take effect after a restart; keeping the current listeners"
             );
         }
+        let restart = self.storage.keys_needing_restart(&config.storage);
+        if !restart.is_empty() {
+            return Err(ServerError::RestartNeeded {
+                keys: restart.join(", "),
+            });
+        }
         let known = self
             .state
             .registries
@@ -126,6 +140,7 @@ impl Reloader {
             .registries
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = registries;
+        self.state.conn_limit.set_caps(caps_of(&config.limits));
         *self
             .state
             .current
@@ -139,7 +154,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         let registries = open_registries(&config, HashMap::new()).await?;
         for registry in registries.values() {
-            maintenance::purge_uploads_once(registry, config.storage.upload_max_age).await;
+            maintenance::purge_uploads_at_start(registry, config.storage.upload_max_age).await;
         }
         let metrics = Arc::new(Metrics::new());
         let shared = build_shared(&config, &registries, metrics.clone()).await?;
@@ -168,7 +183,7 @@ impl Server {
             state: Arc::new(State {
                 metrics,
                 current: RwLock::new(Arc::new(shared)),
-                conn_limit: conn_limit::ConnLimiter::new(config.limits.max_connections_per_ip),
+                conn_limit: conn_limit::ConnLimiter::new(caps_of(&config.limits)),
                 registries: Mutex::new(registries),
             }),
             config,
@@ -180,6 +195,7 @@ impl Server {
         Reloader {
             state: self.state.clone(),
             listeners: self.config.listeners.clone(),
+            storage: self.config.storage.clone(),
         }
     }
 
@@ -199,8 +215,9 @@ impl Server {
     /// Serves until `shutdown` completes, then drains in-flight requests for up to the
     /// configured grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        // Every accept loop and connection holds a receiver: once they are all gone,
+        // everything has closed.
         let (stop_tx, stop_rx) = watch::channel(false);
-        let graceful = Arc::new(GracefulShutdown::new());
         let mut loops = Vec::new();
         if let Some(admin) = self.admin {
             let (metrics, stop) = (self.state.metrics.clone(), stop_rx.clone());
@@ -211,7 +228,6 @@ impl Server {
                 listener,
                 config,
                 self.state.clone(),
-                graceful.clone(),
                 stop_rx.clone(),
             )));
         }
@@ -237,13 +253,9 @@ impl Server {
             let _ = l.await;
         }
         purges.iter().for_each(|p| p.abort());
-        // The accept loops are gone, so this is the last reference.
-        let Ok(graceful) = Arc::try_unwrap(graceful) else {
-            tracing::error!("the shutdown watcher is still shared; exiting without draining");
-            return;
-        };
-        let grace = self.config.shutdown_grace;
-        match tokio::time::timeout(grace, graceful.shutdown()).await {
+        drop(stop_rx);
+        let grace = self.state.snapshot().shutdown_grace;
+        match tokio::time::timeout(grace, stop_tx.closed()).await {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
@@ -275,6 +287,7 @@ async fn build_shared(
         metrics,
         tls,
         limits: config.limits.clone(),
+        shutdown_grace: config.shutdown_grace,
     })
 }
 
@@ -293,20 +306,24 @@ async fn open_registries(
             RouteTarget::Registry { root } => Some(root.clone()),
             RouteTarget::Upstream { .. } | RouteTarget::Redirect { .. } => None,
         });
+    let options = RegistryOptions {
+        max_manifest_bytes: config.registry.max_manifest_bytes,
+        manifest_cache_bytes: config.registry.manifest_cache_bytes,
+    };
     for root in roots {
         if out.contains_key(&root) {
             continue;
         }
-        if let Some(existing) = known.get(&root) {
-            out.insert(root, existing.clone());
-            continue;
-        }
-        let storage = open_storage(&config.storage.backend, &root).await?;
-        let options = RegistryOptions {
-            max_manifest_bytes: config.registry.max_manifest_bytes,
-            manifest_cache_bytes: config.registry.manifest_cache_bytes,
+        let engine = match known.get(&root) {
+            Some(existing) if *existing.options() == options => existing.clone(),
+            // New `[registry]` limits: a new engine (and manifest cache) on the same storage.
+            Some(existing) => Arc::new(Registry::new(existing.storage().clone(), options.clone())),
+            None => {
+                let storage = open_storage(&config.storage.backend, &root).await?;
+                Arc::new(Registry::new(storage, options.clone()))
+            }
         };
-        out.insert(root, Arc::new(Registry::new(storage, options)));
+        out.insert(root, engine);
     }
     Ok(out)
 }
@@ -352,7 +369,6 @@ async fn accept_loop(
     listener: TcpListener,
     config: ListenerConfig,
     state: Arc<State>,
-    graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Ok(local) = listener.local_addr() else {
@@ -367,12 +383,14 @@ async fn accept_loop(
                     backoff = Duration::from_millis(5);
                     // Refused before any TLS or HTTP work: closing costs the client its
                     // connection, and costs us nothing.
-                    let Some(guard) = state.conn_limit.try_acquire(peer.ip()) else {
-                        tracing::warn!(client = %peer.ip(), "connection refused: too many open connections from this client");
-                        state.metrics.connection_refused();
-                        continue;
+                    let guard = match state.conn_limit.try_acquire(peer.ip()) {
+                        Ok(guard) => guard,
+                        Err(refused) => {
+                            refuse(&state, peer, refused);
+                            continue;
+                        }
                     };
-                    let serve = conn::serve(stream, peer, local, config.clone(), state.snapshot(), graceful.watcher());
+                    let serve = conn::serve(stream, peer, local, config.clone(), state.snapshot(), stop.clone());
                     tokio::spawn(async move {
                         serve.await;
                         drop(guard);
@@ -385,5 +403,33 @@ async fn accept_loop(
                 }
             }
         }
+    }
+}
+
+/// Logs and counts a connection closed by a connection cap.
+fn refuse(state: &State, peer: SocketAddr, refused: conn_limit::Refused) {
+    match refused {
+        conn_limit::Refused::PerClient => {
+            tracing::warn!(client = %peer.ip(), "connection refused: too many open connections from this client");
+            state.metrics.connection_refused("per_ip");
+        }
+        conn_limit::Refused::Total { first } => {
+            if first {
+                tracing::warn!(
+                    client = %peer.ip(),
+                    "limits.max_connections reached: refusing new connections until some close"
+                );
+            }
+            state.metrics.connection_refused("total");
+        }
+    }
+}
+
+/// The connection caps a config asks for.
+fn caps_of(limits: &Limits) -> conn_limit::Caps {
+    conn_limit::Caps {
+        per_client: limits.max_connections_per_ip,
+        total: limits.max_connections,
+        exempt: limits.trusted_proxies.clone(),
     }
 }

@@ -11,6 +11,11 @@ use crate::config::Limits;
 /// uploads would be read in needlessly small pieces.
 const MIN_READ_BUFFER: usize = 64 * 1024;
 
+/// hyper answers heads over its limit with its own 431, whose body is empty. Its limit is
+/// set this far above `limits.max_header_bytes`, so heads a little over the configured
+/// limit reach the gateway, which answers 431 with the OCI envelope on `/v2/` paths.
+const HEAD_HEADROOM: usize = 64 * 1024;
+
 /// The largest HTTP/2 frame a client may send. Go clients (docker, crane, containerd) send
 /// DATA frames as large as the server allows, up to 512 KiB; each frame costs a header
 /// parse and a trip through hyper, so 16 KiB frames (the protocol's default) cost four
@@ -19,9 +24,8 @@ const MIN_READ_BUFFER: usize = 64 * 1024;
 const HTTP2_MAX_FRAME: u32 = 256 * 1024;
 
 pub fn tune(builder: &mut auto::Builder<TokioExecutor>, limits: &Limits) {
-    builder
-        .http1()
-        .max_buf_size(limits.max_header_bytes.max(MIN_READ_BUFFER));
+    let head_limit = limits.max_header_bytes.max(MIN_READ_BUFFER) + HEAD_HEADROOM;
+    builder.http1().max_buf_size(head_limit);
     // Fixed windows rather than hyper's adaptive ones: those start at 64 KiB and double
     // once per round trip, so a push over a 40 ms link would spend its first 300 ms
     // crawling. See config/http2.rs for the budget behind the defaults.
@@ -29,5 +33,6 @@ pub fn tune(builder: &mut auto::Builder<TokioExecutor>, limits: &Limits) {
         .http2()
         .initial_stream_window_size(limits.http2_stream_window)
         .initial_connection_window_size(limits.http2_connection_window)
-        .max_frame_size(HTTP2_MAX_FRAME);
+        .max_frame_size(HTTP2_MAX_FRAME)
+        .max_header_list_size(u32::try_from(head_limit).unwrap_or(u32::MAX));
 }

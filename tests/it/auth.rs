@@ -622,3 +622,59 @@ async fn failed_logins_are_logged_without_the_password() {
         "the access log names the user"
     );
 }
+
+/// `wharf htpasswd FILE USER && podman login -u USER` works on the first try: the server
+/// sees the file change from its event, not at its next poll (the login would otherwise be
+/// refused, and counted as a failed one).
+#[test]
+fn a_user_added_with_wharf_htpasswd_can_log_in_at_once() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    if !crate::support::have_program("podman", "podman") {
+        return;
+    }
+    let (root, conf, work) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let users = conf.path().join("users.htpasswd");
+    let add = |user: &str, password: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args([
+                "htpasswd",
+                users.to_str().unwrap(),
+                user,
+                "--password-stdin",
+            ])
+            .args(["--cost", "4"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+    };
+    add("first", "first-secret");
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[[server]]\ndefault = true\n[server.auth]\nproviders = [{{ htpasswd = {:?} }}]\naccess = [{{ repos = \"*\", who = [\"authenticated\"], actions = [\"pull\"] }}]\n",
+        root.path().display().to_string(),
+        users.display().to_string()
+    );
+    let wharf = crate::support::WharfProcess::spawn_config(conf.path(), &toml);
+    let authfile = work.path().join("auth.json");
+    add("second", "second-secret");
+    let out = crate::support::podman(work.path())
+        .args(["login", "--tls-verify=false", "--authfile"])
+        .arg(&authfile)
+        .args(["-u", "second", "-p", "second-secret"])
+        .arg(wharf.addr.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "podman login right after wharf htpasswd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

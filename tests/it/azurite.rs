@@ -74,6 +74,29 @@ impl Azurite {
     /// Create Container, signed with the account key (Azurite refuses anonymous requests);
     /// returns the status line.
     fn create_container(&self, name: &str) -> std::io::Result<String> {
+        let out = self.signed("PUT", name, &[("restype", "container")])?;
+        Ok(out.lines().next().unwrap_or_default().to_owned())
+    }
+
+    /// The names of the blobs in `container` under `prefix` (one listing page is plenty
+    /// for a test).
+    pub fn list(&self, container: &str, prefix: &str) -> Vec<String> {
+        let params = [
+            ("comp", "list"),
+            ("prefix", prefix),
+            ("restype", "container"),
+        ];
+        let out = self.signed("GET", container, &params).expect("list blobs");
+        assert!(out.starts_with("HTTP/1.1 200"), "list blobs: {out}");
+        out.split("<Name>")
+            .skip(1)
+            .map(|n| n.split('<').next().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// A request without a body to `/<account>/<path>?<params>` (params sorted by name,
+    /// plain values), signed with the account key; returns the whole answer.
+    fn signed(&self, method: &str, path: &str, params: &[(&str, &str)]) -> std::io::Result<String> {
         const VERSION: &str = "2021-08-06";
         let date = time::OffsetDateTime::now_utc()
             .format(time::macros::format_description!(
@@ -81,25 +104,29 @@ impl Azurite {
             ))
             .expect("date");
         // The Shared Key string to sign: the verb, eleven empty standard headers, the
-        // x-ms-* headers, then the resource (the account twice with Azurite's path style).
+        // x-ms-* headers, then the resource (the account twice with Azurite's path style)
+        // and its query parameters, one a line.
+        let canonical: String = params.iter().map(|(k, v)| format!("\n{k}:{v}")).collect();
         let to_sign = format!(
-            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{VERSION}\n/{ACCOUNT}/{ACCOUNT}/{name}\nrestype:container"
+            "{method}\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{VERSION}\n/{ACCOUNT}/{ACCOUNT}/{path}{canonical}"
         );
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut mac = Hmac::<Sha256>::new_from_slice(&b64.decode(KEY).expect("key")).expect("hmac");
         mac.update(to_sign.as_bytes());
         let signature = b64.encode(mac.finalize().into_bytes());
+        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         write!(
             s,
-            "PUT /{ACCOUNT}/{name}?restype=container HTTP/1.1\r\nHost: {}\r\nx-ms-date: {date}\r\n\
+            "{method} /{ACCOUNT}/{path}?{} HTTP/1.1\r\nHost: {}\r\nx-ms-date: {date}\r\n\
              x-ms-version: {VERSION}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\n\
              Content-Length: 0\r\nConnection: close\r\n\r\n",
+            query.join("&"),
             self.addr
         )?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
-        Ok(out.lines().next().unwrap_or_default().to_owned())
+        Ok(out)
     }
 }

@@ -80,7 +80,8 @@ async fn blobs_are_scoped_to_their_repository(backend: Backend) {
 }
 
 async fn delete_removes_the_blob_from_the_repository_only(backend: Backend) {
-    let Some((s, _store)) = TestServer::start_in(backend).await else {
+    let Some((s, _store)) = TestServer::start_with_in(backend, "[registry]\ndelete = true\n").await
+    else {
         return;
     };
     let d = s.push_blob("team/a", b"shared").await;

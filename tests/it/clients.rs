@@ -76,7 +76,14 @@ fn skopeo_copy_inspect_delete() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let wharf = WharfProcess::spawn(root.path(), conf.path());
+    // Deletes are off unless granted.
+    let wharf = WharfProcess::spawn_config(
+        conf.path(),
+        &format!(
+            "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[registry]\ndelete = true\n",
+            root.path().display().to_string()
+        ),
+    );
     import_image(work.path(), "localhost/e2e/tool:1", "hello from skopeo");
     let archive = work.path().join("image.tar");
     run(podman(work.path())

@@ -30,7 +30,9 @@ fn assert_blobs_verified(root: &Path) {
 }
 
 /// Starts a streaming request whose body is fed `first` and then stalls until dropped.
-fn stalled_body(first: Vec<u8>) -> (reqwest::Body, mpsc::Sender<Result<Vec<u8>, std::io::Error>>) {
+pub fn stalled_body(
+    first: Vec<u8>,
+) -> (reqwest::Body, mpsc::Sender<Result<Vec<u8>, std::io::Error>>) {
     let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });

@@ -400,7 +400,7 @@ async fn upstream_routes_proxy_the_registry_api() {
 async fn idle_keep_alive_connections_are_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (s, _) = TestServer::start_config(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\n[limits]\nheader_read_timeout = \"5s\"\n",
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[limits]\nheader_read_timeout = \"5s\"\nkeepalive_timeout = \"5s\"\n",
     )
     .await;
     let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();

@@ -257,7 +257,8 @@ async fn retagging_is_seen_at_once(backend: Backend) {
 }
 
 async fn deleting_a_tag_keeps_the_manifest(backend: Backend) {
-    let Some((s, _store)) = TestServer::start_in(backend).await else {
+    let Some((s, _store)) = TestServer::start_with_in(backend, "[registry]\ndelete = true\n").await
+    else {
         return;
     };
     let (digest, _, _) = s.push_image("team/app", "v1", b"layer").await;
@@ -292,7 +293,8 @@ async fn deleting_a_tag_keeps_the_manifest(backend: Backend) {
 }
 
 async fn deleting_by_digest_removes_manifest_and_its_tags(backend: Backend) {
-    let Some((s, _store)) = TestServer::start_in(backend).await else {
+    let Some((s, _store)) = TestServer::start_with_in(backend, "[registry]\ndelete = true\n").await
+    else {
         return;
     };
     let (digest, bytes, _) = s.push_image("team/app", "v1", b"layer").await;

@@ -56,10 +56,21 @@ impl Moto {
         );
         name
     }
+
+    /// The whole answer (head and body) to an unsigned GET, such as a listing.
+    pub fn get(&self, path: &str) -> String {
+        exchange(self.addr, "GET", path).expect("GET from moto")
+    }
 }
 
 /// One request without a body (moto takes unsigned requests); returns the status line.
 fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<String> {
+    let out = exchange(addr, method, path)?;
+    Ok(out.lines().next().unwrap_or_default().to_owned())
+}
+
+/// One request without a body; returns the whole answer.
+fn exchange(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
@@ -68,7 +79,7 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<String> {
     )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
-    Ok(out.lines().next().unwrap_or_default().to_owned())
+    Ok(out)
 }
 
 /// A TCP relay in front of the store. [`Outage::cut`] drops every open connection and

@@ -20,8 +20,9 @@ const MIB: usize = 1 << 20;
 /// Two in-process nodes (own listeners, engines and caches) on one fresh bucket or container.
 async fn two_nodes(backend: Backend) -> Option<(TestServer, TestServer, TestStore)> {
     let store = TestStore::fresh(backend)?;
-    let a = TestServer::start_on_store(&store, "").await;
-    let b = TestServer::start_on_store(&store, "").await;
+    // Deletes are granted: one node's delete must be seen by the other.
+    let a = TestServer::start_on_store(&store, "[registry]\ndelete = true\n").await;
+    let b = TestServer::start_on_store(&store, "[registry]\ndelete = true\n").await;
     Some((a, b, store))
 }
 

@@ -40,7 +40,8 @@ async fn push_artifact(
 }
 
 async fn referrers_list_filter_and_delete(backend: Backend) {
-    let Some((s, _store)) = TestServer::start_in(backend).await else {
+    let Some((s, _store)) = TestServer::start_with_in(backend, "[registry]\ndelete = true\n").await
+    else {
         return;
     };
     let (image, bytes, _) = s.push_image("team/app", "v1", b"layer").await;

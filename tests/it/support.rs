@@ -162,6 +162,11 @@ impl TestServer {
                 dir.path().display().to_string()
             ),
         };
+        // In process, access lines would go to the test runner's stderr, uncaptured.
+        let toml = match toml.contains("[log]") {
+            true => toml,
+            false => format!("{toml}\n[log]\naccess = \"off\"\n"),
+        };
         let config = Config::from_toml(&toml, "test").expect("test config is valid");
         let server = Server::bind(config).await.expect("server binds");
         let addrs = server.local_addrs();
@@ -445,6 +450,15 @@ impl WharfProcess {
     /// the first listener's.
     pub fn spawn_config(config_dir: &Path, toml: &str) -> Self {
         Self::spawn_logging(config_dir, toml, Stdio::null())
+    }
+
+    /// [`WharfProcess::spawn_config`] off the test's reactor, for tests whose own tasks (a
+    /// relay in front of the store, say) must keep running while wharf starts.
+    pub async fn spawn_async(config_dir: &Path, toml: &str) -> Self {
+        let (dir, toml) = (config_dir.to_path_buf(), toml.to_owned());
+        tokio::task::spawn_blocking(move || Self::spawn_config(&dir, &toml))
+            .await
+            .expect("start wharf")
     }
 
     /// Like [`WharfProcess::spawn_config`], with the log (stderr) going to `log`.

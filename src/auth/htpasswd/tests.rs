@@ -104,15 +104,11 @@ async fn verify_checks_the_password_through_the_provider_trait() {
     assert_eq!(garbage, None);
 }
 
-/// The smallest of a few runs, to keep a busy machine's noise out of the comparison.
-async fn fastest<F: std::future::Future<Output = ()>>(mut run: impl FnMut() -> F) -> Duration {
-    let mut best = Duration::MAX;
-    for _ in 0..3 {
-        let start = Instant::now();
-        run().await;
-        best = best.min(start.elapsed());
-    }
-    best
+/// How long `run` took.
+async fn timed<F: std::future::Future<Output = ()>>(run: F) -> Duration {
+    let start = Instant::now();
+    run.await;
+    start.elapsed()
 }
 
 #[tokio::test]
@@ -121,17 +117,27 @@ async fn unknown_users_cost_what_known_users_cost() {
     let hash = hash_password("right", cost).unwrap();
     let file = File::with(&format!("alice:{hash}\n"));
     let users = Htpasswd::open(&file.path).unwrap();
-    let known = fastest(|| async {
-        let r = users.verify(&creds("alice", "wrong"), &hash).await;
-        assert!(matches!(r, Ok(None)));
-    })
-    .await;
-    let unknown = fastest(|| users.verify_unknown("wrong")).await;
+    // The smallest of several runs of each, taken in turns, to keep a busy machine's noise
+    // out of the comparison: other tests' bcrypts, and waiting for one of the process's
+    // verification permits while they hold them, come and go for both alike.
+    let (mut known, mut unknown) = (Duration::MAX, Duration::MAX);
+    for _ in 0..11 {
+        known = known.min(
+            timed(async {
+                let r = users.verify(&creds("alice", "wrong"), &hash).await;
+                assert!(matches!(r, Ok(None)));
+            })
+            .await,
+        );
+        unknown = unknown.min(timed(users.verify_unknown("wrong")).await);
+    }
     // 256 rounds of bcrypt's key schedule: milliseconds anywhere, not microseconds.
     assert!(unknown > Duration::from_millis(1), "{unknown:?}");
+    // Wide enough for a loaded machine; that the dummy has the file's usual cost exactly is
+    // checked without a clock in parse.rs (the_dummy_uses_the_usual_cost_of_the_file).
     let ratio = unknown.as_secs_f64() / known.as_secs_f64();
     assert!(
-        (0.5..2.0).contains(&ratio),
+        (0.4..2.5).contains(&ratio),
         "known {known:?}, unknown {unknown:?}"
     );
 }
@@ -176,4 +182,43 @@ async fn the_watcher_reloads_a_changed_file_and_ends_with_its_owner() {
         .await
         .expect("the watcher ends once the users are dropped")
         .unwrap();
+}
+
+/// `wharf htpasswd FILE bob && podman login -u bob` must not race a poll: the change is
+/// seen from the file system's event, well before any poll (here: an hour away). Editors'
+/// rename-replace (what `write_atomic` does) and in-place writes both count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_file_takes_effect_at_once_without_waiting_for_a_poll() {
+    let file = File::with(&format!("alice:{}\n", hash_password("a", 4).unwrap()));
+    let users = Htpasswd::open(&file.path).unwrap();
+    let _watcher = Arc::clone(&users).watch(Duration::from_secs(3600));
+    let seen = |user: &'static str| {
+        let users = Arc::clone(&users);
+        async move {
+            // A bounded wait for the event, far below any poll interval.
+            for _ in 0..200 {
+                if users.hash_of(user).is_some() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            false
+        }
+    };
+    // Give the watcher its first turn, as a server would have long before a login.
+    tokio::task::yield_now().await;
+    file.set(&format!("bob:{}\n", hash_password("b", 4).unwrap()));
+    assert!(
+        seen("bob").await,
+        "a rename over the file is seen within a second"
+    );
+    std::fs::write(
+        &file.path,
+        format!("carol:{}\n", hash_password("c", 4).unwrap()),
+    )
+    .unwrap();
+    assert!(
+        seen("carol").await,
+        "an in-place write is seen within a second"
+    );
 }

@@ -10,6 +10,8 @@ pub use super::azure::{AzureConfig, AzureCredentials};
 use super::raw::{RawS3, RawStorage};
 use super::{Check, ConfigError};
 
+mod reload;
+
 #[derive(Clone, Debug)]
 pub struct StorageConfig {
     /// The filesystem backend's directory, and the root of routes that name none. With
@@ -45,6 +47,9 @@ pub struct S3Config {
     pub ca_file: Option<PathBuf>,
     /// Size of the parts of multipart uploads, and so the most an upload buffers.
     pub part_size: u64,
+    /// The largest blob published with one CopyObject (AWS allows 5 GiB); larger ones are
+    /// copied in parts (UploadPartCopy) of this size.
+    pub copy_part_size: u64,
     /// Whether the store honours `If-Match` on PUT (AWS, MinIO, Ceph RGW since Squid).
     /// Without it, two nodes appending to one upload session at once are not detected.
     pub conditional_writes: bool,
@@ -216,8 +221,23 @@ fn s3_config(check: &Check<'_>, raw: &RawS3) -> Result<S3Config, ConfigError> {
         credentials: credentials(check, raw)?,
         ca_file: common.ca_file,
         part_size: common.part_size,
+        copy_part_size: copy_part_size(check, raw.copy_part_size)?,
         conditional_writes: raw.conditional_writes.unwrap_or(true),
     })
+}
+
+/// S3's bounds for one CopyObject or one UploadPartCopy: 5 MiB to 5 GiB.
+fn copy_part_size(check: &Check<'_>, raw: Option<u64>) -> Result<u64, ConfigError> {
+    const MAX_COPY: u64 = 5 << 30;
+    let size = raw.unwrap_or(MAX_COPY);
+    if !(MIN_PART..=MAX_COPY).contains(&size) {
+        return Err(check.invalid(
+            "storage.s3.copy_part_size",
+            format!("is {size}"),
+            "use 5242880 (5 MiB) to 5368709120 (5 GiB, AWS's limit for one copy, the default)",
+        ));
+    }
+    Ok(size)
 }
 
 /// The keys every object store table has, as written.

@@ -88,6 +88,17 @@ fn prefix_is_trimmed_and_checked() {
 }
 
 #[test]
+fn copy_part_size_has_s3_bounds() {
+    assert!(s3("copy_part_size = 1024")
+        .unwrap_err()
+        .contains("storage.s3.copy_part_size"));
+    assert!(s3("copy_part_size = 5368709121").is_err());
+    let c = s3("copy_part_size = 5242880").unwrap();
+    assert_eq!(backend(&c).copy_part_size, 5 << 20);
+    assert_eq!(backend(&s3("").unwrap()).copy_part_size, 5 << 30);
+}
+
+#[test]
 fn part_size_has_s3_bounds() {
     assert!(s3("part_size = 1024")
         .unwrap_err()

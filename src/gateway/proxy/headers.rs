@@ -9,6 +9,7 @@ pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwar
 pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(super) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub(super) const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(super) const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
 /// non-standard `Keep-Alive` and `Proxy-Connection`.
@@ -48,6 +49,21 @@ pub(super) fn request_headers(headers: &mut HeaderMap, fwd: &Forwarded, host: &H
         HeaderValue::from_str(fwd.scheme),
     );
     set(headers, X_FORWARDED_HOST, HeaderValue::from_str(&fwd.host));
+}
+
+/// Credentials across the proxy. A client-sent `X-Forwarded-User` is always removed (only
+/// wharf may say who the user is). When wharf `consumed` the `Authorization` header (the
+/// route is under the server's logins), it is removed too: a password wharf checked must
+/// not travel on, often over plain HTTP, to a service that did not ask for it. `user`, when
+/// the route forwards it, becomes `X-Forwarded-User`.
+pub fn pass_identity(headers: &mut HeaderMap, consumed: bool, user: Option<&str>) {
+    headers.remove(X_FORWARDED_USER);
+    if consumed {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(user) = user {
+        set(headers, X_FORWARDED_USER, HeaderValue::from_str(user));
+    }
 }
 
 /// Sets a header, or removes it if the value could not be encoded, so that a value the

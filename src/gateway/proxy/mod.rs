@@ -13,7 +13,9 @@
 //!   `Connection` names); `Host` becomes the upstream's authority; `X-Forwarded-For` gets
 //!   the client appended (nginx's `$proxy_add_x_forwarded_for`); `X-Forwarded-Proto`,
 //!   `X-Forwarded-Host` and `X-Real-IP` are set from what the gateway saw. `Content-Length`
-//!   is kept, so an upload with a known size is not re-framed as chunked.
+//!   is kept, so an upload with a known size is not re-framed as chunked. Credentials the
+//!   gateway checked are removed, and the user is sent as `X-Forwarded-User` only where the
+//!   route asks ([`pass_identity`]).
 //! - **Redirects.** `Location` and `Content-Location` that point into the upstream's base
 //!   (absolute with its authority, or an absolute path) are mapped back under the route
 //!   prefix, like nginx's `proxy_redirect default`; anything else is passed unchanged.
@@ -31,6 +33,8 @@
 mod headers;
 mod paths;
 mod relay;
+
+pub use headers::pass_identity;
 
 use std::error::Error as StdError;
 use std::fmt;

@@ -144,11 +144,8 @@ where
         let user = user.to_lowercase();
         let now = self.clock.now();
         // Every request of a push logs in; refresh the entry only now and then.
-        if self
-            .known
-            .get(&(ip, user.clone()))
-            .is_none_or(|at| Duration::from(now.duration_since(at)) >= KNOWN_FOR / 2)
-        {
+        let fresh = |at: C::Instant| Duration::from(now.duration_since(at)) < KNOWN_FOR / 2;
+        if !self.known.get(&(ip, user.clone())).is_some_and(fresh) {
             self.known.insert((ip, user), now);
         }
     }

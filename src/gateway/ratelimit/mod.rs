@@ -94,7 +94,7 @@ impl<C: Clock + Clone> Named<C> {
 
 /// The address a client is counted by. One IPv6 host usually owns a whole /64, so counting
 /// single IPv6 addresses would let it use 2^64 budgets.
-fn client_group(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_group(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);

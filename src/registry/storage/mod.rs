@@ -86,6 +86,18 @@ impl UploadOwner {
     }
 }
 
+/// Whether a client can name an upload session. A monolithic upload (`POST ?digest=` with
+/// the whole blob) never tells the client its session, so when its request dies (a crash,
+/// a client gone) nobody can resume it: such sessions are discarded at start-up
+/// ([`Storage::purge_orphans`]) instead of waiting for `upload_max_age`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionKind {
+    /// `POST` without a digest: the client gets the session's location and may resume it.
+    Resumable,
+    /// Lives only as long as the request that carries the whole blob.
+    Monolithic,
+}
+
 /// Which kind of repository membership a link records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkKind {
@@ -144,7 +156,7 @@ pub enum Append {
 /// The result of finishing an upload session into a blob.
 #[derive(Debug)]
 pub enum Finish {
-    /// The blob is stored and visible.
+    /// The blob is stored, visible and linked into the owner's repository.
     Done {
         size: u64,
     },
@@ -153,6 +165,11 @@ pub enum Finish {
     /// became visible.
     DigestMismatch {
         actual: Digest,
+    },
+    /// The request body of a monolithic upload ([`Storage::put_blob`]) broke off; nothing
+    /// of it was kept, since no client could resume it.
+    BodyFailed {
+        error: io::Error,
     },
 }
 
@@ -175,6 +192,36 @@ impl StorageError {
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;
+
+/// A monolithic upload through the session `id`, which nobody else knows: appended and
+/// finished, and discarded whatever goes wrong.
+pub async fn through_session<S: Storage + ?Sized>(
+    storage: &S,
+    owner: &UploadOwner,
+    id: UploadId,
+    digest: &Digest,
+    body: ByteStream,
+) -> StorageResult<Finish> {
+    let outcome = match storage.append_upload(owner, id, None, body).await {
+        Ok(Append::Written { .. }) => storage.finish_upload(owner, id, digest).await,
+        Ok(Append::BodyFailed { error, .. }) => Ok(Finish::BodyFailed { error }),
+        // Nobody else knows the session, so nothing else can have happened to it.
+        Ok(
+            Append::UnknownUpload | Append::OffsetMismatch { .. } | Append::LengthMismatch { .. },
+        ) => Ok(Finish::UnknownUpload),
+        Err(e) => Err(e),
+    };
+    if !matches!(
+        outcome,
+        Ok(Finish::Done { .. } | Finish::DigestMismatch { .. })
+    ) {
+        // Nobody can name this session; don't leave it for the purge.
+        if let Err(error) = storage.cancel_upload(owner, id).await {
+            tracing::warn!(upload = %id, %error, "discarding a failed monolithic upload failed");
+        }
+    }
+    outcome
+}
 
 /// The storage behind one registry. See the module docs for the contract.
 #[async_trait]
@@ -247,7 +294,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_repositories(&self) -> StorageResult<Vec<RepoName>>;
 
     /// Opens an empty upload session owned by `owner`.
-    async fn create_upload(&self, owner: &UploadOwner) -> StorageResult<UploadId>;
+    async fn create_upload(
+        &self,
+        owner: &UploadOwner,
+        kind: SessionKind,
+    ) -> StorageResult<UploadId>;
     /// The number of bytes a session holds, or `None` when it is unknown for `owner`.
     async fn upload_size(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<Option<u64>>;
     /// Appends a body to a session. With a `range`, the append happens only when the
@@ -260,7 +311,9 @@ pub trait Storage: Send + Sync + 'static {
         range: Option<ChunkRange>,
         body: ByteStream,
     ) -> StorageResult<Append>;
-    /// Verifies the session's bytes against `digest` and makes them the blob `digest`.
+    /// Verifies the session's bytes against `digest`, makes them the blob `digest`, links
+    /// it into the owner's repository and discards the session. Idempotent: a finish that
+    /// was cut off (a crash, a lost answer) can be retried and carries on from where it was.
     async fn finish_upload(
         &self,
         owner: &UploadOwner,
@@ -271,6 +324,22 @@ pub trait Storage: Send + Sync + 'static {
     async fn cancel_upload(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<bool>;
     /// Discards sessions not touched for `max_age`; returns how many.
     async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize>;
+    /// Discards the monolithic sessions whose writer is gone (see [`SessionKind`]); called
+    /// at start-up, before serving. Returns how many.
+    async fn purge_orphans(&self) -> StorageResult<usize>;
+
+    /// Stores a whole blob whose digest the client gave up front (a monolithic upload):
+    /// verified, stored and linked like a finished session ([`Finish::Done`]), or nothing
+    /// kept at all. By default it streams through a [`SessionKind::Monolithic`] session.
+    async fn put_blob(
+        &self,
+        owner: &UploadOwner,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> StorageResult<Finish> {
+        let id = self.create_upload(owner, SessionKind::Monolithic).await?;
+        through_session(self, owner, id, digest, body).await
+    }
 
     /// Proves the backend accepts writes (for `/healthz`).
     async fn check_writable(&self) -> StorageResult<()>;

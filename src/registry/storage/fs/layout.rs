@@ -9,6 +9,7 @@
 //! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>  referrer descriptor JSON
 //! _uploads/<uuid>/{data,owner}                       upload sessions
 //! _tmp/                                              staging for atomic small writes
+//! _lock                                              the root's lock (see `root_lock`)
 //! ```
 //!
 //! Repository name components start with `[a-z0-9]`, so they never collide with the

@@ -4,6 +4,7 @@
 mod append;
 mod atomic;
 mod layout;
+mod root_lock;
 mod stream;
 mod uploads;
 
@@ -17,34 +18,42 @@ use bytes::Bytes;
 
 use self::layout::Layout;
 use super::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, Storage, StorageError, StorageResult,
-    UploadId, UploadOwner,
+    Append, ByteStream, ChunkRange, Finish, LinkKind, SessionKind, Storage, StorageError,
+    StorageResult, UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
 
 pub struct FsStorage {
     layout: Layout,
     sessions: uploads::Sessions,
+    /// Held while the root is in use: no other process may open it.
+    _lock: std::sync::Arc<root_lock::RootLock>,
 }
 
 impl FsStorage {
-    /// Opens (creating if needed) a storage root, and clears staging files a crash left.
+    /// Opens (creating if needed) a storage root, locks it against other processes, and
+    /// clears staging files a crash left.
     pub fn open(root: &Path) -> io::Result<Self> {
         let layout = Layout::new(root.to_path_buf());
+        fs::create_dir_all(root)?;
+        let (lock, fresh) = root_lock::lock(root)?;
         for dir in [
             root.join("blobs"),
             layout.repositories(),
             layout.uploads(),
             layout.tmp(),
         ] {
-            fs::create_dir_all(&dir)?;
+            atomic::create_dirs(&dir)?;
         }
-        for entry in fs::read_dir(layout.tmp())? {
-            let _ = fs::remove_file(entry?.path());
+        if fresh {
+            for entry in fs::read_dir(layout.tmp())? {
+                let _ = fs::remove_file(entry?.path());
+            }
         }
         Ok(Self {
             layout,
             sessions: uploads::Sessions::default(),
+            _lock: lock,
         })
     }
 
@@ -293,8 +302,12 @@ impl Storage for FsStorage {
         .await
     }
 
-    async fn create_upload(&self, owner: &UploadOwner) -> StorageResult<UploadId> {
-        uploads::create(&self.layout, owner).await
+    async fn create_upload(
+        &self,
+        owner: &UploadOwner,
+        kind: SessionKind,
+    ) -> StorageResult<UploadId> {
+        uploads::create(&self.layout, owner, kind).await
     }
 
     async fn upload_size(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<Option<u64>> {
@@ -317,7 +330,11 @@ impl Storage for FsStorage {
         id: UploadId,
         digest: &Digest,
     ) -> StorageResult<Finish> {
-        uploads::finish(&self.layout, &self.sessions, owner, id, digest).await
+        let outcome = uploads::finish(&self.layout, &self.sessions, owner, id, digest).await?;
+        if let Finish::Done { .. } = outcome {
+            self.link(&owner.repo, LinkKind::Layer, digest, b"").await?;
+        }
+        Ok(outcome)
     }
 
     async fn cancel_upload(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<bool> {
@@ -326,6 +343,10 @@ impl Storage for FsStorage {
 
     async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize> {
         uploads::purge(&self.layout, &self.sessions, max_age).await
+    }
+
+    async fn purge_orphans(&self) -> StorageResult<usize> {
+        uploads::purge_orphans(&self.layout).await
     }
 
     async fn check_writable(&self) -> StorageResult<()> {

@@ -21,16 +21,17 @@ const READ_CHUNK: u64 = 512 * 1024;
 /// Read size when hashing a file from disk.
 const HASH_READ: usize = 1024 * 1024;
 
-/// Streams `len` bytes of a blob file from `offset`. Each chunk is a read-only memory map
-/// of the page cache, so bytes go from the cache to the socket with one copy, not two; the
-/// map is released as soon as the chunk is written. One chunk is always being mapped ahead
-/// while the previous one goes out on the socket.
+/// Streams `len` bytes of a blob file from `offset`, one chunk read ahead on the blocking
+/// pool while the previous one goes out on the socket.
 ///
-/// Blob files are immutable once published (a rename replaces a path, never the bytes of an
-/// open file), which is what makes mapping them sound.
+/// Chunks are positioned reads (`pread`) into buffers of their own, not memory maps: a blob
+/// file truncated under a mapping (a disk repair, an operator's `truncate`, a filesystem
+/// error) raises SIGBUS when the bytes are copied in user space (TLS encrypts them there),
+/// and that ends the whole process. A short read here fails this download only.
 pub fn read_range(file: File, offset: u64, len: u64) -> ByteStream {
     let file = std::sync::Arc::new(file);
-    let first = map_chunk(file, offset, offset + len);
+    let end = offset.saturating_add(len);
+    let first = read_chunk(file, offset, end);
     Box::pin(futures_util::stream::try_unfold(
         first,
         |pending| async move {
@@ -38,7 +39,7 @@ pub fn read_range(file: File, offset: u64, len: u64) -> ByteStream {
                 return Ok(None);
             };
             let (file, chunk, pos, end) = pending.await.map_err(io::Error::other)??;
-            let next = map_chunk(file, pos, end);
+            let next = read_chunk(file, pos, end);
             Ok(Some((chunk, next)))
         },
     ))
@@ -46,30 +47,18 @@ pub fn read_range(file: File, offset: u64, len: u64) -> ByteStream {
 
 type PendingChunk = JoinHandle<io::Result<(std::sync::Arc<File>, Bytes, u64, u64)>>;
 
-/// Starts mapping the next chunk of at most `READ_CHUNK` bytes; `None` when nothing is left.
-fn map_chunk(file: std::sync::Arc<File>, pos: u64, end: u64) -> Option<PendingChunk> {
+/// Starts reading the next chunk of at most `READ_CHUNK` bytes; `None` when nothing is left.
+fn read_chunk(file: std::sync::Arc<File>, pos: u64, end: u64) -> Option<PendingChunk> {
+    use std::os::unix::fs::FileExt;
     if pos >= end {
         return None;
     }
     Some(spawn_blocking(move || {
         let want = (end - pos).min(READ_CHUNK);
-        if file.metadata()?.len() < pos + want {
-            let e = io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "blob is shorter than its size",
-            );
-            return Err(e);
-        }
-        // SAFETY: the file is a published blob, never written or truncated again (see above);
-        // populate() faults the pages in here, on the blocking pool, not on the reactor.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .offset(pos)
-                .len(want as usize)
-                .populate()
-                .map(&*file)?
-        };
-        Ok((file, Bytes::from_owner(map), pos + want, end))
+        let mut buf = vec![0u8; want as usize];
+        // A file shorter than its published size ends with UnexpectedEof: this body fails.
+        file.read_exact_at(&mut buf, pos)?;
+        Ok((file, Bytes::from(buf), pos + want, end))
     }))
 }
 

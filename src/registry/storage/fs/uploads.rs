@@ -1,5 +1,7 @@
 //! Upload sessions on disk: `_uploads/<uuid>/data` holds the bytes received so far and
 //! `_uploads/<uuid>/owner` who opened it (the repository, and the user when logins are on).
+//! A monolithic session also has an empty `_uploads/<uuid>/monolithic`: only the request
+//! that opened it can use it, so after a restart it is garbage ([`purge_orphans`]).
 //!
 //! The bytes on disk are the truth, so a session survives a restart. What lives only in
 //! memory is an optimisation: the sha256 state after the last append, so finishing a
@@ -20,9 +22,12 @@ use super::layout::Layout;
 use super::{blocking, stream};
 use crate::registry::reference::{Algorithm, Digest};
 use crate::registry::storage::{
-    self, Append, ByteStream, ChunkRange, Finish, StorageError, StorageResult, UploadId,
-    UploadOwner,
+    self, Append, ByteStream, ChunkRange, Finish, SessionKind, StorageError, StorageResult,
+    UploadId, UploadOwner,
 };
+
+/// The marker file of a monolithic session.
+const MONOLITHIC: &str = "monolithic";
 
 /// sha256 state of a session after exactly `offset` bytes.
 type HashState = Option<(u64, Sha256)>;
@@ -62,14 +67,21 @@ fn owned_by(layout: &Layout, id: UploadId, owner: &UploadOwner) -> io::Result<bo
     Ok(stored.as_deref() == Some(owner.record().as_bytes()))
 }
 
-pub async fn create(layout: &Layout, owner: &UploadOwner) -> StorageResult<UploadId> {
+pub async fn create(
+    layout: &Layout,
+    owner: &UploadOwner,
+    kind: SessionKind,
+) -> StorageResult<UploadId> {
     let id = UploadId::new();
     let dir = layout.upload_dir(id);
     let tmp = layout.tmp();
     let owner = owner.record();
     blocking("create upload", move || {
-        fs::create_dir_all(&dir)?;
+        atomic::create_dirs(&dir)?;
         File::create(dir.join("data"))?;
+        if kind == SessionKind::Monolithic {
+            File::create(dir.join(MONOLITHIC))?;
+        }
         // The owner file is written last and atomically: a session without one is unknown.
         atomic::write_file(&tmp, &dir.join("owner"), owner.as_bytes())
     })
@@ -184,14 +196,14 @@ pub async fn finish(
             _ => stream::hash_file(&mut file, d.algorithm())?,
         };
         if actual != d {
-            fs::remove_dir_all(&dir)?;
+            atomic::remove_dir_all(&dir)?;
             return Ok(Finish::DigestMismatch { actual });
         }
         // Durable before visible: the rename publishes only fsynced bytes. A concurrent
         // finish of the same digest renames identical bytes over it, which is harmless.
         file.sync_all()?;
         atomic::place(&data, &l.blob(&d))?;
-        fs::remove_dir_all(&dir)?;
+        atomic::remove_dir_all(&dir)?;
         Ok(Finish::Done { size })
     })
     .await?;
@@ -216,12 +228,30 @@ pub async fn cancel(
         if !owned_by(&l, id, &r)? {
             return Ok(false);
         }
-        fs::remove_dir_all(l.upload_dir(id))?;
+        atomic::remove_dir_all(&l.upload_dir(id))?;
         Ok(true)
     })
     .await?;
     sessions.forget(id);
     Ok(removed)
+}
+
+/// Removes every monolithic session. One process owns a storage root, so at start-up no
+/// request is writing to one: each is what a crash left, and no client can resume it.
+pub async fn purge_orphans(layout: &Layout) -> StorageResult<usize> {
+    let dir = layout.uploads();
+    blocking("purge orphaned uploads", move || {
+        let mut purged = 0;
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.join(MONOLITHIC).exists() {
+                fs::remove_dir_all(&path)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    })
+    .await
 }
 
 /// Removes sessions whose data was last written more than `max_age` ago.
@@ -245,7 +275,7 @@ pub async fn purge(
                 Err(e) => return Err(e),
             };
             if now.duration_since(touched).unwrap_or_default() > max_age {
-                fs::remove_dir_all(entry.path())?;
+                atomic::remove_dir_all(&entry.path())?;
                 stale.push(id);
             }
         }
@@ -293,7 +323,9 @@ mod tests {
             assert_eq!(sessions_held(&sessions), 0);
         }
         // A real session is held while it is in use, and forgotten when it ends.
-        let id = create(&layout, &owner).await.unwrap();
+        let id = create(&layout, &owner, SessionKind::Resumable)
+            .await
+            .unwrap();
         let body: ByteStream = Box::pin(futures_util::stream::empty());
         append(&layout, &sessions, &owner, id, None, body)
             .await

@@ -61,7 +61,7 @@ impl Limits {
     }
 
     /// A request the store answers after working on a whole object.
-    fn server_side(&self) -> Duration {
+    pub fn server_side(&self) -> Duration {
         self.timeout * SERVER_SIDE_FACTOR
     }
 }

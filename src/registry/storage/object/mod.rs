@@ -15,8 +15,12 @@
 mod azure;
 mod client;
 mod deadline;
+mod finish;
 mod hasher;
 mod keys;
+mod monolithic;
+mod part_copy;
+mod publish;
 mod s3;
 mod uploads;
 
@@ -33,8 +37,8 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload
 
 use self::keys::Keys;
 use super::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, Storage, StorageError, StorageResult,
-    UploadId, UploadOwner,
+    Append, ByteStream, ChunkRange, Finish, LinkKind, SessionKind, Storage, StorageError,
+    StorageResult, UploadId, UploadOwner,
 };
 use crate::config::{AzureConfig, S3Config};
 use crate::registry::reference::{Digest, RepoName, Tag};
@@ -49,7 +53,15 @@ pub struct ObjectStorage {
     keys: Keys,
     part_size: u64,
     conditional_writes: bool,
+    /// Sizes of blobs seen or written: blobs are immutable, so a GET needs no HEAD before
+    /// it. Bounded; the time limit only guards against a future that deletes blobs.
+    sizes: moka::sync::Cache<Digest, u64>,
+    /// S3 only: publishes blobs too large for one CopyObject (`publish.rs`).
+    part_copier: Option<part_copy::PartCopier>,
 }
+
+/// How many blob sizes are remembered (about 100 bytes each).
+const SIZES_CACHED: u64 = 100_000;
 
 /// What the backend takes from the config beside the client.
 struct Settings<'a> {
@@ -70,7 +82,16 @@ impl ObjectStorage {
             conditional_writes: config.conditional_writes,
             timeout: config.timeout,
         };
-        Ok(Self::new(s3::client(config)?, settings, root))
+        let client = s3::client(config)?;
+        let options = client::options("s3", config.endpoint.as_deref(), config.ca_file.as_deref())?;
+        let copy_deadline = deadline::Limits {
+            timeout: config.timeout,
+        }
+        .server_side();
+        let copier = part_copy::PartCopier::new(client.clone(), &options, config, copy_deadline)?;
+        let mut storage = Self::new(client, settings, root);
+        storage.part_copier = Some(copier);
+        Ok(storage)
     }
 
     /// A registry at `root` below `storage.azure.prefix`. Does not contact the store.
@@ -102,7 +123,16 @@ impl ObjectStorage {
             keys: Keys::new(prefix),
             part_size: settings.part_size,
             conditional_writes: settings.conditional_writes,
+            sizes: moka::sync::Cache::builder()
+                .max_capacity(SIZES_CACHED)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+            part_copier: None,
         }
+    }
+
+    fn remember_size(&self, digest: &Digest, size: u64) {
+        self.sizes.insert(digest.clone(), size);
     }
 
     async fn read_optional(&self, op: &'static str, key: &Path) -> StorageResult<Option<Bytes>> {
@@ -194,8 +224,14 @@ impl Storage for ObjectStorage {
     }
 
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        if let Some(size) = self.sizes.get(digest) {
+            return Ok(Some(size));
+        }
         match self.store.head(&self.keys.blob(digest)).await {
-            Ok(meta) => Ok(Some(meta.size)),
+            Ok(meta) => {
+                self.remember_size(digest, meta.size);
+                Ok(Some(meta.size))
+            }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(unavailable("stat blob")(e)),
         }
@@ -366,8 +402,16 @@ impl Storage for ObjectStorage {
         Ok(out)
     }
 
-    async fn create_upload(&self, owner: &UploadOwner) -> StorageResult<UploadId> {
-        uploads::create(self, owner).await
+    async fn create_upload(
+        &self,
+        owner: &UploadOwner,
+        kind: SessionKind,
+    ) -> StorageResult<UploadId> {
+        let writer = match kind {
+            SessionKind::Resumable => None,
+            SessionKind::Monolithic => Some(monolithic::Writer::this_process()),
+        };
+        uploads::create(self, owner, writer).await
     }
 
     async fn upload_size(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<Option<u64>> {
@@ -390,7 +434,16 @@ impl Storage for ObjectStorage {
         id: UploadId,
         digest: &Digest,
     ) -> StorageResult<Finish> {
-        uploads::finish(self, owner, id, digest).await
+        finish::finish(self, owner, id, digest).await
+    }
+
+    async fn put_blob(
+        &self,
+        owner: &UploadOwner,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> StorageResult<Finish> {
+        monolithic::put_blob(self, owner, digest, body).await
     }
 
     async fn cancel_upload(&self, owner: &UploadOwner, id: UploadId) -> StorageResult<bool> {
@@ -399,6 +452,10 @@ impl Storage for ObjectStorage {
 
     async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize> {
         uploads::purge(self, max_age).await
+    }
+
+    async fn purge_orphans(&self) -> StorageResult<usize> {
+        monolithic::purge_orphans(self).await
     }
 
     async fn check_writable(&self) -> StorageResult<()> {

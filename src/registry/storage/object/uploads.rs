@@ -14,66 +14,77 @@
 //! node appended meanwhile, that put fails and the client is told the session's current
 //! size, as for any chunk that does not start where the session ends.
 //!
-//! Finishing never makes unverified bytes visible: the sha256 state travels in the session
-//! ([`super::hasher`]), so the digest is checked before anything is assembled; then the
-//! multipart upload is completed (S3 checks every part's e-tag against the ones the state
-//! recorded, so a part overwritten by a losing concurrent append cannot slip in) and the
-//! result is copied to the blob's key in one atomic CopyObject. Blobs of up to one part are
-//! written to the blob key with one PUT. (CopyObject is limited to 5 GiB on AWS; larger
-//! blobs fail to finish there with a logged error.)
+//! The multipart upload's id is recorded in the state as soon as it is created (before
+//! its first part), so a session a crash cut off can always be aborted by the purge.
+//! Finishing is in `finish.rs`; monolithic uploads in `monolithic.rs`.
 
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::multipart::PartId;
 use object_store::path::Path;
 use object_store::{GetResult, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha512};
 use tokio::task::JoinHandle;
 
 use super::hasher::Hasher;
+use super::monolithic::Writer;
 use super::{unavailable, ObjectStorage};
-use crate::registry::reference::{Algorithm, Digest};
 use crate::registry::storage::{
-    self, Append, ByteStream, ChunkRange, Finish, StorageError, StorageResult, UploadId,
-    UploadOwner,
+    self, Append, ByteStream, ChunkRange, StorageError, StorageResult, UploadId, UploadOwner,
 };
 
 /// A session as stored in `_uploads/<uuid>/state`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct State {
+pub(super) struct State {
     /// [`UploadOwner::record`] of whoever opened it.
     owner: String,
     /// Bytes received: `parts.len() × part_size` plus the tail pieces' lengths.
-    size: u64,
+    pub size: u64,
     /// Fixed when the session opens, so nodes configured differently agree on part offsets.
     part_size: u64,
-    /// The multipart upload behind `data`, once the first part was written.
-    multipart: Option<String>,
+    /// The multipart upload behind `data`, recorded before its first part is written.
+    pub multipart: Option<String>,
     /// E-tags of the full parts, in order.
-    parts: Vec<String>,
-    tail: Vec<Piece>,
+    pub parts: Vec<String>,
+    pub tail: Vec<Piece>,
     /// sha256 of all `size` bytes so far ([`Hasher::save`]).
-    sha256: String,
+    pub sha256: String,
+    /// The process streaming a monolithic upload into this session; `None` for sessions a
+    /// client can resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<Writer>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Piece {
+pub(super) struct Piece {
     nonce: String,
     len: u64,
 }
 
 /// A state as read, with the version to make the next write conditional on.
-struct Loaded {
-    state: State,
+pub(super) struct Loaded {
+    pub state: State,
     version: UpdateVersion,
 }
 
 impl ObjectStorage {
+    /// A session's state, whoever owns it; `None` when there is none (or it is unreadable:
+    /// the purge then goes by age alone).
+    pub(super) async fn read_state(&self, id: UploadId) -> StorageResult<Option<State>> {
+        Ok(self
+            .read_optional("read upload state", &self.keys.upload_state(id))
+            .await?
+            .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
     /// The session's state when it exists and belongs to `owner`.
-    async fn load(&self, id: UploadId, owner: &UploadOwner) -> StorageResult<Option<Loaded>> {
+    pub(super) async fn load(
+        &self,
+        id: UploadId,
+        owner: &UploadOwner,
+    ) -> StorageResult<Option<Loaded>> {
         let result: GetResult = match self.store.get(&self.keys.upload_state(id)).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -94,13 +105,13 @@ impl ObjectStorage {
     }
 
     /// Writes a session's state; with `previous`, only if nobody replaced that version.
-    /// `Ok(false)` when somebody did.
+    /// Returns the new version, or `None` when somebody did replace it.
     async fn store_state(
         &self,
         id: UploadId,
         state: &State,
         previous: Option<UpdateVersion>,
-    ) -> StorageResult<bool> {
+    ) -> StorageResult<Option<UpdateVersion>> {
         let json = serde_json::to_vec(state).map_err(|e| StorageError::Io {
             op: "write upload state",
             source: e.into(),
@@ -118,14 +129,21 @@ impl ObjectStorage {
             .put_opts(&self.keys.upload_state(id), json.into(), options)
             .await
         {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Ok(put) => Ok(Some(UpdateVersion {
+                e_tag: put.e_tag,
+                version: put.version,
+            })),
+            Err(object_store::Error::Precondition { .. }) => Ok(None),
             Err(e) => Err(unavailable("write upload state")(e)),
         }
     }
 
     /// The tail pieces' bytes, in order.
-    async fn read_tail(&self, id: UploadId, tail: &[Piece]) -> StorageResult<Vec<Bytes>> {
+    pub(super) async fn read_tail(
+        &self,
+        id: UploadId,
+        tail: &[Piece],
+    ) -> StorageResult<Vec<Bytes>> {
         let mut out = Vec::with_capacity(tail.len());
         for piece in tail {
             let key = self.keys.upload_tail(id, &piece.nonce);
@@ -144,8 +162,37 @@ impl ObjectStorage {
         Ok(out)
     }
 
+    /// Deletes the objects a finished session's state names, the state with them, in one
+    /// request where the store can (S3's DeleteObjects, Azure's batch). What else a crash
+    /// may have left in the session's folder goes with the purge.
+    pub(super) async fn discard_finished(&self, id: UploadId, state: &State) -> StorageResult<()> {
+        let mut keys: Vec<Path> = (state.tail.iter())
+            .map(|p| self.keys.upload_tail(id, &p.nonce))
+            .collect();
+        if state.multipart.is_some() {
+            keys.push(self.keys.upload_data(id));
+        }
+        keys.push(self.keys.upload_state(id));
+        let keys = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
+        self.store
+            .delete_stream(keys)
+            .map_ok(drop)
+            .or_else(|e| async move {
+                match e {
+                    object_store::Error::NotFound { .. } => Ok(()),
+                    e => Err(unavailable("delete upload")(e)),
+                }
+            })
+            .try_collect()
+            .await
+    }
+
     /// Deletes every object of a session (best effort for leftovers: the purge retries).
-    async fn delete_session(&self, id: UploadId, multipart: Option<&String>) -> StorageResult<()> {
+    pub(super) async fn delete_session(
+        &self,
+        id: UploadId,
+        multipart: Option<&String>,
+    ) -> StorageResult<()> {
         if let Some(mp) = multipart {
             if let Err(error) = self
                 .store
@@ -174,9 +221,15 @@ impl ObjectStorage {
     }
 }
 
-pub async fn create(s: &ObjectStorage, owner: &UploadOwner) -> StorageResult<UploadId> {
+/// Opens a session; `writer` for a monolithic one (see `monolithic.rs`).
+pub async fn create(
+    s: &ObjectStorage,
+    owner: &UploadOwner,
+    writer: Option<Writer>,
+) -> StorageResult<UploadId> {
     let id = UploadId::new();
     let state = State {
+        writer,
         owner: owner.record(),
         size: 0,
         part_size: s.part_size,
@@ -215,7 +268,11 @@ pub async fn append(
     range: Option<ChunkRange>,
     body: ByteStream,
 ) -> StorageResult<Append> {
-    let Some(Loaded { mut state, version }) = s.load(id, owner).await? else {
+    let Some(Loaded {
+        mut state,
+        mut version,
+    }) = s.load(id, owner).await?
+    else {
         return Ok(Append::UnknownUpload);
     };
     if range.is_some_and(|r| r.offset != state.size) {
@@ -225,7 +282,6 @@ pub async fn append(
         Some(r) => storage::at_most(body, r.len.saturating_add(1)),
         None => body,
     };
-    let had_multipart = state.multipart.is_some();
     let mut hasher = Hasher::load(&state.sha256).ok_or_else(|| StorageError::Corrupt {
         what: format!("upload {id}: unreadable hash state"),
     })?;
@@ -253,6 +309,13 @@ pub async fn append(
         buf.len += chunk.len() as u64;
         buf.chunks.push(chunk);
         while buf.old_tail + buf.len >= part_size {
+            if state.multipart.is_none()
+                && !start_multipart(s, id, &mut state, &mut version).await?
+            {
+                // Another node appended meanwhile; its state stands.
+                let size = s.load(id, owner).await?.map_or(0, |l| l.state.size);
+                return Ok(Append::OffsetMismatch { size });
+            }
             let part = take_part(s, id, &mut state, &mut buf).await?;
             // One part uploads while the next fills: waiting here bounds memory to ~2 parts.
             if let Some(previous) = in_flight.take() {
@@ -268,12 +331,8 @@ pub async fn append(
         if received != r.len {
             // The chunk lied about its length. The state is not replaced, so the session
             // stays as it was: parts written past it are overwritten by the next append's
-            // (same numbers) and never completed unless the state records them.
-            if !had_multipart {
-                if let Some(mp) = &state.multipart {
-                    let _ = s.store.abort_multipart(&s.keys.upload_data(id), mp).await;
-                }
-            }
+            // (same numbers) and never completed unless the state records them. (A
+            // multipart upload this append started stays: the state already records it.)
             let size = state.size;
             return Ok(Append::LengthMismatch { size });
         }
@@ -300,7 +359,11 @@ pub async fn append(
     }
     state.size += received;
     state.sha256 = hasher.save();
-    if !s.store_state(id, &state, Some(version)).await? {
+    if received == 0 && body_error.is_none() {
+        // Nothing arrived (a `PUT ?digest=` without a body): nothing to record.
+        return Ok(Append::Written { size: state.size });
+    }
+    if s.store_state(id, &state, Some(version)).await?.is_none() {
         // Another node appended to this session meanwhile; its state stands.
         if let Some(key) = new_piece {
             let _ = s.store.delete(&key).await;
@@ -353,6 +416,34 @@ async fn take_part(
     Ok(part)
 }
 
+/// Creates the session's multipart upload and records it in the state at once, so that a
+/// crash from here on leaves an upload the purge can abort. `false` (and nothing left) when
+/// another append replaced the state meanwhile.
+async fn start_multipart(
+    s: &ObjectStorage,
+    id: UploadId,
+    state: &mut State,
+    version: &mut UpdateVersion,
+) -> StorageResult<bool> {
+    let data = s.keys.upload_data(id);
+    let multipart = s
+        .store
+        .create_multipart(&data)
+        .await
+        .map_err(unavailable("start multipart upload"))?;
+    state.multipart = Some(multipart.clone());
+    match s.store_state(id, state, Some(version.clone())).await? {
+        Some(new) => {
+            *version = new;
+            Ok(true)
+        }
+        None => {
+            let _ = s.store.abort_multipart(&data, &multipart).await;
+            Ok(false)
+        }
+    }
+}
+
 /// Starts uploading the next full part in the background.
 async fn start_part(
     s: &ObjectStorage,
@@ -361,18 +452,12 @@ async fn start_part(
     part: Vec<Bytes>,
 ) -> StorageResult<JoinHandle<object_store::Result<PartId>>> {
     let data = s.keys.upload_data(id);
-    let multipart = match &state.multipart {
-        Some(m) => m.clone(),
-        None => {
-            let m = s
-                .store
-                .create_multipart(&data)
-                .await
-                .map_err(unavailable("start multipart upload"))?;
-            state.multipart = Some(m.clone());
-            m
-        }
-    };
+    let multipart = state
+        .multipart
+        .clone()
+        .ok_or_else(|| StorageError::Corrupt {
+            what: format!("upload {id}: a part without a multipart upload"),
+        })?;
     // Part numbers follow from offsets: the caller recorded every earlier part already.
     let index = state.parts.len();
     let store = s.store.clone();
@@ -393,104 +478,6 @@ async fn joined(handle: JoinHandle<object_store::Result<PartId>>) -> StorageResu
     }
 }
 
-pub async fn finish(
-    s: &ObjectStorage,
-    owner: &UploadOwner,
-    id: UploadId,
-    digest: &Digest,
-) -> StorageResult<Finish> {
-    let Some(Loaded { state, .. }) = s.load(id, owner).await? else {
-        return Ok(Finish::UnknownUpload);
-    };
-    let blob = s.keys.blob(digest);
-    // sha256 is known from the stored state before a byte moves.
-    if digest.algorithm() == Algorithm::Sha256 {
-        let actual = Hasher::load(&state.sha256)
-            .ok_or_else(|| StorageError::Corrupt {
-                what: format!("upload {id}: unreadable hash state"),
-            })?
-            .digest();
-        if actual != *digest {
-            s.delete_session(id, state.multipart.as_ref()).await?;
-            return Ok(Finish::DigestMismatch { actual });
-        }
-    }
-    let tail = s.read_tail(id, &state.tail).await?;
-    if state.parts.is_empty() {
-        // At most one part's bytes: verified in memory, then one atomic PUT.
-        if digest.algorithm() == Algorithm::Sha512 {
-            let mut h = Sha512::new();
-            tail.iter().for_each(|b| h.update(b));
-            let actual = Digest::from_hash(Algorithm::Sha512, &h.finalize());
-            if actual != *digest {
-                s.delete_session(id, None).await?;
-                return Ok(Finish::DigestMismatch { actual });
-            }
-        }
-        s.store
-            .put(&blob, PutPayload::from_iter(tail))
-            .await
-            .map_err(unavailable("write blob"))?;
-    } else {
-        let data = s.keys.upload_data(id);
-        let multipart = state
-            .multipart
-            .clone()
-            .ok_or_else(|| StorageError::Corrupt {
-                what: format!("upload {id}: parts without a multipart upload"),
-            })?;
-        let mut parts: Vec<PartId> = state
-            .parts
-            .iter()
-            .map(|e| PartId {
-                content_id: e.clone(),
-            })
-            .collect();
-        if !tail.is_empty() {
-            let last = s
-                .store
-                .put_part(&data, &multipart, parts.len(), PutPayload::from_iter(tail))
-                .await
-                .map_err(unavailable("upload part"))?;
-            parts.push(last);
-        }
-        s.store
-            .complete_multipart(&data, &multipart, parts)
-            .await
-            .map_err(unavailable("complete multipart upload"))?;
-        if digest.algorithm() == Algorithm::Sha512 {
-            let actual = hash_object(s, &data).await?;
-            if actual != *digest {
-                s.delete_session(id, None).await?;
-                return Ok(Finish::DigestMismatch { actual });
-            }
-        }
-        // Verified: publish with one atomic server-side copy. A concurrent finish of the
-        // same digest copies identical bytes, which is harmless.
-        s.store
-            .copy(&data, &blob)
-            .await
-            .map_err(unavailable("publish blob"))?;
-    }
-    s.delete_session(id, None).await?;
-    Ok(Finish::Done { size: state.size })
-}
-
-/// sha512 of a stored object, streamed.
-async fn hash_object(s: &ObjectStorage, key: &Path) -> StorageResult<Digest> {
-    let mut stream = s
-        .store
-        .get(key)
-        .await
-        .map_err(unavailable("verify upload"))?
-        .into_stream();
-    let mut h = Sha512::new();
-    while let Some(chunk) = stream.next().await {
-        h.update(chunk.map_err(unavailable("verify upload"))?);
-    }
-    Ok(Digest::from_hash(Algorithm::Sha512, &h.finalize()))
-}
-
 pub async fn cancel(s: &ObjectStorage, owner: &UploadOwner, id: UploadId) -> StorageResult<bool> {
     let Some(Loaded { state, .. }) = s.load(id, owner).await? else {
         return Ok(false);
@@ -503,40 +490,46 @@ pub async fn cancel(s: &ObjectStorage, owner: &UploadOwner, id: UploadId) -> Sto
 /// id never reached a state, because its node died first, is invisible here: give the
 /// bucket a lifecycle rule that aborts incomplete multipart uploads, as the README says.)
 pub async fn purge(s: &ObjectStorage, max_age: Duration) -> StorageResult<usize> {
-    let mut newest: std::collections::HashMap<UploadId, SystemTime> = Default::default();
-    let mut listing = s.store.list(Some(&s.keys.uploads()));
-    let uploads = s.keys.uploads();
-    while let Some(meta) = listing.next().await {
-        let meta = meta.map_err(unavailable("purge uploads"))?;
-        let Some(id) = meta
-            .location
-            .prefix_match(&uploads)
-            .and_then(|mut rest| rest.next())
-            .and_then(|seg| UploadId::parse(seg.as_ref()))
-        else {
-            continue;
-        };
-        let modified = SystemTime::from(meta.last_modified);
-        let entry = newest.entry(id).or_insert(modified);
-        *entry = (*entry).max(modified);
-    }
     let now = SystemTime::now();
     let mut purged = 0;
-    for (id, touched) in newest {
+    for (id, touched) in s.sessions().await? {
         if now.duration_since(touched).unwrap_or_default() <= max_age {
             continue;
         }
-        let multipart = match s.store.get(&s.keys.upload_state(id)).await {
-            Ok(r) => r
-                .bytes()
-                .await
-                .ok()
-                .and_then(|b| serde_json::from_slice::<State>(&b).ok())
-                .and_then(|st| st.multipart),
-            Err(_) => None,
-        };
+        let multipart = s
+            .read_state(id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|st| st.multipart);
         s.delete_session(id, multipart.as_ref()).await?;
         purged += 1;
     }
     Ok(purged)
+}
+
+impl ObjectStorage {
+    /// Every session in the bucket, with the time its newest object was written.
+    pub(super) async fn sessions(
+        &self,
+    ) -> StorageResult<std::collections::HashMap<UploadId, SystemTime>> {
+        let mut newest: std::collections::HashMap<UploadId, SystemTime> = Default::default();
+        let uploads = self.keys.uploads();
+        let mut listing = self.store.list(Some(&uploads));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(unavailable("list uploads"))?;
+            let Some(id) = meta
+                .location
+                .prefix_match(&uploads)
+                .and_then(|mut rest| rest.next())
+                .and_then(|seg| UploadId::parse(seg.as_ref()))
+            else {
+                continue;
+            };
+            let modified = SystemTime::from(meta.last_modified);
+            let entry = newest.entry(id).or_insert(modified);
+            *entry = (*entry).max(modified);
+        }
+        Ok(newest)
+    }
 }
