@@ -87,8 +87,8 @@ impl Storage for Gated {
     async fn list_repositories(&self) -> StorageResult<Vec<RepoName>> {
         self.inner.list_repositories().await
     }
-    async fn create_upload(&self, o: &UploadOwner) -> StorageResult<UploadId> {
-        self.inner.create_upload(o).await
+    async fn create_upload(&self, o: &UploadOwner, kind: SessionKind) -> StorageResult<UploadId> {
+        self.inner.create_upload(o, kind).await
     }
     async fn upload_size(&self, o: &UploadOwner, id: UploadId) -> StorageResult<Option<u64>> {
         self.inner.upload_size(o, id).await
@@ -115,6 +115,9 @@ impl Storage for Gated {
     }
     async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize> {
         self.inner.purge_uploads(max_age).await
+    }
+    async fn purge_orphans(&self) -> StorageResult<usize> {
+        self.inner.purge_orphans().await
     }
     async fn check_writable(&self) -> StorageResult<()> {
         self.inner.check_writable().await
