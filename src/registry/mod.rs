@@ -5,6 +5,7 @@ pub mod access;
 pub mod error;
 pub mod reference;
 pub mod route;
+pub mod service;
 pub mod storage;
 
 mod blobs;
