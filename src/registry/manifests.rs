@@ -11,9 +11,9 @@ use http::{HeaderName, Response, StatusCode};
 use super::blobs::DOCKER_CONTENT_DIGEST;
 use super::cache::CachedManifest;
 use super::error::{ApiError, ApiResult, Code};
-use super::manifest::Manifest;
+use super::manifest::{media_type_of, Manifest};
 use super::reference::{Algorithm, Digest, Reference, RepoName};
-use super::storage::{ByteStream, LinkKind};
+use super::storage::{ByteStream, LinkKind, StorageError};
 use super::Registry;
 use crate::http_util::{self, Body, Reply};
 
@@ -69,11 +69,13 @@ impl Registry {
                 .await?
                 .ok_or_else(|| manifest_unknown(reference))?,
         };
-        let media_type = self
+        if !self
             .storage
-            .read_link(repo, LinkKind::Manifest, &digest)
+            .is_linked(repo, LinkKind::Manifest, &digest)
             .await?
-            .ok_or_else(|| manifest_unknown(reference))?;
+        {
+            return Err(manifest_unknown(reference));
+        }
         let by_digest = digest.to_string();
         let m = match self.cache.get(repo, &by_digest) {
             Some(m) => m,
@@ -86,9 +88,14 @@ impl Registry {
                         tracing::error!(%repo, %digest, "manifest is linked but its bytes are missing");
                         manifest_unknown(reference)
                     })?;
+                // Nothing records the type a manifest was pushed with (registry:2 has no
+                // place for it): the bytes say it, as registry:2 reads them.
+                let media_type = media_type_of(&bytes).map_err(|why| StorageError::Corrupt {
+                    what: format!("manifest {digest} in {repo}: {why}"),
+                })?;
                 let m = Arc::new(CachedManifest {
                     digest,
-                    media_type: String::from_utf8_lossy(&media_type).into_owned(),
+                    media_type: media_type.to_owned(),
                     bytes,
                 });
                 self.cache.insert(repo, &by_digest, m.clone(), ticket);
@@ -131,14 +138,7 @@ impl Registry {
         self.check_references(repo, &manifest).await?;
 
         self.storage.put_small_blob(&digest, bytes.clone()).await?;
-        self.storage
-            .link(
-                repo,
-                LinkKind::Manifest,
-                &digest,
-                manifest.media_type.as_bytes(),
-            )
-            .await?;
+        self.storage.link(repo, LinkKind::Manifest, &digest).await?;
         if let Some(subject) = &manifest.subject {
             let descriptor = manifest.referrer_descriptor(&digest, bytes.len());
             let descriptor = serde_json::to_vec(&descriptor).unwrap_or_default();
@@ -174,7 +174,7 @@ impl Registry {
         let mut checks: Vec<Check<'_>> = Vec::new();
         for (kind, (digest, _)) in wanted.clone() {
             checks.push(Box::pin(async move {
-                let linked = self.storage.read_link(repo, kind, digest).await?.is_some();
+                let linked = self.storage.is_linked(repo, kind, digest).await?;
                 Ok(match linked {
                     true => self.storage.blob_size(digest).await?,
                     false => None,
@@ -226,19 +226,18 @@ impl Registry {
     /// Removes a manifest from a repository, with the tags pointing at it and its entry in
     /// its subject's referrers. The bytes stay: other repositories may share them.
     async fn delete_revision(&self, repo: &RepoName, digest: &Digest) -> ApiResult<()> {
-        let Some(media_type) = self
+        if !self
             .storage
-            .read_link(repo, LinkKind::Manifest, digest)
+            .is_linked(repo, LinkKind::Manifest, digest)
             .await?
-        else {
+        {
             return Err(manifest_unknown(&Reference::Digest(digest.clone())));
-        };
+        }
         if let Some(bytes) = self.storage.read_small_blob(digest).await? {
-            let media_type = String::from_utf8_lossy(&media_type);
             if let Ok(Manifest {
                 subject: Some(subject),
                 ..
-            }) = Manifest::parse(&bytes, Some(&media_type))
+            }) = Manifest::parse(&bytes, None)
             {
                 self.storage.remove_referrer(repo, &subject, digest).await?;
             }

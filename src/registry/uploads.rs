@@ -58,14 +58,11 @@ impl Registry {
     async fn mount(&self, repo: &RepoName, from: &RepoName, digest: &Digest) -> ApiResult<bool> {
         let has = self
             .storage
-            .read_link(from, LinkKind::Layer, digest)
+            .is_linked(from, LinkKind::Layer, digest)
             .await?
-            .is_some()
             && self.storage.blob_size(digest).await?.is_some();
         if has {
-            self.storage
-                .link(repo, LinkKind::Layer, digest, b"")
-                .await?;
+            self.storage.link(repo, LinkKind::Layer, digest).await?;
         }
         Ok(has)
     }
@@ -206,11 +203,11 @@ impl Registry {
                 // has it already gets this answer, so it reveals nothing.)
                 let linked = self
                     .storage
-                    .read_link(&owner.repo, LinkKind::Layer, digest)
+                    .is_linked(&owner.repo, LinkKind::Layer, digest)
                     .await?;
                 match linked {
-                    Some(_) => Ok(blob_created(&owner.repo, digest)),
-                    None => Err(upload_unknown()),
+                    true => Ok(blob_created(&owner.repo, digest)),
+                    false => Err(upload_unknown()),
                 }
             }
             Finish::DigestMismatch { actual } => Err(ApiError::new(
