@@ -20,11 +20,13 @@ use std::time::{Duration, Instant};
 use http::header::LOCATION;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 
+use crate::auth::Identity;
 use crate::config::{Config, PlainMode, RequestClass, RouteTarget, ServerConfig};
 use crate::http_util::{self, Body, Reply};
 use crate::registry::access::{self, Need};
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::route::Route as ApiRoute;
+use crate::registry::service::{Caller, RequestId};
 use crate::registry::Registry;
 use crate::tls::acceptor::TlsInfo;
 
@@ -335,9 +337,10 @@ impl Gateway {
             if auth.authorize(identity.as_ref(), guard)? == authz::MountDecision::Refused {
                 drop_mount(req);
             }
-            req.extensions_mut().insert(access::Caller(at.user.clone()));
         }
         if registry {
+            let caller = caller_of(req, at, identity.as_ref());
+            req.extensions_mut().insert(caller);
             self.check_delete(endpoint.guard.as_ref(), auth.is_some())?;
             // The engine lists nothing without a filter (it fails closed), so say what the
             // caller may see: the pullable repositories, or everything without logins.
@@ -368,6 +371,24 @@ impl Gateway {
                 "deletes are disabled on this registry; set [registry] delete = true to allow them",
             )),
         }
+    }
+}
+
+/// Who is asking, as the registry's operations (and their events) see it. Only cheap
+/// clones: this runs for every registry request, manifest HEADs included.
+fn caller_of<B>(req: &Request<B>, at: &Where, identity: Option<&Identity>) -> Caller {
+    let host = req.headers().get(http::header::HOST).cloned().or_else(|| {
+        let authority = req.uri().authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
+    Caller {
+        user: at.user.clone(),
+        groups: identity.map(|i| i.groups.clone()).unwrap_or_default(),
+        addr: Some(at.client),
+        host,
+        method: req.method().clone(),
+        user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
+        request_id: RequestId::next(),
     }
 }
 
