@@ -11,6 +11,9 @@ pub mod ratelimit;
 pub mod respond;
 mod vhost;
 
+#[cfg(test)]
+mod caller_tests;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -20,7 +23,6 @@ use std::time::{Duration, Instant};
 use http::header::LOCATION;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 
-use crate::auth::Identity;
 use crate::config::{Config, PlainMode, RequestClass, RouteTarget, ServerConfig};
 use crate::http_util::{self, Body, Reply};
 use crate::registry::access::{self, Need};
@@ -339,7 +341,11 @@ impl Gateway {
             }
         }
         if registry {
-            let caller = caller_of(req, at, identity.as_ref());
+            let groups = match (auth, &identity) {
+                (Some(auth), Some(identity)) => auth.groups_of(identity),
+                _ => Vec::new(),
+            };
+            let caller = caller_of(req, at, groups);
             req.extensions_mut().insert(caller);
             self.check_delete(endpoint.guard.as_ref(), auth.is_some())?;
             // The engine lists nothing without a filter (it fails closed), so say what the
@@ -375,15 +381,17 @@ impl Gateway {
 }
 
 /// Who is asking, as the registry's operations (and their events) see it. Only cheap
-/// clones: this runs for every registry request, manifest HEADs included.
-fn caller_of<B>(req: &Request<B>, at: &Where, identity: Option<&Identity>) -> Caller {
+/// clones: this runs for every registry request, manifest HEADs included. The host keeps
+/// its port, as registry:2's events report it (`vhost::request_host` drops it to match
+/// server names).
+fn caller_of<B>(req: &Request<B>, at: &Where, groups: Vec<String>) -> Caller {
     let host = req.headers().get(http::header::HOST).cloned().or_else(|| {
         let authority = req.uri().authority()?;
         HeaderValue::from_str(authority.as_str()).ok()
     });
     Caller {
         user: at.user.clone(),
-        groups: identity.map(|i| i.groups.clone()).unwrap_or_default(),
+        groups,
         addr: Some(at.client),
         host,
         method: req.method().clone(),

@@ -28,6 +28,9 @@ mod listing;
 mod manifests;
 mod uploads;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::SystemTime;
 
