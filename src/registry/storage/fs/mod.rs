@@ -4,6 +4,7 @@
 mod append;
 mod atomic;
 mod layout;
+mod records;
 mod root_lock;
 mod stream;
 mod uploads;
@@ -18,8 +19,8 @@ use bytes::Bytes;
 
 use self::layout::Layout;
 use super::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, SessionKind, Storage, StorageError,
-    StorageResult, UploadId, UploadOwner,
+    Append, ByteStream, ChunkRange, Finish, LinkKind, RecordKey, RecordVersion, SessionKind,
+    Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
 
@@ -356,5 +357,34 @@ impl Storage for FsStorage {
             atomic::remove_file(&probe).map(drop)
         })
         .await
+    }
+
+    async fn put_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<()> {
+        self.put_record_file(key, bytes).await
+    }
+
+    async fn create_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<bool> {
+        self.create_record_file(key, bytes).await
+    }
+
+    async fn replace_record(
+        &self,
+        key: &RecordKey,
+        bytes: Bytes,
+        expected: &RecordVersion,
+    ) -> StorageResult<bool> {
+        self.replace_record_file(key, bytes, expected).await
+    }
+
+    async fn read_record(&self, key: &RecordKey) -> StorageResult<Option<(Bytes, RecordVersion)>> {
+        self.read_record_file(key).await
+    }
+
+    async fn list_records(&self, prefix: &RecordKey) -> StorageResult<Vec<RecordKey>> {
+        self.list_record_files(prefix).await
+    }
+
+    async fn delete_record(&self, key: &RecordKey) -> StorageResult<bool> {
+        self.delete_record_file(key).await
     }
 }
