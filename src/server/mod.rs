@@ -27,6 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, Limits, ListenerConfig, RouteTarget, StorageBackend, StorageConfig};
+use crate::events::metrics::EventMetrics;
+use crate::events::Notifications;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::Gateway;
 use crate::registry::storage::fs::FsStorage;
@@ -42,6 +44,8 @@ pub enum ServerError {
     // printer (`{:#}`, anyhow) would say it twice.
     #[error("cannot open storage root {path}: {cause}")]
     Storage { path: String, cause: io::Error },
+    #[error("cannot start notifications: {cause}")]
+    Notifications { cause: io::Error },
     #[error("cannot listen on {address}: {cause}")]
     Bind {
         address: SocketAddr,
@@ -72,6 +76,9 @@ pub struct Server {
     admin: Option<TcpListener>,
     state: Arc<State>,
     config: Config,
+    /// The notifications outbox and delivery workers of each storage root. Endpoints are
+    /// read at start-up; changing them needs a restart.
+    notifications: Vec<Notifications>,
 }
 
 /// The current configuration's runtime pieces. Each connection takes a snapshot when it
@@ -156,7 +163,11 @@ impl Server {
         for registry in registries.values() {
             maintenance::purge_uploads_at_start(registry, config.storage.upload_max_age).await;
         }
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        let event_metrics = EventMetrics::default();
+        event_metrics.register(metrics.registry_mut());
+        let notifications = start_notifications(&config, &registries, &event_metrics)?;
+        let metrics = Arc::new(metrics);
         let shared = build_shared(&config, &registries, metrics.clone()).await?;
         let admin = match config.admin_address {
             Some(address) => Some(
@@ -187,6 +198,7 @@ impl Server {
                 registries: Mutex::new(registries),
             }),
             config,
+            notifications,
         })
     }
 
@@ -259,7 +271,29 @@ impl Server {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
+        for n in self.notifications {
+            n.shutdown().await;
+        }
     }
+}
+
+/// The notifications of each storage root: its outbox and delivery workers.
+fn start_notifications(
+    config: &Config,
+    registries: &HashMap<PathBuf, Arc<Registry>>,
+    metrics: &EventMetrics,
+) -> Result<Vec<Notifications>, ServerError> {
+    registries
+        .values()
+        .map(|registry| {
+            Notifications::start(
+                &config.notifications,
+                registry.storage().clone(),
+                metrics.clone(),
+            )
+            .map_err(|cause| ServerError::Notifications { cause })
+        })
+        .collect()
 }
 
 /// The gateway and certificates for a configuration.

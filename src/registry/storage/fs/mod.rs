@@ -27,8 +27,9 @@ use crate::registry::reference::{Digest, RepoName, Tag};
 pub struct FsStorage {
     layout: Layout,
     sessions: uploads::Sessions,
-    /// Held while the root is in use: no other process may open it.
-    _lock: std::sync::Arc<root_lock::RootLock>,
+    /// Held while the root is in use: no other process may open it (`None` for a reader
+    /// of wharf's records beside a running server, see [`FsStorage::open_records_reader`]).
+    _lock: Option<std::sync::Arc<root_lock::RootLock>>,
 }
 
 impl FsStorage {
@@ -54,7 +55,23 @@ impl FsStorage {
         Ok(Self {
             layout,
             sessions: uploads::Sessions::default(),
-            _lock: lock,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens a root only to read wharf's records (`wharf events`) while a server may hold
+    /// it: no lock, no clean-up, nothing created.
+    pub fn open_records_reader(root: &Path) -> io::Result<Self> {
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        Ok(Self {
+            layout: Layout::new(root.to_path_buf()),
+            sessions: uploads::Sessions::default(),
+            _lock: None,
         })
     }
 
