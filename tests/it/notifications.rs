@@ -94,6 +94,27 @@ fn assert_signed(d: &Delivery) {
         .expect("the signature verifies");
 }
 
+/// Runs README's Python `verify` on a delivery, as a receiver would.
+fn python_verifies(d: &Delivery, secret: &str) -> bool {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("### Verifying signatures").unwrap()..];
+    let start = section.find("```python\n").unwrap() + "```python\n".len();
+    let snippet = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body");
+    std::fs::write(&body, &d.body).unwrap();
+    let script = format!(
+        "{snippet}\nimport sys\nok = verify(sys.argv[1].encode(), sys.argv[2], open(sys.argv[3], 'rb').read())\nsys.exit(0 if ok else 1)\n"
+    );
+    let header = d.headers["wharf-signature"].to_str().unwrap();
+    std::process::Command::new("python3")
+        .args(["-c", &script, secret, header])
+        .arg(&body)
+        .status()
+        .unwrap()
+        .success()
+}
+
 async fn pending(storage: &Arc<dyn Storage>) -> usize {
     let folder = RecordKey::new("events/hook/pending").unwrap();
     storage.list_records(&folder).await.unwrap().len()
@@ -139,6 +160,10 @@ async fn push_events_arrive_signed_over_https_in_registry2s_envelope() {
         "application/vnd.docker.distribution.events.v1+json"
     );
     assert_signed(d);
+    if crate::support::have_program("python3", "python3") {
+        assert!(python_verifies(d, SECRET), "README's snippet verifies it");
+        assert!(!python_verifies(d, "wrong secret"));
+    }
     let e = d.event();
     assert_eq!(e["id"], event.id);
     assert_eq!(e["action"], "push");
