@@ -12,6 +12,7 @@ mod conn_limit;
 mod drain;
 mod idle;
 mod maintenance;
+mod notifications;
 mod plain_on_tls;
 mod transport;
 
@@ -28,7 +29,6 @@ use tokio::sync::watch;
 
 use crate::config::{Config, Limits, ListenerConfig, RouteTarget, StorageBackend, StorageConfig};
 use crate::events::metrics::EventMetrics;
-use crate::events::Notifications;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::Gateway;
 use crate::registry::storage::fs::FsStorage;
@@ -76,9 +76,6 @@ pub struct Server {
     admin: Option<TcpListener>,
     state: Arc<State>,
     config: Config,
-    /// The notifications outbox and delivery workers of each storage root. Endpoints are
-    /// read at start-up; changing them needs a restart.
-    notifications: Vec<Notifications>,
 }
 
 /// The current configuration's runtime pieces. Each connection takes a snapshot when it
@@ -92,6 +89,8 @@ struct State {
     /// Registry engines by storage root, kept across reloads: an engine owns the upload
     /// sessions' locks and the manifest cache of its root, so there must be one per root.
     registries: Mutex<HashMap<PathBuf, Arc<Registry>>>,
+    /// The notifications of each root, started with its engine.
+    outboxes: Arc<notifications::Outboxes>,
 }
 
 impl State {
@@ -140,7 +139,7 @@ impl Reloader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let registries = open_registries(&config, known).await?;
+        let registries = open_registries(&config, known, &self.state.outboxes).await?;
         let shared = build_shared(&config, &registries, self.state.metrics.clone()).await?;
         *self
             .state
@@ -159,15 +158,18 @@ impl Reloader {
 
 impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
-        let registries = open_registries(&config, HashMap::new()).await?;
-        for registry in registries.values() {
-            maintenance::purge_uploads_at_start(registry, config.storage.upload_max_age).await;
-        }
         let mut metrics = Metrics::new();
         let event_metrics = EventMetrics::default();
         event_metrics.register(metrics.registry_mut());
-        let notifications = start_notifications(&config, &registries, &event_metrics)?;
         let metrics = Arc::new(metrics);
+        let outboxes = Arc::new(notifications::Outboxes::new(
+            config.notifications.clone(),
+            event_metrics,
+        ));
+        let registries = open_registries(&config, HashMap::new(), &outboxes).await?;
+        for registry in registries.values() {
+            maintenance::purge_uploads_at_start(registry, config.storage.upload_max_age).await;
+        }
         let shared = build_shared(&config, &registries, metrics.clone()).await?;
         let admin = match config.admin_address {
             Some(address) => Some(
@@ -196,9 +198,9 @@ impl Server {
                 current: RwLock::new(Arc::new(shared)),
                 conn_limit: conn_limit::ConnLimiter::new(caps_of(&config.limits)),
                 registries: Mutex::new(registries),
+                outboxes,
             }),
             config,
-            notifications,
         })
     }
 
@@ -271,29 +273,8 @@ impl Server {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
-        for n in self.notifications {
-            n.shutdown().await;
-        }
+        self.state.outboxes.shutdown().await;
     }
-}
-
-/// The notifications of each storage root: its outbox and delivery workers.
-fn start_notifications(
-    config: &Config,
-    registries: &HashMap<PathBuf, Arc<Registry>>,
-    metrics: &EventMetrics,
-) -> Result<Vec<Notifications>, ServerError> {
-    registries
-        .values()
-        .map(|registry| {
-            Notifications::start(
-                &config.notifications,
-                registry.storage().clone(),
-                metrics.clone(),
-            )
-            .map_err(|cause| ServerError::Notifications { cause })
-        })
-        .collect()
 }
 
 /// The gateway and certificates for a configuration.
@@ -330,6 +311,7 @@ async fn build_shared(
 async fn open_registries(
     config: &Config,
     known: HashMap<PathBuf, Arc<Registry>>,
+    outboxes: &notifications::Outboxes,
 ) -> Result<HashMap<PathBuf, Arc<Registry>>, ServerError> {
     let mut out = HashMap::new();
     let roots = config
@@ -358,7 +340,8 @@ async fn open_registries(
             ),
             None => {
                 let storage = open_storage(&config.storage.backend, &root).await?;
-                Arc::new(Registry::new(storage, options.clone()))
+                let events = outboxes.start(&storage)?;
+                Arc::new(Registry::new(storage, options.clone()).with_events(events))
             }
         };
         out.insert(root, engine);

@@ -30,6 +30,7 @@ mod malformed;
 mod manifests;
 mod nodes;
 mod notifications;
+mod notifications_e2e;
 mod object_finish;
 mod observability;
 mod oci_client;

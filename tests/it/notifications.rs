@@ -73,7 +73,7 @@ fn fs_storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
 }
 
 /// Checks `Wharf-Signature: t=<unix>,v1=<hex>` against HMAC-SHA256 over `<t>.<body>`.
-fn assert_signed(d: &Delivery) {
+pub(crate) fn assert_signed(d: &Delivery) {
     let header = d.headers["wharf-signature"].to_str().unwrap();
     let (t, v1) = header
         .strip_prefix("t=")
@@ -215,7 +215,7 @@ async fn cloudevents_arrive_over_http_with_configured_headers() {
 #[tokio::test]
 async fn a_receiver_down_for_a_while_gets_every_event_once_in_order_per_repository() {
     let mut receiver = Receiver::http().await;
-    receiver.down();
+    receiver.down().await;
     let config = notifications(&receiver.url(), "");
     let (_dir, storage) = fs_storage();
     let metrics = EventMetrics::default();

@@ -100,8 +100,10 @@ impl Receiver {
     }
 
     /// Stops listening and drops every connection: the endpoint is down.
-    pub fn down(&mut self) {
+    pub async fn down(&mut self) {
         self.tasks.abort_all();
+        // Until the tasks are gone the listener is still bound.
+        while self.tasks.join_next().await.is_some() {}
     }
 
     /// Listens again on the same address.
