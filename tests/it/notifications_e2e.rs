@@ -216,6 +216,15 @@ async fn a_push_acknowledged_before_a_sigkill_is_delivered_after_the_restart() {
     // Acknowledged, not delivered (the receiver is down): SIGKILL.
     wharf.kill();
     assert!(receiver.deliveries().is_empty());
+    let listed = wharf_events(conf.path());
+    let waiting = listed
+        .lines()
+        .find(|l| l.contains("team/app:1"))
+        .unwrap_or_else(|| panic!("wharf events:\n{listed}"));
+    assert!(
+        waiting.contains("pending") || waiting.contains("retrying"),
+        "{waiting}"
+    );
     receiver.up().await;
     let _wharf = WharfProcess::spawn_config(conf.path(), &toml);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -233,6 +242,32 @@ async fn a_push_acknowledged_before_a_sigkill_is_delivered_after_the_restart() {
             .wait_for(receiver.deliveries().len() + 1, Duration::from_secs(30))
             .await;
     }
+    // Beside the running server, `wharf events` shows it delivered (once the worker has
+    // recorded it).
+    loop {
+        let listed = wharf_events(conf.path());
+        if listed
+            .lines()
+            .any(|l| l.contains("team/app:1") && l.contains("delivered"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "wharf events:\n{listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `wharf events --config <dir>/wharf.toml`'s output.
+fn wharf_events(conf: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["events", "--config"])
+        .arg(conf.join("wharf.toml"))
+        .output()
+        .unwrap();
+    String::from_utf8(ok(out, "wharf events").stdout).unwrap()
 }
 
 /// The median time of pushing `n` small images (config, layer, manifest by tag).
