@@ -122,6 +122,29 @@ impl Storage for Gated {
     async fn check_writable(&self) -> StorageResult<()> {
         self.inner.check_writable().await
     }
+    async fn put_record(&self, k: &RecordKey, b: Bytes) -> StorageResult<()> {
+        self.inner.put_record(k, b).await
+    }
+    async fn create_record(&self, k: &RecordKey, b: Bytes) -> StorageResult<bool> {
+        self.inner.create_record(k, b).await
+    }
+    async fn replace_record(
+        &self,
+        k: &RecordKey,
+        b: Bytes,
+        v: &RecordVersion,
+    ) -> StorageResult<bool> {
+        self.inner.replace_record(k, b, v).await
+    }
+    async fn read_record(&self, k: &RecordKey) -> StorageResult<Option<(Bytes, RecordVersion)>> {
+        self.inner.read_record(k).await
+    }
+    async fn list_records(&self, p: &RecordKey) -> StorageResult<Vec<RecordKey>> {
+        self.inner.list_records(p).await
+    }
+    async fn delete_record(&self, k: &RecordKey) -> StorageResult<bool> {
+        self.inner.delete_record(k).await
+    }
 }
 
 struct Fixture {

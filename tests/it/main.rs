@@ -4,6 +4,7 @@ mod azurite;
 mod backends;
 mod moto;
 mod pki;
+mod receiver;
 mod store_relay;
 mod support;
 
@@ -28,6 +29,8 @@ mod lockout;
 mod malformed;
 mod manifests;
 mod nodes;
+mod notifications;
+mod notifications_e2e;
 mod object_finish;
 mod observability;
 mod oci_client;

@@ -32,6 +32,7 @@
 
 pub mod fs;
 pub mod object;
+pub mod records;
 
 use std::io;
 use std::pin::Pin;
@@ -42,6 +43,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::reference::{Digest, RepoName, Tag};
+pub use records::{RecordKey, RecordVersion};
 
 /// A stream of body bytes, in or out.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -346,4 +348,24 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Proves the backend accepts writes (for `/healthz`).
     async fn check_writable(&self) -> StorageResult<()>;
+
+    // Small records of wharf's own state: see [`records`] for their contract.
+
+    /// Writes a record, replacing any.
+    async fn put_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<()>;
+    /// Writes a record only if `key` is free; `false` when it exists.
+    async fn create_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<bool>;
+    /// Replaces a record only if it is still at `expected`; `false` when it changed or went.
+    async fn replace_record(
+        &self,
+        key: &RecordKey,
+        bytes: Bytes,
+        expected: &RecordVersion,
+    ) -> StorageResult<bool>;
+    /// A record and its version, or `None` when there is none.
+    async fn read_record(&self, key: &RecordKey) -> StorageResult<Option<(Bytes, RecordVersion)>>;
+    /// Every key under `prefix` (at any depth), sorted.
+    async fn list_records(&self, prefix: &RecordKey) -> StorageResult<Vec<RecordKey>>;
+    /// Removes a record; `false` when there was none.
+    async fn delete_record(&self, key: &RecordKey) -> StorageResult<bool>;
 }

@@ -4,6 +4,7 @@
 mod append;
 mod atomic;
 mod layout;
+mod records;
 mod root_lock;
 mod stream;
 mod uploads;
@@ -18,16 +19,17 @@ use bytes::Bytes;
 
 use self::layout::Layout;
 use super::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, SessionKind, Storage, StorageError,
-    StorageResult, UploadId, UploadOwner,
+    Append, ByteStream, ChunkRange, Finish, LinkKind, RecordKey, RecordVersion, SessionKind,
+    Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
 
 pub struct FsStorage {
     layout: Layout,
     sessions: uploads::Sessions,
-    /// Held while the root is in use: no other process may open it.
-    _lock: std::sync::Arc<root_lock::RootLock>,
+    /// Held while the root is in use: no other process may open it (`None` for a reader
+    /// of wharf's records beside a running server, see [`FsStorage::open_records_reader`]).
+    _lock: Option<std::sync::Arc<root_lock::RootLock>>,
 }
 
 impl FsStorage {
@@ -59,7 +61,23 @@ impl FsStorage {
         Ok(Self {
             layout,
             sessions: uploads::Sessions::default(),
-            _lock: lock,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens a root only to read wharf's records (`wharf events`) while a server may hold
+    /// it: no lock, no clean-up, nothing created.
+    pub fn open_records_reader(root: &Path) -> io::Result<Self> {
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        Ok(Self {
+            layout: Layout::new(root.to_path_buf()),
+            sessions: uploads::Sessions::default(),
+            _lock: None,
         })
     }
 
@@ -420,5 +438,34 @@ impl Storage for FsStorage {
             atomic::remove_file(&probe).map(drop)
         })
         .await
+    }
+
+    async fn put_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<()> {
+        self.put_record_file(key, bytes).await
+    }
+
+    async fn create_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<bool> {
+        self.create_record_file(key, bytes).await
+    }
+
+    async fn replace_record(
+        &self,
+        key: &RecordKey,
+        bytes: Bytes,
+        expected: &RecordVersion,
+    ) -> StorageResult<bool> {
+        self.replace_record_file(key, bytes, expected).await
+    }
+
+    async fn read_record(&self, key: &RecordKey) -> StorageResult<Option<(Bytes, RecordVersion)>> {
+        self.read_record_file(key).await
+    }
+
+    async fn list_records(&self, prefix: &RecordKey) -> StorageResult<Vec<RecordKey>> {
+        self.list_record_files(prefix).await
+    }
+
+    async fn delete_record(&self, key: &RecordKey) -> StorageResult<bool> {
+        self.delete_record_file(key).await
     }
 }

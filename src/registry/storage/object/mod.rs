@@ -21,6 +21,7 @@ mod keys;
 mod monolithic;
 mod part_copy;
 mod publish;
+mod records;
 mod s3;
 mod uploads;
 
@@ -35,10 +36,13 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 
+/// Reads a secret given inline, in a file or in a variable (also for other modules' secrets).
+pub use self::client::secret as read_secret;
 use self::keys::Keys;
+pub use self::monolithic::host_name;
 use super::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, SessionKind, Storage, StorageError,
-    StorageResult, UploadId, UploadOwner,
+    Append, ByteStream, ChunkRange, Finish, LinkKind, RecordKey, RecordVersion, SessionKind,
+    Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::config::{AzureConfig, S3Config};
 use crate::registry::reference::{Digest, RepoName, Tag};
@@ -486,5 +490,34 @@ impl Storage for ObjectStorage {
             .delete(&probe)
             .await
             .map_err(unavailable("health probe"))
+    }
+
+    async fn put_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<()> {
+        self.put_record_object(key, bytes).await
+    }
+
+    async fn create_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<bool> {
+        self.create_record_object(key, bytes).await
+    }
+
+    async fn replace_record(
+        &self,
+        key: &RecordKey,
+        bytes: Bytes,
+        expected: &RecordVersion,
+    ) -> StorageResult<bool> {
+        self.replace_record_object(key, bytes, expected).await
+    }
+
+    async fn read_record(&self, key: &RecordKey) -> StorageResult<Option<(Bytes, RecordVersion)>> {
+        self.read_record_object(key).await
+    }
+
+    async fn list_records(&self, prefix: &RecordKey) -> StorageResult<Vec<RecordKey>> {
+        self.list_record_objects(prefix).await
+    }
+
+    async fn delete_record(&self, key: &RecordKey) -> StorageResult<bool> {
+        self.delete_record_object(key).await
     }
 }

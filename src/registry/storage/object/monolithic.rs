@@ -47,7 +47,8 @@ impl Writer {
     }
 }
 
-fn host_name() -> String {
+/// This machine's host name (empty when unknown).
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
