@@ -85,6 +85,7 @@ impl Notifications {
                     metrics: metrics.clone(),
                     poll: config.poll,
                     history: config.history,
+                    known: Default::default(),
                 };
                 tokio::spawn(worker.run(stop_rx.clone()))
             })

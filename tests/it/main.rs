@@ -40,6 +40,7 @@ mod proxy;
 mod public_pull;
 mod push_path;
 mod rate_limits;
+mod records;
 mod referrers;
 mod route_auth;
 mod shipped_files;

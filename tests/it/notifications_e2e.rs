@@ -293,7 +293,12 @@ async fn pushes_take_as_long_with_a_hanging_or_failing_endpoint_as_without() {
     use crate::receiver::Mode;
     use crate::support::TestServer;
     let plain = TestServer::start().await;
-    let without = median_push(&plain, 15).await;
+    let no_endpoint = median_push(&plain, 15).await;
+    // The baseline is an endpoint that answers at once: the outbox writes are the same,
+    // so what differs is only how the endpoint behaves.
+    let healthy = Receiver::http().await;
+    let healthy_server = TestServer::start_with(&endpoint(&healthy.url(), "")).await;
+    let without = median_push(&healthy_server, 15).await;
 
     let hanging = Receiver::http().await;
     hanging.set_mode(Mode::Hang);
@@ -307,10 +312,40 @@ async fn pushes_take_as_long_with_a_hanging_or_failing_endpoint_as_without() {
 
     let failing = Receiver::http().await;
     failing.set_mode(Mode::Fail);
-    let failing_server = TestServer::start_with(&endpoint(&failing.url(), "")).await;
+    let (failing_server, _) = TestServer::start_config(&format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n\
+         [log]\naccess_log = false\n{}",
+        endpoint(&failing.url(), "")
+    ))
+    .await;
     let erroring = median_push(&failing_server, 15).await;
-    eprintln!("median push: no endpoint {without:?}, hanging {stuck:?}, failing {erroring:?}");
-    let bound = without * 3 + Duration::from_millis(30);
+    eprintln!(
+        "median push: no endpoint {no_endpoint:?}, healthy endpoint {without:?}, \
+         hanging {stuck:?}, failing {erroring:?}"
+    );
+    let bound = without * 2 + Duration::from_millis(30);
+    // The failing endpoint's retries and queue show on /metrics.
+    let admin = failing_server.admin.unwrap();
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{endpoint=\"hook\"}}")))
+            .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert!(line("wharf_notifications_retries_total") >= 1.0);
+    assert!(line("wharf_notifications_queue_depth") >= 1.0);
+    assert!(line("wharf_notifications_oldest_pending_seconds") >= 0.0);
     assert!(stuck < bound, "hanging endpoint: {stuck:?} vs {without:?}");
     assert!(
         erroring < bound,
