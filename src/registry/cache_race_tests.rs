@@ -16,7 +16,7 @@ use super::storage::fs::FsStorage;
 use super::storage::*;
 use super::{Registry, RegistryOptions};
 
-/// The filesystem backend, except that one armed `read_link` waits for a signal.
+/// The filesystem backend, except that one armed `is_linked` waits for a signal.
 struct Gated {
     inner: FsStorage,
     armed: AtomicBool,
@@ -26,13 +26,13 @@ struct Gated {
 
 #[async_trait]
 impl Storage for Gated {
-    async fn read_link(
+    async fn is_linked(
         &self,
         repo: &RepoName,
         kind: LinkKind,
         digest: &Digest,
-    ) -> StorageResult<Option<Bytes>> {
-        let found = self.inner.read_link(repo, kind, digest).await;
+    ) -> StorageResult<bool> {
+        let found = self.inner.is_linked(repo, kind, digest).await;
         if self.armed.swap(false, Ordering::SeqCst) {
             self.reached.notify_one();
             self.release.notified().await;
@@ -51,8 +51,8 @@ impl Storage for Gated {
     async fn put_small_blob(&self, d: &Digest, b: Bytes) -> StorageResult<()> {
         self.inner.put_small_blob(d, b).await
     }
-    async fn link(&self, r: &RepoName, k: LinkKind, d: &Digest, p: &[u8]) -> StorageResult<()> {
-        self.inner.link(r, k, d, p).await
+    async fn link(&self, r: &RepoName, k: LinkKind, d: &Digest) -> StorageResult<()> {
+        self.inner.link(r, k, d).await
     }
     async fn unlink(&self, r: &RepoName, k: LinkKind, d: &Digest) -> StorageResult<bool> {
         self.inner.unlink(r, k, d).await

@@ -42,6 +42,7 @@ mod push_path;
 mod rate_limits;
 mod records;
 mod referrers;
+mod registry2_interop;
 mod route_auth;
 mod shipped_files;
 mod store_requests;

@@ -22,6 +22,11 @@
 //! - **Validated inputs only.** Every name, tag, digest and upload id arrives already
 //!   validated ([`RepoName`], [`Tag`], [`Digest`], [`UploadId`]), so an implementation may
 //!   build paths or object keys from them directly.
+//! - **registry:2's layout.** Blobs, links and tags are stored where Distribution (the
+//!   `registry:2` image) stores them, with the same contents (`fs/layout.rs`,
+//!   `object/keys.rs`), so each can serve the other's storage. Nothing else goes under
+//!   `docker/`: wharf's own state (sessions, staging, referrers, probes, the lock) lives
+//!   under `wharf/` beside it, which registry:2's catalog and garbage collector never visit.
 //!
 //! Errors are [`StorageError`]s; they carry the internal cause for the log, never for the client.
 
@@ -100,12 +105,14 @@ pub enum SessionKind {
     Monolithic,
 }
 
-/// Which kind of repository membership a link records.
+/// Which kind of repository membership a link records. A link holds nothing but the digest
+/// it links, as registry:2 writes it: a manifest's media type is read from its bytes
+/// (`registry::manifest::media_type_of`), as registry:2 does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkKind {
     /// A blob pushed or mounted into the repository (layers, configs).
     Layer,
-    /// A manifest revision of the repository; the link holds the manifest's media type.
+    /// A manifest revision of the repository.
     Manifest,
 }
 
@@ -249,28 +256,24 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores a small blob whose digest the caller computed over `bytes`.
     async fn put_small_blob(&self, digest: &Digest, bytes: Bytes) -> StorageResult<()>;
 
-    /// Records that `repo` contains `digest`, with an optional small payload.
-    async fn link(
+    /// Records that `repo` contains `digest`.
+    async fn link(&self, repo: &RepoName, kind: LinkKind, digest: &Digest) -> StorageResult<()>;
+    /// Whether `repo` contains `digest`.
+    async fn is_linked(
         &self,
         repo: &RepoName,
         kind: LinkKind,
         digest: &Digest,
-        payload: &[u8],
-    ) -> StorageResult<()>;
-    /// The payload of a link, or `None` when `repo` does not contain `digest`.
-    async fn read_link(
-        &self,
-        repo: &RepoName,
-        kind: LinkKind,
-        digest: &Digest,
-    ) -> StorageResult<Option<Bytes>>;
+    ) -> StorageResult<bool>;
     /// Removes a link; `false` when there was none.
     async fn unlink(&self, repo: &RepoName, kind: LinkKind, digest: &Digest)
         -> StorageResult<bool>;
 
     async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>>;
+    /// Points `tag` at `digest` (and, as registry:2 does, records in the tag's index that
+    /// it did).
     async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()>;
-    /// Removes a tag; `false` when there was none.
+    /// Removes a tag, with its index; `false` when there was none.
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool>;
     /// All tags of a repository, sorted; `None` when the repository does not exist.
     async fn list_tags(&self, repo: &RepoName) -> StorageResult<Option<Vec<Tag>>>;

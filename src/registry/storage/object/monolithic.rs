@@ -134,7 +134,7 @@ async fn put_small(
         .await
         .map_err(unavailable("write blob"))?;
     s.remember_size(digest, size);
-    s.link(&owner.repo, LinkKind::Layer, digest, b"").await?;
+    s.link(&owner.repo, LinkKind::Layer, digest).await?;
     Ok(Finish::Done { size })
 }
 
