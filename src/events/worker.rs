@@ -96,7 +96,11 @@ impl Worker {
                 next_due = Some(next_due.map_or(due, |d| d.min(due)));
                 continue;
             }
-            match self.endpoint.send(&pending.event, &self.source).await {
+            let Some(sent) = self.send_holding_lease(&pending).await? else {
+                self.known.clear();
+                break; // another node has the queue now
+            };
+            match sent {
                 Ok(()) => {
                     self.finish(key, &pending, "delivered").await?;
                     self.count(&self.metrics.sent);
@@ -129,6 +133,28 @@ impl Worker {
             self.prune_history().await?;
         }
         Ok(next_due)
+    }
+
+    /// Sends an event, renewing the lease while the endpoint takes its time (a delivery may
+    /// take longer than the lease), so no other node sends the same event meanwhile.
+    /// `None` when the lease was lost all the same.
+    async fn send_holding_lease(
+        &mut self,
+        pending: &Pending,
+    ) -> StorageResult<Option<Result<(), String>>> {
+        let endpoint = self.endpoint.clone();
+        let send = endpoint.send(&pending.event, &self.source);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                sent = &mut send => return Ok(Some(sent)),
+                () = tokio::time::sleep(self.lease.renewal()) => {
+                    if !self.lease.hold().await? {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
     }
 
     /// A pending record, from the copy read earlier or from storage; `None` when it is
