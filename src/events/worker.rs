@@ -39,7 +39,7 @@ impl Worker {
         let name = self.endpoint.config.name.clone();
         loop {
             let wait = match self.lease.hold().await {
-                Ok(true) => match self.pass().await {
+                Ok(true) => match self.pass(&stop).await {
                     Ok(next) => next.map_or(self.poll, |n| n.min(self.poll)),
                     Err(error) => {
                         tracing::warn!(endpoint = %name, %error, "notification outbox unreadable");
@@ -65,7 +65,7 @@ impl Worker {
     }
 
     /// One pass over the queue. Returns how soon a retry is due, if one is waiting.
-    async fn pass(&mut self) -> StorageResult<Option<Duration>> {
+    async fn pass(&mut self, stop: &watch::Receiver<bool>) -> StorageResult<Option<Duration>> {
         let keys = self
             .storage
             .list_records(&self.endpoint.folders.pending)
@@ -77,6 +77,9 @@ impl Worker {
         let listed: HashSet<&RecordKey> = keys.iter().collect();
         self.known.retain(|k, _| listed.contains(k));
         for key in &keys {
+            if *stop.borrow() {
+                break; // shutting down: the rest stays pending for the next holder
+            }
             // Renews as it goes; a node that lost the lease stops at once.
             if !self.lease.hold().await? {
                 self.known.clear();

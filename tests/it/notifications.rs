@@ -290,6 +290,25 @@ async fn an_event_that_keeps_failing_is_given_up_and_kept_visible() {
     n.shutdown().await;
 }
 
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_hanging_endpoint() {
+    let receiver = Receiver::http().await;
+    receiver.set_mode(Mode::Hang);
+    let (_dir, storage) = fs_storage();
+    let config = notifications(&receiver.url(), "timeout = \"60s\"\n");
+    let n = Notifications::start(&config, storage.clone(), EventMetrics::default()).unwrap();
+    n.sink().emit(&push("team/app", "v1", 1)).await.unwrap();
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let started = Instant::now();
+    n.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(pending(&storage).await, 1, "the event stays pending");
+}
+
 /// The median time of `n` emits.
 async fn median_emit(sink: &Arc<dyn EventSink>, n: usize) -> Duration {
     let mut times = Vec::new();
