@@ -40,6 +40,7 @@ mod proxy;
 mod public_pull;
 mod push_path;
 mod rate_limits;
+mod records;
 mod referrers;
 mod registry2_interop;
 mod route_auth;
