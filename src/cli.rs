@@ -56,6 +56,9 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, origin) = Config::load(path.as_deref())?;
     init_logging(&config);
     tracing::info!(config = %origin, storage = %config.storage.root.display(), "starting wharf");
+    for line in registry_env_report(&config) {
+        tracing::info!("{line}");
+    }
     let server = Server::bind(config.clone()).await?;
     // Signals are taken before saying we are up: until then, SIGHUP or SIGTERM would kill
     // the process instead of reloading or draining it.
@@ -183,11 +186,32 @@ async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
     let storage = check_storage(&config)
         .await
         .map_err(|e| anyhow::anyhow!("config {}: {e}", place("storage")))?;
+    for line in registry_env_report(&config) {
+        println!("{line}");
+    }
     println!(
         "{origin}: ok ({} listener(s), storage at {storage})",
         config.listeners.len(),
     );
     Ok(())
+}
+
+/// One line per registry:2 setting (`REGISTRY_*` variable): what it set, or why wharf
+/// needs nothing for it. Values are never shown, only what they became (never a secret).
+fn registry_env_report(config: &Config) -> Vec<String> {
+    use wharf::config::registry_env::Effect;
+    config
+        .registry_env
+        .iter()
+        .map(|a| match &a.effect {
+            Effect::Set { shown, .. } => format!("registry:2 setting {}: {shown}", a.label),
+            Effect::NotNeeded(why) => format!("registry:2 setting {}: not needed ({why})", a.label),
+            // The environment's unsupported settings are errors before this point.
+            Effect::Unsupported { problem, .. } => {
+                format!("registry:2 setting {}: {problem}", a.label)
+            }
+        })
+        .collect()
 }
 
 /// The key an access-rule or provider error is about, for its line: the rule when the

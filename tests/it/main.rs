@@ -38,6 +38,7 @@ mod public_pull;
 mod push_path;
 mod rate_limits;
 mod referrers;
+mod registry2_env;
 mod route_auth;
 mod shipped_files;
 mod store_requests;
