@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod gateway;
 pub mod http_util;
+pub mod import_config;
 pub mod registry;
 pub mod server;
 pub mod tls;

@@ -76,7 +76,7 @@ const FINE_VALUES: &[(&str, &[&str], &str)] = &[
     ("HTTP_NET", &["tcp"], "wharf listens on TCP"),
     ("HTTP_DEBUG_PROMETHEUS_ENABLED", &["true", "false"], "wharf serves /metrics on the admin address (REGISTRY_HTTP_DEBUG_ADDR)"),
     ("HTTP_DEBUG_PROMETHEUS_PATH", &["/metrics"], "wharf serves /metrics on the admin address"),
-    ("STORAGE_CACHE_BLOBDESCRIPTOR", &["inmemory"], "wharf caches blob sizes and manifests in memory by itself"),
+    ("STORAGE_CACHE_BLOBDESCRIPTOR", &["inmemory", "redis"], "wharf caches blob sizes and manifests in memory by itself"),
     ("STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED", &["true"], "wharf always purges stale upload sessions (age: REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE)"),
     ("STORAGE_MAINTENANCE_UPLOADPURGING_DRYRUN", &["false"], "wharf purges for real"),
     ("STORAGE_S3_V4AUTH", &["true"], "wharf always signs with AWS Signature Version 4"),

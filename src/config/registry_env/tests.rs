@@ -88,7 +88,7 @@ fn settings_wharf_needs_nothing_for_are_accepted_and_reported() {
         assert!(matches!(a.effect, Effect::NotNeeded(_)), "{a:?}");
     }
     assert!(!format!("{:?}", c.registry_env).contains("s3cr3t-value"));
-    assert!(err(&[("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "redis")]).contains("BLOBDESCRIPTOR"));
+    assert!(err(&[("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "disk")]).contains("BLOBDESCRIPTOR"));
 }
 
 #[test]
