@@ -21,6 +21,7 @@ mod front_door;
 mod fs_storage;
 mod htpasswd;
 mod http2_windows;
+mod import_config;
 mod ldap;
 mod limits;
 mod listing;
