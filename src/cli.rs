@@ -1,4 +1,4 @@
-//! The command line: `wharf serve` and `wharf check-config`.
+//! The command line: `wharf serve`, `wharf check-config`, `wharf events`, and the others below.
 
 use std::path::PathBuf;
 
@@ -52,6 +52,13 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// List notifications: pending deliveries with their attempts, recent deliveries and
+    /// failures, per endpoint (safe while the server runs).
+    Events {
+        /// Config file (default: what `serve` would use).
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -66,6 +73,7 @@ impl Cli {
                 nginx,
                 output,
             } => import_config(&config_yml, nginx.as_deref(), output.as_deref()),
+            Command::Events { config } => crate::events_cmd::run(config).await,
         }
     }
 }

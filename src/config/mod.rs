@@ -8,6 +8,7 @@ mod limits;
 mod location;
 mod log;
 pub mod names;
+mod notifications;
 mod rate_limits;
 pub mod raw;
 pub mod registry_env;
@@ -23,6 +24,7 @@ pub use self::auth::{
 };
 pub use self::limits::Limits;
 pub use self::log::{AccessFormat, AccessTarget, LogConfig, LogFormat};
+pub use self::notifications::{EndpointConfig, EventFormat, GiveUp, NotificationsConfig};
 pub use self::rate_limits::{
     Clients, FailedLoginsConfig, LimitKey, Rate, RateLimitConfig, RequestClass, DEFAULT_LIMITS,
 };
@@ -57,6 +59,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// What became of each registry:2 setting (`REGISTRY_*` variable) applied over the file.
     pub registry_env: Vec<registry_env::Applied>,
+    /// Webhook endpoints fed from the durable outbox (`[notifications]`).
+    pub notifications: NotificationsConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -367,6 +371,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
     let manifest_cache_bytes = raw.registry.manifest_cache_bytes.unwrap_or(16 << 20);
 
     let log = log::validate(&check, &raw.log)?;
+    let notifications = notifications::validate(&check, &raw.notifications)?;
     let admin_address = match raw.admin.address.as_deref() {
         None => None,
         Some(a) => Some(check.socket_addr("admin.address", a, "\"127.0.0.1:9091\"")?),
@@ -405,6 +410,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         log,
         shutdown_grace,
         registry_env: Vec::new(),
+        notifications,
     })
 }
 

@@ -118,7 +118,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("HTTP_HTTP2", "wharf speaks HTTP/2 by itself (ALPN over TLS, prior knowledge on plain HTTP)"),
     ("HTTP_H2C", "wharf speaks HTTP/2 by itself (ALPN over TLS, prior knowledge on plain HTTP)"),
     ("HTTP_PREFIX", "a path prefix is a route in wharf.toml: [[server.route]] path = \"/prefix/\""),
-    ("NOTIFICATIONS", "webhook notifications are not supported yet"),
+    ("NOTIFICATIONS", "registry:2's notification endpoints are not converted: write them as [[notifications.endpoint]] in wharf.toml (format = \"distribution\" sends registry:2's envelope)"),
     ("PROXY", "pull-through cache mode is not supported yet"),
     ("MIDDLEWARE", "storage and registry middleware (CloudFront, redirects) is not supported"),
     ("REPORTING", "bug reporting services are not supported"),
