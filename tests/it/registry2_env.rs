@@ -217,3 +217,50 @@ fn check_config_reports_what_each_registry_variable_became() {
     assert!(said.contains("REGISTRY_HTTP_SECRET: not needed"), "{said}");
     assert!(!said.contains("shh-do-not-print"), "{said}");
 }
+
+/// What can be checked of the image without pulling a base image (none can be pulled where
+/// these tests run): fully qualified bases, registry:2's port and volume, a build context
+/// that holds what the COPYs name and none of what .dockerignore keeps out.
+#[test]
+fn the_container_image_is_laid_out_like_registry2s() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).unwrap();
+    let patterns: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let ignored = |path: &str| {
+        patterns.iter().any(|p| match p.strip_prefix("**/*") {
+            Some(ext) => path.ends_with(ext),
+            None => path.starts_with(p.trim_end_matches('/')),
+        })
+    };
+    assert!(ignored("target/debug/wharf") && ignored("conf/users.htpasswd"));
+    for line in dockerfile.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["FROM", image, ..] => {
+                let registry = image.split('/').next().unwrap();
+                assert!(
+                    image.contains('/') && registry.contains('.'),
+                    "{image}: not fully qualified"
+                );
+            }
+            ["COPY", from, ..] if from.starts_with("--from") => {}
+            ["COPY", sources @ .., _dest] => {
+                for src in sources {
+                    assert!(root.join(src).exists(), "COPY {src}: missing");
+                    assert!(!ignored(src), "COPY {src}: kept out by .dockerignore");
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(dockerfile.contains("EXPOSE 5000"));
+    assert!(dockerfile.contains("VOLUME [\"/var/lib/registry\"]"));
+    let config = wharf::config::Config::from_file(&root.join("conf/container.toml")).unwrap();
+    assert_eq!(config.listeners[0].address.to_string(), "0.0.0.0:5000");
+    assert_eq!(config.storage.root, Path::new("/var/lib/registry"));
+}
