@@ -9,6 +9,7 @@ pub mod events;
 pub mod gateway;
 pub mod http_client;
 pub mod http_util;
+pub mod import_config;
 pub mod registry;
 pub mod server;
 pub mod tls;

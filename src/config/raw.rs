@@ -92,7 +92,7 @@ pub struct RawListener {
 }
 
 /// A `[[server]]` block: a virtual host, like an nginx `server { }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     #[serde(default)]
@@ -107,7 +107,7 @@ pub struct RawServer {
 }
 
 /// `[server.auth]`: logins and access rules for one server block.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     pub realm: Option<String>,
