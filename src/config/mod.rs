@@ -3,6 +3,7 @@
 
 mod auth;
 mod azure;
+mod gc;
 mod http2;
 mod limits;
 mod location;
@@ -10,6 +11,7 @@ mod log;
 pub mod names;
 mod rate_limits;
 mod raw;
+mod repo_pattern;
 mod servers;
 mod storage;
 
@@ -20,12 +22,14 @@ use std::time::Duration;
 pub use self::auth::{
     AccessRule, AuthConfig, GroupSource, LdapConfig, PasswordSource, ProviderConfig,
 };
+pub use self::gc::{Combine, GcConfig, ImmutableRule, RetentionPolicy, Untagged};
 pub use self::limits::Limits;
 pub use self::log::{AccessFormat, AccessTarget, LogConfig, LogFormat};
 pub use self::rate_limits::{
     Clients, FailedLoginsConfig, LimitKey, Rate, RateLimitConfig, RequestClass, DEFAULT_LIMITS,
 };
 use self::raw::RawConfig;
+pub use self::repo_pattern::{RepoPattern, TagPattern};
 pub use self::servers::{find_server, RouteConfig, RouteTarget, ServerConfig, ServerTls};
 pub use self::storage::{
     default_credentials_file, AzureConfig, AzureCredentials, S3Config, S3Credentials, SecretSource,
@@ -54,6 +58,11 @@ pub struct Config {
     pub log: LogConfig,
     /// How long in-flight requests may run after SIGTERM before wharf exits anyway.
     pub shutdown_grace: Duration,
+    pub gc: GcConfig,
+    /// `[[retention]]` policies, in config order.
+    pub retention: Vec<RetentionPolicy>,
+    /// `[[immutable]]` rules: a tag any of them covers can never move.
+    pub immutable: Vec<ImmutableRule>,
 }
 
 #[derive(Clone, Debug)]
@@ -328,6 +337,9 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
     let servers = servers::validate(&check, &raw.server, &storage.root, &rate_limits)?;
     storage::check_route_roots(&check, &storage, &servers)?;
     let listeners = servers::listeners(&check, &raw.listener, &servers)?;
+    let gc = gc::gc(&check, &raw.gc)?;
+    let retention = gc::retention(&check, &raw.retention)?;
+    let immutable = gc::immutable(&check, &raw.immutable)?;
     Ok(Config {
         listeners,
         servers,
@@ -344,6 +356,9 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         },
         log,
         shutdown_grace,
+        gc,
+        retention,
+        immutable,
     })
 }
 
