@@ -21,6 +21,7 @@ mod front_door;
 mod fs_storage;
 mod htpasswd;
 mod http2_windows;
+mod immutable_tags;
 mod ldap;
 mod limits;
 mod listing;
