@@ -9,6 +9,7 @@ mod limits;
 mod location;
 mod log;
 pub mod names;
+mod notifications;
 mod rate_limits;
 mod raw;
 mod repo_pattern;
@@ -25,6 +26,7 @@ pub use self::auth::{
 pub use self::gc::{Combine, GcConfig, ImmutableRule, RetentionPolicy, Untagged};
 pub use self::limits::Limits;
 pub use self::log::{AccessFormat, AccessTarget, LogConfig, LogFormat};
+pub use self::notifications::{EndpointConfig, EventFormat, GiveUp, NotificationsConfig};
 pub use self::rate_limits::{
     Clients, FailedLoginsConfig, LimitKey, Rate, RateLimitConfig, RequestClass, DEFAULT_LIMITS,
 };
@@ -58,6 +60,8 @@ pub struct Config {
     pub log: LogConfig,
     /// How long in-flight requests may run after SIGTERM before wharf exits anyway.
     pub shutdown_grace: Duration,
+    /// Webhook endpoints fed from the durable outbox (`[notifications]`).
+    pub notifications: NotificationsConfig,
     pub gc: GcConfig,
     /// `[[retention]]` policies, in config order.
     pub retention: Vec<RetentionPolicy>,
@@ -316,6 +320,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
     let manifest_cache_bytes = raw.registry.manifest_cache_bytes.unwrap_or(16 << 20);
 
     let log = log::validate(&check, &raw.log)?;
+    let notifications = notifications::validate(&check, &raw.notifications)?;
     let admin_address = match raw.admin.address.as_deref() {
         None => None,
         Some(a) => Some(check.socket_addr("admin.address", a, "\"127.0.0.1:9091\"")?),
@@ -356,6 +361,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         },
         log,
         shutdown_grace,
+        notifications,
         gc,
         retention,
         immutable,

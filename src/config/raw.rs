@@ -30,6 +30,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub failed_logins: RawFailedLogins,
     #[serde(default)]
+    pub notifications: super::notifications::RawNotifications,
+    #[serde(default)]
     pub gc: RawGc,
     #[serde(default)]
     pub retention: Vec<RawRetention>,
