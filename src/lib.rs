@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod events;
 pub mod gateway;
+pub mod gc;
 pub mod http_client;
 pub mod http_util;
 pub mod import_config;

@@ -3,6 +3,7 @@
 
 mod auth;
 mod azure;
+mod gc;
 mod http2;
 mod limits;
 mod location;
@@ -12,6 +13,7 @@ mod notifications;
 mod rate_limits;
 pub mod raw;
 pub mod registry_env;
+mod repo_pattern;
 mod servers;
 mod storage;
 
@@ -22,6 +24,7 @@ use std::time::Duration;
 pub use self::auth::{
     AccessRule, AuthConfig, GroupSource, LdapConfig, PasswordSource, ProviderConfig,
 };
+pub use self::gc::{Combine, GcConfig, ImmutableRule, RetentionPolicy, Untagged};
 pub use self::limits::Limits;
 pub use self::log::{AccessFormat, AccessTarget, LogConfig, LogFormat};
 pub use self::notifications::{EndpointConfig, EventFormat, GiveUp, NotificationsConfig};
@@ -29,6 +32,7 @@ pub use self::rate_limits::{
     Clients, FailedLoginsConfig, LimitKey, Rate, RateLimitConfig, RequestClass, DEFAULT_LIMITS,
 };
 use self::raw::RawConfig;
+pub use self::repo_pattern::{RepoPattern, TagPattern};
 pub use self::servers::{find_server, RouteConfig, RouteTarget, ServerConfig, ServerTls};
 pub use self::storage::{
     default_credentials_file, AzureConfig, AzureCredentials, S3Config, S3Credentials, SecretSource,
@@ -61,6 +65,11 @@ pub struct Config {
     pub registry_env: Vec<registry_env::Applied>,
     /// Webhook endpoints fed from the durable outbox (`[notifications]`).
     pub notifications: NotificationsConfig,
+    pub gc: GcConfig,
+    /// `[[retention]]` policies, in config order.
+    pub retention: Vec<RetentionPolicy>,
+    /// `[[immutable]]` rules: a tag any of them covers can never move.
+    pub immutable: Vec<ImmutableRule>,
 }
 
 #[derive(Clone, Debug)]
@@ -393,6 +402,9 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
     let servers = servers::validate(&check, &raw.server, &storage.root, &rate_limits)?;
     storage::check_route_roots(&check, &storage, &servers)?;
     let listeners = servers::listeners(&check, &raw.listener, &servers)?;
+    let gc = gc::gc(&check, &raw.gc)?;
+    let retention = gc::retention(&check, &raw.retention)?;
+    let immutable = gc::immutable(&check, &raw.immutable)?;
     Ok(Config {
         listeners,
         servers,
@@ -411,6 +423,9 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         shutdown_grace,
         registry_env: Vec::new(),
         notifications,
+        gc,
+        retention,
+        immutable,
     })
 }
 

@@ -22,6 +22,7 @@ mod front_door;
 mod fs_storage;
 mod htpasswd;
 mod http2_windows;
+mod immutable_tags;
 mod import_config;
 mod ldap;
 mod limits;
