@@ -10,3 +10,4 @@ pub mod http_util;
 pub mod registry;
 pub mod server;
 pub mod tls;
+pub mod ui;

@@ -12,6 +12,7 @@ mod rate_limits;
 mod raw;
 mod servers;
 mod storage;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

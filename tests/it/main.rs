@@ -42,4 +42,6 @@ mod route_auth;
 mod shipped_files;
 mod store_requests;
 mod tls_e2e;
+mod ui;
+mod ui_auth;
 mod uploads;

@@ -2,4 +2,5 @@
 //! (crate::registry::storage). Each operation emits a typed [`event::Event`] after its
 //! effect is durable. (Being built: the handlers still call storage directly.)
 
+pub mod browse;
 pub mod event;
