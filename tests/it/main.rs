@@ -44,4 +44,5 @@ mod store_requests;
 mod tls_e2e;
 mod ui;
 mod ui_auth;
+mod ui_browser;
 mod uploads;

@@ -62,7 +62,7 @@ fn layer_table(config: &Descriptor, layers: &[Descriptor]) -> Markup {
     let total: u64 = layers.iter().map(|l| l.size).sum();
     html! {
         h2 { "Layers" }
-        p.count { (layers.len()) " layers, " (size(total)) }
+        p.count { (layers.len()) @if layers.len() == 1 { " layer, " } @else { " layers, " } (size(total)) }
         div.scroll {
             table.layers {
                 thead { tr { th { "#" } th { "Digest" } th { "Size" } th { "Media type" } } }

@@ -17,7 +17,7 @@ pub fn render(frame: &Frame<'_>, query: &str, repos: &Page<RepoSummary>) -> Mark
                 noscript { button type="submit" { "Search" } }
             }
             section id="repo-list" aria-live="polite" {
-                p.count { (repos.total) " repositories" }
+                p.count { (repos.total) @if repos.total == 1 { " repository" } @else { " repositories" } }
                 @if repos.items.is_empty() {
                     p.empty { "No repositories you may pull match." }
                 } @else {
