@@ -176,3 +176,6 @@ async fn form(body: Body) -> Option<Vec<(String, String)>> {
             .collect(),
     )
 }
+
+#[cfg(test)]
+mod perf_tests;
