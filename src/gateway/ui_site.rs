@@ -90,6 +90,11 @@ impl Gateway {
             class: Some(RequestClass::Manifests),
         };
         self.limits.check(&route.limits, &facts)?;
+        let groups = match (auth, &identity) {
+            (Some(auth), Some(identity)) => auth.groups_of(identity),
+            _ => Vec::new(),
+        };
+        let caller = super::caller_of(&req, at, groups);
         let access = UiAccess {
             auth,
             deletes: self.delete.unwrap_or(auth.is_some()),
@@ -100,6 +105,7 @@ impl Gateway {
             access: &access,
             host,
             tls,
+            caller,
         };
         site.ui.handle(req, &cx).await
     }

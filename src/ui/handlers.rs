@@ -315,7 +315,7 @@ async fn delete(v: &Visit<'_>, body: Body) -> ApiResult<Response<Body>> {
         Ok(t) => t,
         Err(page) => return Ok(*page),
     };
-    match browse::delete(v.cx.registry, &repo, &reference).await {
+    match browse::delete(v.cx.registry, &v.cx.caller, &repo, &reference).await {
         Ok(()) => {
             tracing::info!(user = ?v.identity.as_ref().map(|i| &i.user), %repo, %reference, "deleted through the UI");
             Ok(see_other(&format!("/ui/repo/{repo}")))

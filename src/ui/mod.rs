@@ -23,6 +23,7 @@ use crate::auth::Identity;
 use crate::http_util::{full, Body, Reply};
 use crate::registry::access::Visibility;
 use crate::registry::error::ApiResult;
+use crate::registry::service::Caller;
 use crate::registry::Registry;
 
 /// Pages allow their own stylesheet and script and nothing else: no inline code, no other
@@ -79,6 +80,8 @@ pub struct Context<'a> {
     pub host: &'a str,
     /// Whether the request came over TLS (the cookie is then `Secure`).
     pub tls: bool,
+    /// Who is asking, for the events of what the UI changes (deletes).
+    pub caller: Caller,
 }
 
 impl Ui {

@@ -242,6 +242,7 @@ async fn big_listings_and_big_images_render_quickly() {
         access: &access,
         host: "registry.example",
         tls: false,
+        caller: Default::default(),
     };
     let (list, body) = time(&ui, &cx, "/ui/?page=150").await;
     assert!(body.contains("10001 repositories") && body.contains("Page 150 of 201"));

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::Caller;
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::manifest::Manifest;
 use crate::registry::reference::{Digest, Reference, RepoName, Tag};
@@ -437,11 +438,20 @@ pub async fn tags_of(
         .collect())
 }
 
-/// Deletes a tag or a manifest (with its tags) the way `DELETE /v2/<repo>/manifests/<ref>`
-/// does, so the registry's manifest cache forgets it. `NotFound`-like errors say it was
-/// not there.
-pub async fn delete(registry: &Registry, repo: &RepoName, reference: &Reference) -> ApiResult<()> {
-    registry.delete_manifest(repo, reference).await.map(drop)
+/// Deletes a tag, or a manifest with its tags, through the service's delete (as
+/// `DELETE /v2/<repo>/manifests/<ref>` does): the manifest cache forgets it and each
+/// removal is announced as an event with `caller` as its actor. `ManifestUnknown` when it
+/// was not there.
+pub async fn delete(
+    registry: &Registry,
+    caller: &Caller,
+    repo: &RepoName,
+    reference: &Reference,
+) -> ApiResult<()> {
+    registry
+        .service()
+        .delete_manifest(caller, repo, reference)
+        .await
 }
 
 /// Parses the UI's `repo` and `reference` strings the way the API does.
