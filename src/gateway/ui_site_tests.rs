@@ -124,3 +124,44 @@ async fn a_ui_delete_is_announced_with_the_ui_user_as_actor() {
     assert_eq!(e.request.host, "registry.example:5000");
     assert_eq!(e.request.method, "POST");
 }
+
+/// The UI cookie is `Secure` on TLS connections (and only there: a browser would drop a
+/// `Secure` cookie sent over plain HTTP), and pages carry the security headers.
+#[tokio::test]
+async fn the_cookie_is_secure_over_tls_and_pages_carry_a_strict_csp() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {root:?}\n[log]\naccess = \"off\"\n"
+    );
+    let config = Config::from_toml(&toml, "test").unwrap();
+    let storage = Arc::new(FsStorage::open(&root).unwrap());
+    let options = RegistryOptions {
+        max_manifest_bytes: 1 << 20,
+        manifest_cache_bytes: 1 << 20,
+    };
+    let registries = HashMap::from([(root.clone(), Arc::new(Registry::new(storage, options)))]);
+    let gateway = Gateway::new(&config, &registries, Arc::new(metrics::Metrics::new())).unwrap();
+    for tls in [false, true] {
+        let conn = ConnInfo {
+            tls: tls.then(|| crate::tls::acceptor::TlsInfo {
+                sni: None,
+                server: 0,
+                alpn: None,
+            }),
+            ..conn()
+        };
+        let req = Request::get("/ui/").body(Full::new(Bytes::new())).unwrap();
+        let response = gateway.handle(req, &conn).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+        let cookie = header("set-cookie");
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        assert_eq!(cookie.contains("Secure"), tls, "{cookie}");
+        let csp = header("content-security-policy");
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+        assert!(!csp.contains("unsafe-inline"));
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("cache-control"), "no-store");
+    }
+}

@@ -73,3 +73,39 @@ pub fn error(frame: &Frame<'_>, heading: &str, message: &str) -> Markup {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame() -> Frame<'static> {
+        Frame {
+            title: "t",
+            user: None,
+            logins: true,
+            csrf: "c0ffee",
+        }
+    }
+
+    /// The login form echoes the user name typed; a delete confirmation names tags.
+    #[test]
+    fn echoed_values_stay_text() {
+        let hostile = "\"><script>alert(1)</script>";
+        let page = login(&frame(), hostile, Some(hostile)).into_string();
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(page.contains("value=\"&quot;&gt;&lt;script&gt;"), "{page}");
+        assert!(page.contains("name=\"csrf\" value=\"c0ffee\""));
+        let tags = vec![hostile.to_owned()];
+        let target = DeleteTarget {
+            repo: "team/app",
+            reference: "sha256:abc",
+            is_tag: false,
+            tags: &tags,
+        };
+        let page = confirm_delete(&frame(), &target).into_string();
+        assert!(!page.contains("<script>alert") && page.contains("&lt;script&gt;"));
+        assert!(page.contains("name=\"csrf\" value=\"c0ffee\""));
+        let page = error(&frame(), "Not found", hostile).into_string();
+        assert!(!page.contains("<script>alert"));
+    }
+}
