@@ -144,7 +144,7 @@ async fn the_cookie_is_secure_over_tls_and_pages_carry_a_strict_csp() {
     let gateway = Gateway::new(&config, &registries, Arc::new(metrics::Metrics::new())).unwrap();
     for tls in [false, true] {
         let conn = ConnInfo {
-            tls: tls.then(|| crate::tls::acceptor::TlsInfo {
+            tls: tls.then_some(crate::tls::acceptor::TlsInfo {
                 sni: None,
                 server: 0,
                 alpn: None,
