@@ -163,6 +163,44 @@ async fn deletes_need_the_permission_and_the_sessions_csrf_token() {
     );
     assert!(tag_exists(&s, "team/app", "2").await);
 
+    // A manifest by digest goes with every tag pointing at it, after a confirmation that
+    // names them.
+    let digest = s
+        .http
+        .head(s.url("/v2/team/app/manifests/2"))
+        .basic_auth("alice", Some("a-pass"))
+        .send()
+        .await
+        .unwrap()
+        .headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let image = alice.get(&format!("/ui/image/team/app@{digest}")).await;
+    assert!(image.body.contains("Delete manifest"));
+    let confirm = alice
+        .get(&format!("/ui/delete?repo=team/app&ref={digest}"))
+        .await;
+    assert!(confirm
+        .body
+        .contains("These tags point at it and go with it: 2"));
+    let done = alice
+        .post(
+            "/ui/delete",
+            &[
+                ("csrf", &confirm.csrf()),
+                ("repo", "team/app"),
+                ("ref", &digest),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert!(!tag_exists(&s, "team/app", "2").await);
+    assert!(
+        !tag_exists(&s, "team/app", &digest).await,
+        "the manifest is gone"
+    );
+
     // Logging out ends the session: the cookie no longer grants alice's rights.
     let page = alice.get("/ui/").await;
     let out = alice.post("/ui/logout", &[("csrf", &page.csrf())]).await;

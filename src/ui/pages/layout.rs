@@ -27,6 +27,7 @@ pub fn page(frame: &Frame<'_>, content: Markup) -> Markup {
                 script src="/ui/static/app.js" defer {}
             }
             body {
+                a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/ui/" { "wharf" }
                     nav { (account(frame)) }
