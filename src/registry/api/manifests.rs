@@ -8,8 +8,7 @@ use super::blobs::DOCKER_CONTENT_DIGEST;
 use crate::http_util::{self, Body, Reply};
 use crate::registry::error::ApiResult;
 use crate::registry::reference::{Reference, RepoName};
-use crate::registry::service::Caller;
-use crate::registry::storage::ByteStream;
+use crate::registry::service::{ByteStream, Caller};
 use crate::registry::Registry;
 
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");

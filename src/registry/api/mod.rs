@@ -20,8 +20,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use self::route::Route;
 use super::error::{ApiError, ApiResult, Code};
-use super::service::Caller;
-use super::storage::ByteStream;
+use super::service::{ByteStream, Caller};
 use super::Registry;
 use crate::http_util::{Body, Reply};
 

@@ -5,7 +5,7 @@
 
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::reference::{Digest, Reference, RepoName};
-use crate::registry::storage::UploadId;
+use crate::registry::service::UploadId;
 
 /// A parsed path. The gateway, which parses it first for its access rules and rate limits,
 /// leaves it in the request's extensions for the engine.

@@ -9,8 +9,7 @@ use super::blobs::DOCKER_CONTENT_DIGEST;
 use crate::http_util::{query_param, Body, Reply};
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::reference::{Digest, RepoName};
-use crate::registry::service::{Caller, Finished};
-use crate::registry::storage::{Append, ByteStream, ChunkRange, UploadId};
+use crate::registry::service::{Append, ByteStream, Caller, ChunkRange, Finished, UploadId};
 use crate::registry::Registry;
 
 const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");

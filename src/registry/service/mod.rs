@@ -40,6 +40,8 @@ pub use self::caller::{Caller, RequestId};
 pub use self::event::{Action, Event, EventSink, NoEvents, Target, TargetKind};
 pub use self::manifests::ManifestPushed;
 pub use self::uploads::Finished;
+// The value types operations take and return, so the API layer needs nothing of storage.
+pub use crate::registry::storage::{Append, ByteStream, ChunkRange, UploadId};
 
 use self::cache::ManifestCache;
 use crate::registry::error::{ApiError, ApiResult, Code};
