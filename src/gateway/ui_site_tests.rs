@@ -90,7 +90,7 @@ async fn a_ui_delete_is_announced_with_the_ui_user_as_actor() {
     );
     let digest = Digest::of(Algorithm::Sha256, b"a manifest");
     storage
-        .link(&repo, LinkKind::Manifest, &digest, b"")
+        .link(&repo, LinkKind::Manifest, &digest)
         .await
         .unwrap();
     storage.write_tag(&repo, &tag, &digest).await.unwrap();

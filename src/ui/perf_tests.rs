@@ -44,13 +44,8 @@ impl Storage for Many {
             Err(_) => self.inner.list_tags(r).await,
         }
     }
-    async fn read_link(
-        &self,
-        r: &RepoName,
-        k: LinkKind,
-        d: &Digest,
-    ) -> StorageResult<Option<Bytes>> {
-        self.inner.read_link(r, k, d).await
+    async fn is_linked(&self, r: &RepoName, k: LinkKind, d: &Digest) -> StorageResult<bool> {
+        self.inner.is_linked(r, k, d).await
     }
     async fn blob_size(&self, d: &Digest) -> StorageResult<Option<u64>> {
         self.inner.blob_size(d).await
@@ -64,8 +59,8 @@ impl Storage for Many {
     async fn put_small_blob(&self, d: &Digest, b: Bytes) -> StorageResult<()> {
         self.inner.put_small_blob(d, b).await
     }
-    async fn link(&self, r: &RepoName, k: LinkKind, d: &Digest, p: &[u8]) -> StorageResult<()> {
-        self.inner.link(r, k, d, p).await
+    async fn link(&self, r: &RepoName, k: LinkKind, d: &Digest) -> StorageResult<()> {
+        self.inner.link(r, k, d).await
     }
     async fn unlink(&self, r: &RepoName, k: LinkKind, d: &Digest) -> StorageResult<bool> {
         self.inner.unlink(r, k, d).await
@@ -129,6 +124,29 @@ impl Storage for Many {
     async fn check_writable(&self) -> StorageResult<()> {
         self.inner.check_writable().await
     }
+    async fn put_record(&self, k: &RecordKey, b: Bytes) -> StorageResult<()> {
+        self.inner.put_record(k, b).await
+    }
+    async fn create_record(&self, k: &RecordKey, b: Bytes) -> StorageResult<bool> {
+        self.inner.create_record(k, b).await
+    }
+    async fn replace_record(
+        &self,
+        k: &RecordKey,
+        b: Bytes,
+        v: &RecordVersion,
+    ) -> StorageResult<bool> {
+        self.inner.replace_record(k, b, v).await
+    }
+    async fn read_record(&self, k: &RecordKey) -> StorageResult<Option<(Bytes, RecordVersion)>> {
+        self.inner.read_record(k).await
+    }
+    async fn list_records(&self, p: &RecordKey) -> StorageResult<Vec<RecordKey>> {
+        self.inner.list_records(p).await
+    }
+    async fn delete_record(&self, k: &RecordKey) -> StorageResult<bool> {
+        self.inner.delete_record(k).await
+    }
 }
 
 struct Everyone;
@@ -169,7 +187,7 @@ async fn store_big_image(storage: &dyn Storage) {
         .await
         .unwrap();
     storage
-        .link(&repo, LinkKind::Layer, &config_digest, b"")
+        .link(&repo, LinkKind::Layer, &config_digest)
         .await
         .unwrap();
     let layers: Vec<_> = (0..100u32)
@@ -189,9 +207,8 @@ async fn store_big_image(storage: &dyn Storage) {
         .put_small_blob(&digest, Bytes::from(manifest))
         .await
         .unwrap();
-    let media = b"application/vnd.oci.image.manifest.v1+json";
     storage
-        .link(&repo, LinkKind::Manifest, &digest, media)
+        .link(&repo, LinkKind::Manifest, &digest)
         .await
         .unwrap();
     storage

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::Caller;
 use crate::registry::error::{ApiError, ApiResult, Code};
-use crate::registry::manifest::Manifest;
+use crate::registry::manifest::media_type_of;
 use crate::registry::reference::{Digest, Reference, RepoName, Tag};
 use crate::registry::storage::LinkKind;
 use crate::registry::Registry;
@@ -254,16 +254,17 @@ pub async fn read_manifest(
             None => return Ok(None),
         },
     };
-    let Some(link) = storage.read_link(repo, LinkKind::Manifest, &digest).await? else {
+    if !storage.is_linked(repo, LinkKind::Manifest, &digest).await? {
         return Ok(None);
-    };
+    }
     let Some(raw) = storage.read_small_blob(&digest).await? else {
         return Ok(None);
     };
-    let linked = String::from_utf8_lossy(&link).into_owned();
-    let media_type = match Manifest::parse(&raw, None) {
-        Ok(m) => m.media_type,
-        Err(_) => linked,
+    // Derived from the bytes, as the pull path does; a manifest it cannot place (accepted
+    // long ago, say) is shown raw with what its JSON claims.
+    let media_type = match media_type_of(&raw) {
+        Ok(m) => m.to_owned(),
+        Err(_) => claimed_media_type(&raw),
     };
     let parsed: RawManifest = serde_json::from_slice(&raw).unwrap_or_default();
     let body = match (parsed.config, parsed.manifests) {
@@ -282,6 +283,14 @@ pub async fn read_manifest(
         subject: parsed.subject,
         annotations: parsed.annotations,
     }))
+}
+
+/// The `mediaType` a manifest's JSON names, or "unknown".
+fn claimed_media_type(raw: &[u8]) -> String {
+    serde_json::from_slice::<Value>(raw)
+        .ok()
+        .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// What an image's config says, as far as the pages show it. Docker and OCI configs share
