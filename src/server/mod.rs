@@ -7,6 +7,7 @@
 //! grace period.
 
 mod admin;
+mod allocator;
 mod conn;
 mod conn_limit;
 mod drain;
@@ -152,6 +153,7 @@ impl Reloader {
 
 impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        allocator::tune();
         let registries = open_registries(&config, HashMap::new()).await?;
         for registry in registries.values() {
             maintenance::purge_uploads_at_start(registry, config.storage.upload_max_age).await;
