@@ -13,6 +13,7 @@ mod conn_limit;
 mod drain;
 mod idle;
 mod maintenance;
+mod notifications;
 mod plain_on_tls;
 mod transport;
 
@@ -28,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, Limits, ListenerConfig, RouteTarget, StorageBackend, StorageConfig};
+use crate::events::metrics::EventMetrics;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::Gateway;
 use crate::registry::storage::fs::FsStorage;
@@ -43,6 +45,8 @@ pub enum ServerError {
     // printer (`{:#}`, anyhow) would say it twice.
     #[error("cannot open storage root {path}: {cause}")]
     Storage { path: String, cause: io::Error },
+    #[error("cannot start notifications: {cause}")]
+    Notifications { cause: io::Error },
     #[error("cannot listen on {address}: {cause}")]
     Bind {
         address: SocketAddr,
@@ -86,6 +90,8 @@ struct State {
     /// Registry engines by storage root, kept across reloads: an engine owns the upload
     /// sessions' locks and the manifest cache of its root, so there must be one per root.
     registries: Mutex<HashMap<PathBuf, Arc<Registry>>>,
+    /// The notifications of each root, started with its engine.
+    outboxes: Arc<notifications::Outboxes>,
 }
 
 impl State {
@@ -134,7 +140,7 @@ impl Reloader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let registries = open_registries(&config, known).await?;
+        let registries = open_registries(&config, known, &self.state.outboxes).await?;
         let shared = build_shared(&config, &registries, self.state.metrics.clone()).await?;
         *self
             .state
@@ -154,11 +160,18 @@ impl Reloader {
 impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         allocator::tune();
-        let registries = open_registries(&config, HashMap::new()).await?;
+        let mut metrics = Metrics::new();
+        let event_metrics = EventMetrics::default();
+        event_metrics.register(metrics.registry_mut());
+        let metrics = Arc::new(metrics);
+        let outboxes = Arc::new(notifications::Outboxes::new(
+            config.notifications.clone(),
+            event_metrics,
+        ));
+        let registries = open_registries(&config, HashMap::new(), &outboxes).await?;
         for registry in registries.values() {
             maintenance::purge_uploads_at_start(registry, config.storage.upload_max_age).await;
         }
-        let metrics = Arc::new(Metrics::new());
         let shared = build_shared(&config, &registries, metrics.clone()).await?;
         let admin = match config.admin_address {
             Some(address) => Some(
@@ -187,6 +200,7 @@ impl Server {
                 current: RwLock::new(Arc::new(shared)),
                 conn_limit: conn_limit::ConnLimiter::new(caps_of(&config.limits)),
                 registries: Mutex::new(registries),
+                outboxes,
             }),
             config,
         })
@@ -261,6 +275,7 @@ impl Server {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
+        self.state.outboxes.shutdown().await;
     }
 }
 
@@ -298,6 +313,7 @@ async fn build_shared(
 async fn open_registries(
     config: &Config,
     known: HashMap<PathBuf, Arc<Registry>>,
+    outboxes: &notifications::Outboxes,
 ) -> Result<HashMap<PathBuf, Arc<Registry>>, ServerError> {
     let mut out = HashMap::new();
     let roots = config
@@ -326,7 +342,8 @@ async fn open_registries(
             ),
             None => {
                 let storage = open_storage(&config.storage.backend, &root).await?;
-                Arc::new(Registry::new(storage, options.clone()))
+                let events = outboxes.start(&storage)?;
+                Arc::new(Registry::new(storage, options.clone()).with_events(events))
             }
         };
         out.insert(root, engine);
