@@ -138,10 +138,10 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
             .body(reqwest::Body::wrap_stream(body))
             .send(),
     );
-    // More than the server's write buffer (1 MiB and a block), so some of it reaches the
-    // session's file and its size shows the PATCH is being served (a signal that came
+    // Well more than the server's write batch (2 MiB and a block), so some of it reaches
+    // the session's file and its size shows the PATCH is being served (a signal that came
     // before the server read the request would rightly close the idle connection).
-    tx.send(Ok(vec![1u8; 2 << 20])).await.unwrap();
+    tx.send(Ok(vec![1u8; 5 << 20])).await.unwrap();
     let mut in_flight = false;
     for _ in 0..500 {
         let r = http.get(format!("{base}{session}")).send().await.unwrap();
@@ -151,7 +151,7 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(in_flight, "the first MiB never landed");
+    assert!(in_flight, "the first batch never landed");
 
     let pid = process.child.id().to_string();
     assert!(Command::new("kill")
@@ -176,7 +176,7 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     drop(tx);
     let r = patch.await.unwrap().unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
-    assert_eq!(r.headers()["range"], format!("0-{}", (2 << 20) + 1000 - 1));
+    assert_eq!(r.headers()["range"], format!("0-{}", (5 << 20) + 1000 - 1));
     let status = process.child.wait().unwrap();
     assert!(status.success(), "clean exit: {status:?}");
 }
