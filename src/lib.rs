@@ -7,6 +7,10 @@ pub mod auth;
 pub mod config;
 pub mod gateway;
 pub mod http_util;
+/// The parsers' promises, for the fuzz targets in `fuzz/` and the properties in the tests.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod invariants;
 pub mod registry;
 pub mod server;
 pub mod tls;

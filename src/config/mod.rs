@@ -457,3 +457,47 @@ mod tests {
         assert!(e.contains("also a [[listener]]"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use crate::invariants;
+    use proptest::prelude::*;
+
+    /// The configs that ship, each of which a user starts from and edits.
+    const SHIPPED: [&str; 8] = [
+        include_str!("../../conf/wharf.toml"),
+        include_str!("../../conf/container.toml"),
+        include_str!("../../examples/ldap.toml"),
+        include_str!("../../examples/logins.toml"),
+        include_str!("../../examples/rate-limits.toml"),
+        include_str!("../../examples/real-certificate.toml"),
+        include_str!("../../examples/self-signed.toml"),
+        include_str!("../../examples/vhosts.toml"),
+    ];
+
+    proptest! {
+        #[test]
+        fn an_accepted_config_means_the_same_after_a_round_trip(
+            file in 0..SHIPPED.len(),
+            drop_line in any::<prop::sample::Index>(),
+            repeat_line in any::<prop::sample::Index>(),
+        ) {
+            // An edit: one line removed, another repeated below itself.
+            let lines: Vec<&str> = SHIPPED[file].lines().collect();
+            let (drop, repeat) = (drop_line.index(lines.len()), repeat_line.index(lines.len()));
+            let mut edited = String::new();
+            for (i, line) in lines.iter().enumerate().filter(|(i, _)| *i != drop) {
+                edited.push_str(line);
+                edited.push('\n');
+                if i == repeat {
+                    edited.push_str(line);
+                    edited.push('\n');
+                }
+            }
+            // The shipped ones load, so the round trip is checked on them, not skipped.
+            prop_assert!(super::Config::from_toml(SHIPPED[file], "shipped").is_ok());
+            invariants::config(SHIPPED[file]);
+            invariants::config(&edited);
+        }
+    }
+}

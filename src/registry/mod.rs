@@ -8,17 +8,17 @@ pub mod route;
 pub mod service;
 pub mod storage;
 
-mod blobs;
+pub(crate) mod blobs;
 mod cache;
 #[cfg(test)]
 mod cache_race_tests;
 mod health;
 mod listing;
-mod manifest;
+pub(crate) mod manifest;
 mod manifests;
 mod referrers;
 mod search;
-mod uploads;
+pub(crate) mod uploads;
 
 use std::sync::Arc;
 

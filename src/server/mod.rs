@@ -7,12 +7,12 @@
 //! grace period.
 
 mod admin;
-mod conn;
+pub(crate) mod conn;
 mod conn_limit;
 mod drain;
 mod idle;
 mod maintenance;
-mod plain_on_tls;
+pub(crate) mod plain_on_tls;
 mod transport;
 
 use std::collections::HashMap;
