@@ -13,11 +13,11 @@ use http::{HeaderMap, HeaderValue};
 use crate::auth::htpasswd::{edit, parse as htpasswd_parse};
 use crate::auth::{ldap, Credentials};
 use crate::config::Config;
-use crate::registry::blobs::{parse_range, Ranged};
+use crate::registry::api::blobs::{parse_range, Ranged};
+use crate::registry::api::uploads::content_range;
 use crate::registry::manifest::{Manifest, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::registry::reference::{Digest, Reference, RepoName, Tag, MAX_NAME_LEN};
 use crate::registry::route::{self, Route};
-use crate::registry::uploads::content_range;
 
 /// Names, tags, digests and references: whatever is accepted prints back as the same
 /// string, parses again to the same value, and cannot name a path outside the storage root.

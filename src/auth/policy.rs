@@ -205,6 +205,16 @@ impl Policy {
                 .any(|e| e.anonymous_actions() != ALL_ACTIONS)
     }
 
+    /// Every group `id` is in: the provider's (LDAP) and the config's groups table, sorted.
+    pub fn groups_of(&self, id: &Identity) -> Vec<String> {
+        let mut groups = id.groups.clone();
+        let table = self.groups.iter().filter(|(_, m)| m.contains(&id.user));
+        groups.extend(table.map(|(g, _)| g.clone()));
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
     fn is(&self, who: Option<&Identity>, principal: &Who) -> bool {
         match (principal, who) {
             (Who::Anyone, _) => true,
@@ -363,6 +373,8 @@ mod tests {
         let p = matrix_policy();
         let alice = user("alice", &[]);
         let bob = user("bob", &[]); // in devs through the config's groups table
+        assert_eq!(p.groups_of(&bob), ["devs"]);
+        assert_eq!(p.groups_of(&user("eve", &["ldap"])), ["ldap"]);
         let carol = user("carol", &["devs"]); // in devs through her provider (LDAP)
         let dave = user("dave", &["ops"]);
         let who: [(&str, Option<&Identity>); 5] = [

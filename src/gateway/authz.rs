@@ -165,6 +165,12 @@ impl ServerAuth {
         }
     }
 
+    /// Every group of a logged-in user (the provider's and the config's table), for the
+    /// registry's events.
+    pub fn groups_of(&self, identity: &Identity) -> Vec<String> {
+        self.policy.groups_of(identity)
+    }
+
     /// What the caller may see in `_catalog` and `/v1/search`: repositories it may pull.
     pub fn visibility(&self, identity: Option<Identity>) -> access::Visibility {
         let policy = self.policy.clone();

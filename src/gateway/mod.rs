@@ -11,6 +11,9 @@ pub mod ratelimit;
 pub mod respond;
 mod vhost;
 
+#[cfg(test)]
+mod caller_tests;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -25,6 +28,7 @@ use crate::http_util::{self, Body, Reply};
 use crate::registry::access::{self, Need};
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::route::Route as ApiRoute;
+use crate::registry::service::{Caller, RequestId};
 use crate::registry::Registry;
 use crate::tls::acceptor::TlsInfo;
 
@@ -335,9 +339,14 @@ impl Gateway {
             if auth.authorize(identity.as_ref(), guard)? == authz::MountDecision::Refused {
                 drop_mount(req);
             }
-            req.extensions_mut().insert(access::Caller(at.user.clone()));
         }
         if registry {
+            let groups = match (auth, &identity) {
+                (Some(auth), Some(identity)) => auth.groups_of(identity),
+                _ => Vec::new(),
+            };
+            let caller = caller_of(req, at, groups);
+            req.extensions_mut().insert(caller);
             self.check_delete(endpoint.guard.as_ref(), auth.is_some())?;
             // The engine lists nothing without a filter (it fails closed), so say what the
             // caller may see: the pullable repositories, or everything without logins.
@@ -368,6 +377,26 @@ impl Gateway {
                 "deletes are disabled on this registry; set [registry] delete = true to allow them",
             )),
         }
+    }
+}
+
+/// Who is asking, as the registry's operations (and their events) see it. Only cheap
+/// clones: this runs for every registry request, manifest HEADs included. The host keeps
+/// its port, as registry:2's events report it (`vhost::request_host` drops it to match
+/// server names).
+fn caller_of<B>(req: &Request<B>, at: &Where, groups: Vec<String>) -> Caller {
+    let host = req.headers().get(http::header::HOST).cloned().or_else(|| {
+        let authority = req.uri().authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
+    Caller {
+        user: at.user.clone(),
+        groups,
+        addr: Some(at.client),
+        host,
+        method: req.method().clone(),
+        user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
+        request_id: RequestId::next(),
     }
 }
 

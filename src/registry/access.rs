@@ -1,6 +1,7 @@
 //! What a request needs to be allowed: the registry's side of authorization. The gateway
-//! maps these to its access rules; the registry never sees who is asking, except through
-//! the [`Visibility`] filter for listings.
+//! maps these to its access rules; the registry sees who is asking only as the
+//! [`Caller`](super::service::Caller) of its operations and the [`Visibility`] filter for
+//! listings.
 
 use std::sync::Arc;
 
@@ -52,11 +53,6 @@ pub fn needed(route: &Route, method: &Method, query: Option<&str>) -> Need {
     };
     Need::Repo { repo, action }
 }
-
-/// The logged-in user making a request, put in its extensions by the gateway. Upload
-/// sessions belong to the user that opened them.
-#[derive(Clone, Debug)]
-pub struct Caller(pub Option<String>);
 
 /// Which repositories a caller may see in listings; put in the request's extensions by the
 /// gateway. Without it, everything is visible.

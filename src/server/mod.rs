@@ -316,8 +316,12 @@ async fn open_registries(
         }
         let engine = match known.get(&root) {
             Some(existing) if *existing.options() == options => existing.clone(),
-            // New `[registry]` limits: a new engine (and manifest cache) on the same storage.
-            Some(existing) => Arc::new(Registry::new(existing.storage().clone(), options.clone())),
+            // New `[registry]` limits: a new engine (and manifest cache) on the same storage,
+            // announcing its events where the old one did.
+            Some(existing) => Arc::new(
+                Registry::new(existing.storage().clone(), options.clone())
+                    .with_events(existing.events().clone()),
+            ),
             None => {
                 let storage = open_storage(&config.storage.backend, &root).await?;
                 Arc::new(Registry::new(storage, options.clone()))

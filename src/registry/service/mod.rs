@@ -1,5 +1,125 @@
-//! Repository operations with their actor, between the API handlers and [`storage`]
-//! (crate::registry::storage). Each operation emits a typed [`event::Event`] after its
-//! effect is durable. (Being built: the handlers still call storage directly.)
+//! Repository operations with their actor: the one place where something happens to a
+//! repository, between the HTTP handlers ([`crate::registry::api`]) and [`Storage`].
+//!
+//! Every operation takes the [`Caller`] (who, from where, through which host) and returns a
+//! typed outcome, never an HTTP response; failures are [`ApiError`]s with an OCI code, which
+//! the gateway alone turns into responses. Each operation with a durable effect (a manifest
+//! pushed or deleted, a tag removed, a blob pushed, mounted or deleted) emits an [`Event`]
+//! through the engine's [`EventSink`] once the effect is durable and before the client gets
+//! its answer; if the sink fails, so does the request (503), and the client's retry emits
+//! again. Pulls are announced only to a sink that [`EventSink::wants_pulls`].
+//!
+//! A new repository-level feature (retention, quotas, immutable tags, a pull-through cache)
+//! belongs here, as an operation or a check inside one, so that the API, the UI and
+//! background jobs all go through it and every effect is announced.
+//!
+//! - `manifests.rs`: get (through the manifest cache), push with reference checks, delete.
+//! - `blobs.rs`: size, read, delete.
+//! - `uploads.rs`: sessions (start, append, finish, cancel), monolithic puts and mounts.
+//! - `listing.rs`: tags, the catalog and referrers.
+//! - `cache.rs`: the bounded manifest cache; `caller.rs`: [`Caller`]; `event.rs`: events.
 
+pub mod cache;
+pub mod caller;
 pub mod event;
+
+mod blobs;
+mod listing;
+mod manifests;
+mod uploads;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use self::blobs::BlobRead;
+pub use self::caller::{Caller, RequestId};
+pub use self::event::{Action, Event, EventSink, NoEvents, Target, TargetKind};
+pub use self::manifests::ManifestPushed;
+pub use self::uploads::Finished;
+// The value types operations take and return, so the API layer needs nothing of storage.
+pub use crate::registry::storage::{Append, ByteStream, ChunkRange, UploadId};
+
+use self::cache::ManifestCache;
+use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::reference::RepoName;
+use crate::registry::storage::Storage;
+
+/// The repository operations of one engine: its storage, manifest cache and event sink.
+pub struct Service {
+    storage: Arc<dyn Storage>,
+    cache: ManifestCache,
+    events: Arc<dyn EventSink>,
+    /// Manifests larger than this are refused (413).
+    max_manifest_bytes: u64,
+}
+
+impl Service {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        max_manifest_bytes: u64,
+        manifest_cache_bytes: u64,
+    ) -> Self {
+        Self {
+            storage,
+            cache: ManifestCache::new(manifest_cache_bytes),
+            events: Arc::new(NoEvents),
+            max_manifest_bytes,
+        }
+    }
+
+    /// Sends this service's events to `events` instead of nowhere.
+    pub fn with_events(mut self, events: Arc<dyn EventSink>) -> Self {
+        self.events = events;
+        self
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn events(&self) -> &Arc<dyn EventSink> {
+        &self.events
+    }
+
+    /// Announces an effect that is now durable. A sink failure fails the request with 503:
+    /// the effect stays, and the client's retry emits the event again (at least once).
+    async fn emit(&self, caller: &Caller, action: Action, target: Target) -> ApiResult<()> {
+        let event = Event {
+            id: uuid::Uuid::new_v4().to_string(),
+            timestamp: SystemTime::now(),
+            action,
+            target,
+            actor: caller.actor(),
+            request: caller.request_info(),
+        };
+        self.events.emit(&event).await.map_err(|error| {
+            tracing::error!(event = %event.id, action = action.as_str(), %error, "recording an event failed");
+            ApiError::new(
+                Code::Unavailable,
+                "the change was made but could not be recorded; retry later",
+            )
+        })
+    }
+
+    /// Whether pull events are wanted: checked before building one, so the manifest fast
+    /// path pays nothing when no sink wants them.
+    fn wants_pulls(&self) -> bool {
+        self.events.wants_pulls()
+    }
+}
+
+/// A target of `kind` in `repo` with nothing else filled in.
+fn target(kind: TargetKind, repo: &RepoName) -> Target {
+    Target {
+        kind,
+        repository: repo.clone(),
+        digest: None,
+        media_type: None,
+        size: None,
+        tag: None,
+        from_repository: None,
+    }
+}

@@ -4,7 +4,8 @@
 //! and a manifest is small, so answering them from memory is what lets `HEAD` of a manifest
 //! run at memory speed. Digest entries never go stale (content-addressed); tag entries are
 //! invalidated by every write this process makes to that repository's tags or manifests,
-//! which is why, on storage shared by several nodes, `manifests.rs` caches no tags at all.
+//! which is why, on storage shared by several nodes, `service/manifests.rs` caches no tags
+//! at all.
 //!
 //! A reader fills the cache after reading storage, and a writer invalidates after writing
 //! it, so a reader that read the old tag (or a link about to be deleted) could otherwise put
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use moka::sync::Cache;
 
-use super::reference::{Digest, RepoName};
+use crate::registry::reference::{Digest, RepoName};
 
 pub struct CachedManifest {
     pub digest: Digest,

@@ -3,9 +3,9 @@
 //! Repository names contain `/`, so a path is read from the right: the trailing
 //! components say which endpoint it is, and everything before them is the name.
 
-use super::error::{ApiError, ApiResult, Code};
-use super::reference::{Digest, Reference, RepoName};
-use super::storage::UploadId;
+use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::reference::{Digest, Reference, RepoName};
+use crate::registry::service::UploadId;
 
 /// A parsed path. The gateway, which parses it first for its access rules and rate limits,
 /// leaves it in the request's extensions for the engine.

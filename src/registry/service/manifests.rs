@@ -1,45 +1,51 @@
-//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+//! Manifests: get (through the cache), push (with its tag, after checking every reference),
+//! and delete (a tag, or a revision with its tags and referrer entry).
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
-use http::request::Parts;
-use http::{HeaderName, Response, StatusCode};
 
-use super::blobs::DOCKER_CONTENT_DIGEST;
 use super::cache::CachedManifest;
-use super::error::{ApiError, ApiResult, Code};
-use super::manifest::Manifest;
-use super::reference::{Algorithm, Digest, Reference, RepoName};
-use super::storage::{ByteStream, LinkKind};
-use super::Registry;
-use crate::http_util::{self, Body, Reply};
-
-const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+use super::{target, Action, Caller, Service, TargetKind};
+use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::manifest::Manifest;
+use crate::registry::reference::{Algorithm, Digest, Reference, RepoName, Tag};
+use crate::registry::storage::{ByteStream, LinkKind};
 
 /// How many of a manifest's references are checked at once: a 30-layer manifest on an
 /// object store waits for four rounds of round trips, not 31, and no manifest floods the
 /// store.
 const CONCURRENT_CHECKS: usize = 8;
 
-impl Registry {
-    pub(super) async fn get_manifest(
+/// A stored manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestPushed {
+    pub digest: Digest,
+    /// The manifest's `subject`, when it refers to another one (the referrers API).
+    pub subject: Option<Digest>,
+}
+
+impl Service {
+    /// A manifest by tag or digest. `pull` says the client is fetching it (GET), not only
+    /// checking it (HEAD): a pull event goes to a sink that wants them.
+    pub async fn get_manifest(
         &self,
+        caller: &Caller,
         repo: &RepoName,
         reference: &Reference,
-        with_body: bool,
-    ) -> ApiResult<Response<Body>> {
+        pull: bool,
+    ) -> ApiResult<Arc<CachedManifest>> {
         let m = self.manifest(repo, reference).await?;
-        let reply = Reply::new(StatusCode::OK)
-            .header(CONTENT_TYPE, &m.media_type)
-            .header(CONTENT_LENGTH, m.bytes.len())
-            .header(DOCKER_CONTENT_DIGEST, &m.digest);
-        Ok(match with_body {
-            true => reply.body(http_util::full(m.bytes.clone())),
-            false => reply.empty(),
-        })
+        if pull && self.wants_pulls() {
+            let mut t = target(TargetKind::Manifest, repo);
+            t.digest = Some(m.digest.clone());
+            t.media_type = Some(m.media_type.clone());
+            t.size = Some(m.bytes.len() as u64);
+            t.tag = tag_of(reference).cloned();
+            self.emit(caller, Action::Pull, t).await?;
+        }
+        Ok(m)
     }
 
     /// A manifest by tag or digest, from the cache when that cannot be stale.
@@ -101,19 +107,17 @@ impl Registry {
         Ok(m)
     }
 
-    pub(super) async fn put_manifest(
+    /// Stores a manifest read from `body` (`content_type` is the request's), tagging it
+    /// when pushed by tag. Everything it names must already be in the repository.
+    pub async fn put_manifest(
         &self,
+        caller: &Caller,
         repo: &RepoName,
         reference: &Reference,
-        req: &Parts,
+        content_type: Option<&str>,
         body: ByteStream,
-    ) -> ApiResult<Response<Body>> {
-        let content_type = req
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = read_limited(body, self.options.max_manifest_bytes).await?;
+    ) -> ApiResult<ManifestPushed> {
+        let bytes = read_limited(body, self.max_manifest_bytes).await?;
         let algorithm = match reference {
             Reference::Digest(d) => d.algorithm(),
             Reference::Tag(_) => Algorithm::Sha256,
@@ -127,7 +131,7 @@ impl Registry {
                 ));
             }
         }
-        let manifest = Manifest::parse(&bytes, content_type.as_deref())?;
+        let manifest = Manifest::parse(&bytes, content_type)?;
         self.check_references(repo, &manifest).await?;
 
         self.storage.put_small_blob(&digest, bytes.clone()).await?;
@@ -150,14 +154,16 @@ impl Registry {
             self.storage.write_tag(repo, tag, &digest).await?;
             self.cache.forget(repo, tag.as_str());
         }
-        let mut reply = Reply::new(StatusCode::CREATED)
-            .header(LOCATION, format!("/v2/{repo}/manifests/{digest}"))
-            .header(DOCKER_CONTENT_DIGEST, &digest)
-            .header(CONTENT_LENGTH, 0);
-        if let Some(subject) = &manifest.subject {
-            reply = reply.header(OCI_SUBJECT, subject);
-        }
-        Ok(reply.empty())
+        let mut t = target(TargetKind::Manifest, repo);
+        t.digest = Some(digest.clone());
+        t.media_type = Some(manifest.media_type);
+        t.size = Some(bytes.len() as u64);
+        t.tag = tag_of(reference).cloned();
+        self.emit(caller, Action::Push, t).await?;
+        Ok(ManifestPushed {
+            digest,
+            subject: manifest.subject,
+        })
     }
 
     /// Every blob and child manifest a manifest names must already be in the repository,
@@ -204,28 +210,35 @@ impl Registry {
         Ok(())
     }
 
-    pub(super) async fn delete_manifest(
+    /// Deletes a tag (the manifest stays), or a manifest revision with every tag pointing
+    /// at it. Each thing removed is announced: the tags, then the manifest.
+    pub async fn delete_manifest(
         &self,
+        caller: &Caller,
         repo: &RepoName,
         reference: &Reference,
-    ) -> ApiResult<Response<Body>> {
+    ) -> ApiResult<()> {
         match reference {
             Reference::Tag(tag) => {
                 if !self.storage.delete_tag(repo, tag).await? {
                     return Err(manifest_unknown(reference));
                 }
                 self.cache.forget(repo, tag.as_str());
+                self.emit(caller, Action::Delete, tag_target(repo, tag, None))
+                    .await
             }
-            Reference::Digest(digest) => self.delete_revision(repo, digest).await?,
+            Reference::Digest(digest) => self.delete_revision(caller, repo, digest).await,
         }
-        Ok(Reply::new(StatusCode::ACCEPTED)
-            .header(CONTENT_LENGTH, 0)
-            .empty())
     }
 
     /// Removes a manifest from a repository, with the tags pointing at it and its entry in
     /// its subject's referrers. The bytes stay: other repositories may share them.
-    async fn delete_revision(&self, repo: &RepoName, digest: &Digest) -> ApiResult<()> {
+    async fn delete_revision(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> ApiResult<()> {
         let Some(media_type) = self
             .storage
             .read_link(repo, LinkKind::Manifest, digest)
@@ -233,8 +246,8 @@ impl Registry {
         else {
             return Err(manifest_unknown(&Reference::Digest(digest.clone())));
         };
+        let media_type = String::from_utf8_lossy(&media_type).into_owned();
         if let Some(bytes) = self.storage.read_small_blob(digest).await? {
-            let media_type = String::from_utf8_lossy(&media_type);
             if let Ok(Manifest {
                 subject: Some(subject),
                 ..
@@ -243,20 +256,45 @@ impl Registry {
                 self.storage.remove_referrer(repo, &subject, digest).await?;
             }
         }
+        let mut untagged = Vec::new();
         for tag in self.storage.list_tags(repo).await?.unwrap_or_default() {
-            if self.storage.read_tag(repo, &tag).await?.as_ref() == Some(digest) {
-                self.storage.delete_tag(repo, &tag).await?;
+            if self.storage.read_tag(repo, &tag).await?.as_ref() == Some(digest)
+                && self.storage.delete_tag(repo, &tag).await?
+            {
+                untagged.push(tag);
             }
         }
         self.storage
             .unlink(repo, LinkKind::Manifest, digest)
             .await?;
         self.cache.forget_repo(repo);
-        Ok(())
+        for tag in &untagged {
+            let t = tag_target(repo, tag, Some(digest));
+            self.emit(caller, Action::Delete, t).await?;
+        }
+        let mut t = target(TargetKind::Manifest, repo);
+        t.digest = Some(digest.clone());
+        t.media_type = Some(media_type);
+        self.emit(caller, Action::Delete, t).await
     }
 }
 
-fn manifest_unknown(reference: &Reference) -> ApiError {
+fn tag_of(reference: &Reference) -> Option<&Tag> {
+    match reference {
+        Reference::Tag(t) => Some(t),
+        Reference::Digest(_) => None,
+    }
+}
+
+/// A removed tag, with the manifest it pointed at when that is known.
+fn tag_target(repo: &RepoName, tag: &Tag, digest: Option<&Digest>) -> super::Target {
+    let mut t = target(TargetKind::Tag, repo);
+    t.tag = Some(tag.clone());
+    t.digest = digest.cloned();
+    t
+}
+
+pub(crate) fn manifest_unknown(reference: &Reference) -> ApiError {
     ApiError::new(
         Code::ManifestUnknown,
         format!("manifest {reference} is unknown"),

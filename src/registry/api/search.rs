@@ -5,9 +5,9 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use super::error::{ApiError, ApiResult, Code};
-use super::Registry;
 use crate::http_util::{query_param, Body, Reply};
+use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::Registry;
 
 const DEFAULT_PAGE_SIZE: usize = 25;
 const MAX_PAGE_SIZE: usize = 100;

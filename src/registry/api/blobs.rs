@@ -5,38 +5,24 @@ use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, R
 use http::request::Parts;
 use http::{HeaderName, Response, StatusCode};
 
-use super::error::{ApiError, ApiResult, Code};
-use super::reference::{Digest, RepoName};
-use super::storage::LinkKind;
-use super::Registry;
 use crate::http_util::{self, Body, Reply};
+use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::reference::{Digest, RepoName};
+use crate::registry::service::Caller;
+use crate::registry::Registry;
 
 pub const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 
 impl Registry {
-    /// Whether `repo` may serve `digest` as a blob: it was pushed or mounted there, or it is
-    /// one of the repository's manifests (some clients fetch manifests through `/blobs/`).
-    pub(super) async fn repo_has_blob(&self, repo: &RepoName, digest: &Digest) -> ApiResult<bool> {
-        for kind in [LinkKind::Layer, LinkKind::Manifest] {
-            if self.storage.read_link(repo, kind, digest).await?.is_some() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     pub(super) async fn get_blob(
         &self,
+        caller: &Caller,
         repo: &RepoName,
         digest: &Digest,
         req: &Parts,
         with_body: bool,
     ) -> ApiResult<Response<Body>> {
-        let size = match self.repo_has_blob(repo, digest).await? {
-            true => self.storage.blob_size(digest).await?,
-            false => None,
-        };
-        let size = size.ok_or_else(|| blob_unknown(digest))?;
+        let size = self.service().blob_size(repo, digest).await?;
         let range = req.headers.get(RANGE).map_or(Ranged::Whole, |v| {
             parse_range(v.to_str().unwrap_or(""), size)
         });
@@ -64,15 +50,14 @@ impl Registry {
         if !with_body || len == 0 {
             return Ok(reply.empty());
         }
-        let body = self
-            .storage
-            .read_blob(digest, start, len)
-            .await?
-            .ok_or_else(|| blob_unknown(digest))?;
+        let read = self
+            .service()
+            .read_blob(caller, repo, digest, size, start, len)
+            .await?;
         // Once the headers are out, a storage failure (a store that stalls, say) can only
         // end the body, which the client sees as a short read; the log says why.
         let digest = digest.clone();
-        let body = body.inspect_err(move |error| {
+        let body = read.body.inspect_err(move |error| {
             tracing::error!(%digest, %error, "blob download broke off: storage failed");
         });
         Ok(reply.body(http_util::stream(Box::pin(body))))
@@ -80,25 +65,16 @@ impl Registry {
 
     pub(super) async fn delete_blob(
         &self,
+        caller: &Caller,
         repo: &RepoName,
         digest: &Digest,
     ) -> ApiResult<Response<Body>> {
-        // Only the repository's link goes; the bytes may be shared with other repositories.
-        if !self.storage.unlink(repo, LinkKind::Layer, digest).await? {
-            return Err(blob_unknown(digest));
-        }
+        self.service().delete_blob(caller, repo, digest).await?;
         Ok(Reply::new(StatusCode::ACCEPTED)
             .header(CONTENT_LENGTH, 0)
             .header(DOCKER_CONTENT_DIGEST, digest)
             .empty())
     }
-}
-
-pub fn blob_unknown(digest: &Digest) -> ApiError {
-    ApiError::new(
-        Code::BlobUnknown,
-        format!("blob {digest} is unknown to this repository"),
-    )
 }
 
 /// What a `Range` header asks of a blob.

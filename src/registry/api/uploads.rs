@@ -6,20 +6,19 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, Response, StatusCode};
 
 use super::blobs::DOCKER_CONTENT_DIGEST;
-use super::error::{ApiError, ApiResult, Code};
-use super::reference::{Digest, RepoName};
-use super::storage::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, SessionKind, UploadId, UploadOwner,
-};
-use super::Registry;
 use crate::http_util::{query_param, Body, Reply};
+use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::reference::{Digest, RepoName};
+use crate::registry::service::{Append, ByteStream, Caller, ChunkRange, Finished, UploadId};
+use crate::registry::Registry;
 
 const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 
 impl Registry {
     pub(super) async fn start_upload(
         &self,
-        owner: &UploadOwner,
+        caller: &Caller,
+        repo: &RepoName,
         req: &Parts,
         body: ByteStream,
     ) -> ApiResult<Response<Body>> {
@@ -29,8 +28,8 @@ impl Registry {
             let digest = parse_digest(&mount)?;
             let from = RepoName::parse(&from)
                 .map_err(|why| ApiError::new(Code::NameInvalid, format!("from: {why}")))?;
-            if self.mount(&owner.repo, &from, &digest).await? {
-                return Ok(blob_created(&owner.repo, &digest));
+            if self.service().mount(caller, repo, &from, &digest).await? {
+                return Ok(blob_created(repo, &digest));
             }
             // The spec's fallback when the source lacks the blob: an ordinary session.
         }
@@ -44,59 +43,46 @@ impl Registry {
                     "a monolithic upload starts at byte 0",
                 ));
             }
-            let outcome = self.storage.put_blob(owner, &digest, body).await?;
-            return self.finished(owner, &digest, outcome).await;
+            let outcome = self.service().put_blob(caller, repo, &digest, body).await?;
+            return finished(repo, &digest, outcome);
         }
-        let id = self
-            .storage
-            .create_upload(owner, SessionKind::Resumable)
-            .await?;
-        Ok(session_reply(StatusCode::ACCEPTED, &owner.repo, id, 0))
-    }
-
-    /// Links `digest` from `from` into `repo`; `false` when `from` does not have it.
-    async fn mount(&self, repo: &RepoName, from: &RepoName, digest: &Digest) -> ApiResult<bool> {
-        let has = self
-            .storage
-            .read_link(from, LinkKind::Layer, digest)
-            .await?
-            .is_some()
-            && self.storage.blob_size(digest).await?.is_some();
-        if has {
-            self.storage
-                .link(repo, LinkKind::Layer, digest, b"")
-                .await?;
-        }
-        Ok(has)
+        let id = self.service().start_upload(caller, repo).await?;
+        Ok(session_reply(StatusCode::ACCEPTED, repo, id, 0))
     }
 
     pub(super) async fn upload_status(
         &self,
-        owner: &UploadOwner,
+        caller: &Caller,
+        repo: &RepoName,
         id: UploadId,
     ) -> ApiResult<Response<Body>> {
         let size = self
-            .storage
-            .upload_size(owner, id)
+            .service()
+            .upload_size(caller, repo, id)
             .await?
             .ok_or_else(upload_unknown)?;
-        Ok(session_reply(StatusCode::NO_CONTENT, &owner.repo, id, size))
+        Ok(session_reply(StatusCode::NO_CONTENT, repo, id, size))
     }
 
     pub(super) async fn patch_upload(
         &self,
-        owner: &UploadOwner,
+        caller: &Caller,
+        repo: &RepoName,
         id: UploadId,
         req: &Parts,
         body: ByteStream,
     ) -> ApiResult<Response<Body>> {
-        let size = self.append(owner, id, &req.headers, body).await?;
-        Ok(session_reply(StatusCode::ACCEPTED, &owner.repo, id, size))
+        let size = self
+            .append(caller, repo, id, &req.headers, body)
+            .await?
+            .ok_or_else(upload_unknown)?;
+        Ok(session_reply(StatusCode::ACCEPTED, repo, id, size))
     }
 
     pub(super) async fn put_upload(
         &self,
-        owner: &UploadOwner,
+        caller: &Caller,
+        repo: &RepoName,
         id: UploadId,
         req: &Parts,
         body: ByteStream,
@@ -111,52 +97,45 @@ impl Registry {
             .and_then(|d| parse_digest(&d))?;
         let has_body = req.headers.get(CONTENT_LENGTH).is_none_or(|v| v != "0");
         if has_body {
-            // An unknown session is left to `finish`: it may be a retry whose first try
-            // finished it (the answer was lost), which `finished` recognises.
-            self.append_to(owner, id, &req.headers, body).await?;
+            // An unknown session is left to the finish: it may be a retry whose first try
+            // finished it (the answer was lost), which the service recognises.
+            self.append(caller, repo, id, &req.headers, body).await?;
         }
-        self.finish(owner, id, &digest).await
+        let outcome = self
+            .service()
+            .finish_upload(caller, repo, id, &digest)
+            .await?;
+        finished(repo, &digest, outcome)
     }
 
     pub(super) async fn cancel_upload(
         &self,
-        owner: &UploadOwner,
+        caller: &Caller,
+        repo: &RepoName,
         id: UploadId,
     ) -> ApiResult<Response<Body>> {
-        if !self.storage.cancel_upload(owner, id).await? {
+        if !self.service().cancel_upload(caller, repo, id).await? {
             return Err(upload_unknown());
         }
         Ok(Reply::new(StatusCode::NO_CONTENT).empty())
     }
 
     /// Appends a request body to a session, honouring `Content-Range` when the client sent
-    /// one. Returns the session's new size.
+    /// one. Returns the session's new size, or `None` for an unknown session.
     async fn append(
         &self,
-        owner: &UploadOwner,
-        id: UploadId,
-        headers: &HeaderMap,
-        body: ByteStream,
-    ) -> ApiResult<u64> {
-        self.append_to(owner, id, headers, body)
-            .await?
-            .ok_or_else(upload_unknown)
-    }
-
-    /// [`Registry::append`], with `None` for an unknown session.
-    async fn append_to(
-        &self,
-        owner: &UploadOwner,
+        caller: &Caller,
+        repo: &RepoName,
         id: UploadId,
         headers: &HeaderMap,
         body: ByteStream,
     ) -> ApiResult<Option<u64>> {
         let expected = content_range(headers)?;
-        match self
-            .storage
-            .append_upload(owner, id, expected, body)
-            .await?
-        {
+        let appended = self
+            .service()
+            .append_upload(caller, repo, id, expected, body)
+            .await?;
+        match appended {
             Append::Written { size } => Ok(Some(size)),
             Append::UnknownUpload => Ok(None),
             Append::OffsetMismatch { size } => Err(ApiError::new(
@@ -164,15 +143,15 @@ impl Registry {
                 format!("chunk must start at byte {size}, where the upload ends"),
             )
             .with_header(RANGE, range_value(size))
-            .with_header(LOCATION, session_location(&owner.repo, id))),
+            .with_header(LOCATION, session_location(repo, id))),
             Append::LengthMismatch { size } => Err(ApiError::new(
                 Code::RangeInvalid,
                 format!("the body's length differs from its Content-Range; it was discarded and the upload still holds {size} bytes"),
             )
             .with_header(RANGE, range_value(size))
-            .with_header(LOCATION, session_location(&owner.repo, id))),
+            .with_header(LOCATION, session_location(repo, id))),
             Append::BodyFailed { size, error } => {
-                tracing::warn!(repo = %owner.repo, upload = %id, size, %error, "upload body broke off");
+                tracing::warn!(%repo, upload = %id, size, %error, "upload body broke off");
                 Err(ApiError::new(
                     Code::BlobUploadInvalid,
                     format!("the request body ended early; the upload holds {size} bytes and can be resumed"),
@@ -180,50 +159,25 @@ impl Registry {
             }
         }
     }
+}
 
-    async fn finish(
-        &self,
-        owner: &UploadOwner,
-        id: UploadId,
-        digest: &Digest,
-    ) -> ApiResult<Response<Body>> {
-        let outcome = self.storage.finish_upload(owner, id, digest).await?;
-        self.finished(owner, digest, outcome).await
-    }
-
-    /// The answer to a finished upload (the storage linked the blob already).
-    async fn finished(
-        &self,
-        owner: &UploadOwner,
-        digest: &Digest,
-        outcome: Finish,
-    ) -> ApiResult<Response<Body>> {
-        match outcome {
-            Finish::Done { .. } => Ok(blob_created(&owner.repo, digest)),
-            Finish::UnknownUpload => {
-                // A retry of a finish whose answer was lost: the session is gone because it
-                // was finished, and the repository has the blob. (Only a repository that
-                // has it already gets this answer, so it reveals nothing.)
-                let linked = self
-                    .storage
-                    .read_link(&owner.repo, LinkKind::Layer, digest)
-                    .await?;
-                match linked {
-                    Some(_) => Ok(blob_created(&owner.repo, digest)),
-                    None => Err(upload_unknown()),
-                }
-            }
-            Finish::DigestMismatch { actual } => Err(ApiError::new(
-                Code::DigestInvalid,
-                format!("the uploaded content has digest {actual}, not {digest}; the upload was discarded"),
-            )),
-            Finish::BodyFailed { error } => {
-                tracing::warn!(repo = %owner.repo, %digest, %error, "monolithic upload body broke off");
-                Err(ApiError::new(
-                    Code::BlobUploadInvalid,
-                    "the request body ended early; the upload was discarded",
-                ))
-            }
+/// The answer to a finished upload or monolithic put.
+fn finished(repo: &RepoName, digest: &Digest, outcome: Finished) -> ApiResult<Response<Body>> {
+    match outcome {
+        Finished::Stored => Ok(blob_created(repo, digest)),
+        Finished::UnknownUpload => Err(upload_unknown()),
+        Finished::DigestMismatch { actual } => Err(ApiError::new(
+            Code::DigestInvalid,
+            format!(
+                "the uploaded content has digest {actual}, not {digest}; the upload was discarded"
+            ),
+        )),
+        Finished::BodyFailed { error } => {
+            tracing::warn!(%repo, %digest, %error, "monolithic upload body broke off");
+            Err(ApiError::new(
+                Code::BlobUploadInvalid,
+                "the request body ended early; the upload was discarded",
+            ))
         }
     }
 }

@@ -4,13 +4,13 @@
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderName, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::error::ApiResult;
-use super::manifest::OCI_INDEX;
-use super::reference::{Digest, RepoName};
-use super::Registry;
 use crate::http_util::{query_param, Body, Reply};
+use crate::registry::error::ApiResult;
+use crate::registry::manifest::OCI_INDEX;
+use crate::registry::reference::{Digest, RepoName};
+use crate::registry::Registry;
 
 const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
@@ -22,17 +22,10 @@ impl Registry {
         req: &Parts,
     ) -> ApiResult<Response<Body>> {
         let filter = query_param(req.uri.query(), "artifactType");
-        let mut manifests = Vec::new();
-        for raw in self.storage.list_referrers(repo, subject).await? {
-            let Ok(descriptor) = serde_json::from_slice::<Value>(&raw) else {
-                tracing::error!(%repo, %subject, "skipping an unreadable referrer record");
-                continue;
-            };
-            let kind = descriptor.get("artifactType").and_then(Value::as_str);
-            if filter.as_deref().is_none_or(|f| kind == Some(f)) {
-                manifests.push(descriptor);
-            }
-        }
+        let manifests = self
+            .service()
+            .referrers(repo, subject, filter.as_deref())
+            .await?;
         // Always an index, empty for an unknown subject: clients treat 404 as "no referrers
         // API" and fall back to the tag schema.
         let body = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });

@@ -6,19 +6,17 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use super::error::{ApiError, ApiResult, Code};
-use super::reference::RepoName;
-use super::Registry;
 use crate::http_util::{query_param, Body, Reply};
+use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::reference::RepoName;
+use crate::registry::Registry;
 
 /// The most entries one page returns, whatever `n` asks for.
 const MAX_PAGE: usize = 10_000;
 
 impl Registry {
     pub(super) async fn tags(&self, repo: &RepoName, req: &Parts) -> ApiResult<Response<Body>> {
-        let tags = self.storage.list_tags(repo).await?.ok_or_else(|| {
-            ApiError::new(Code::NameUnknown, format!("repository {repo} is unknown"))
-        })?;
+        let tags = self.service().list_tags(repo).await?;
         let names: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
         let page = Page::of(req.uri.query(), names)?;
         let link = page.next_link(&format!("/v2/{repo}/tags/list"));

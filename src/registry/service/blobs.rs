@@ -1,0 +1,81 @@
+//! Blobs of a repository: their size, their bytes, and removing one from a repository.
+
+use super::{target, Action, Caller, Service, TargetKind};
+use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::reference::{Digest, RepoName};
+use crate::registry::storage::{ByteStream, LinkKind};
+
+/// What a blob read returns: the bytes asked for, streamed from storage.
+pub struct BlobRead {
+    pub body: ByteStream,
+}
+
+impl Service {
+    /// Whether `repo` may serve `digest` as a blob: it was pushed or mounted there, or it is
+    /// one of the repository's manifests (some clients fetch manifests through `/blobs/`).
+    async fn repo_has_blob(&self, repo: &RepoName, digest: &Digest) -> ApiResult<bool> {
+        for kind in [LinkKind::Layer, LinkKind::Manifest] {
+            if self.storage.read_link(repo, kind, digest).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The size of a blob `repo` may serve (`BLOB_UNKNOWN` otherwise).
+    pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> ApiResult<u64> {
+        let size = match self.repo_has_blob(repo, digest).await? {
+            true => self.storage.blob_size(digest).await?,
+            false => None,
+        };
+        size.ok_or_else(|| blob_unknown(digest))
+    }
+
+    /// Streams `len` bytes from `start` of a blob of `size` bytes (as [`Service::blob_size`]
+    /// found) to the caller: a pull.
+    pub async fn read_blob(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        start: u64,
+        len: u64,
+    ) -> ApiResult<BlobRead> {
+        let body = self
+            .storage
+            .read_blob(digest, start, len)
+            .await?
+            .ok_or_else(|| blob_unknown(digest))?;
+        if self.wants_pulls() {
+            let mut t = target(TargetKind::Blob, repo);
+            t.digest = Some(digest.clone());
+            t.size = Some(size);
+            self.emit(caller, Action::Pull, t).await?;
+        }
+        Ok(BlobRead { body })
+    }
+
+    /// Removes a blob from a repository. Only the repository's link goes; the bytes may be
+    /// shared with other repositories.
+    pub async fn delete_blob(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> ApiResult<()> {
+        if !self.storage.unlink(repo, LinkKind::Layer, digest).await? {
+            return Err(blob_unknown(digest));
+        }
+        let mut t = target(TargetKind::Blob, repo);
+        t.digest = Some(digest.clone());
+        self.emit(caller, Action::Delete, t).await
+    }
+}
+
+pub fn blob_unknown(digest: &Digest) -> ApiError {
+    ApiError::new(
+        Code::BlobUnknown,
+        format!("blob {digest} is unknown to this repository"),
+    )
+}
