@@ -1,4 +1,4 @@
-//! The command line: `wharf serve` and `wharf check-config`.
+//! The command line: `wharf serve`, `wharf check-config`, `wharf events`, and the others below.
 
 use std::path::PathBuf;
 
@@ -39,6 +39,13 @@ enum Command {
     },
     /// Add, update, delete (--delete) or check (--verify) a bcrypt user in an htpasswd file.
     Htpasswd(crate::htpasswd_cmd::HtpasswdArgs),
+    /// List notifications: pending deliveries with their attempts, recent deliveries and
+    /// failures, per endpoint (safe while the server runs).
+    Events {
+        /// Config file (default: what `serve` would use).
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -48,6 +55,7 @@ impl Cli {
             Command::CheckConfig { file } => check_config(file).await,
             Command::Cert { command } => crate::cert_cmd::run(command),
             Command::Htpasswd(args) => crate::htpasswd_cmd::run(args).await,
+            Command::Events { config } => crate::events_cmd::run(config).await,
         }
     }
 }

@@ -5,7 +5,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod gateway;
+pub mod http_client;
 pub mod http_util;
 /// The parsers' promises, for the fuzz targets in `fuzz/` and the properties in the tests.
 #[cfg(any(test, fuzzing))]

@@ -1,5 +1,6 @@
 mod cert_cmd;
 mod cli;
+mod events_cmd;
 mod htpasswd_cmd;
 
 use clap::Parser;

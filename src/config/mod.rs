@@ -8,6 +8,7 @@ mod limits;
 mod location;
 mod log;
 pub mod names;
+mod notifications;
 mod rate_limits;
 mod raw;
 mod servers;
@@ -22,6 +23,7 @@ pub use self::auth::{
 };
 pub use self::limits::Limits;
 pub use self::log::{AccessFormat, AccessTarget, LogConfig, LogFormat};
+pub use self::notifications::{EndpointConfig, EventFormat, GiveUp, NotificationsConfig};
 pub use self::rate_limits::{
     Clients, FailedLoginsConfig, LimitKey, Rate, RateLimitConfig, RequestClass, DEFAULT_LIMITS,
 };
@@ -54,6 +56,8 @@ pub struct Config {
     pub log: LogConfig,
     /// How long in-flight requests may run after SIGTERM before wharf exits anyway.
     pub shutdown_grace: Duration,
+    /// Webhook endpoints fed from the durable outbox (`[notifications]`).
+    pub notifications: NotificationsConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -307,6 +311,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
     let manifest_cache_bytes = raw.registry.manifest_cache_bytes.unwrap_or(16 << 20);
 
     let log = log::validate(&check, &raw.log)?;
+    let notifications = notifications::validate(&check, &raw.notifications)?;
     let admin_address = match raw.admin.address.as_deref() {
         None => None,
         Some(a) => Some(check.socket_addr("admin.address", a, "\"127.0.0.1:9091\"")?),
@@ -344,6 +349,7 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         },
         log,
         shutdown_grace,
+        notifications,
     })
 }
 

@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub rate_limit: std::collections::BTreeMap<String, RawRateLimit>,
     #[serde(default)]
     pub failed_logins: RawFailedLogins,
+    #[serde(default)]
+    pub notifications: super::notifications::RawNotifications,
 }
 
 /// `[rate_limit.NAME]`: a rate, a burst and what the requests are counted by.

@@ -196,6 +196,11 @@ impl Metrics {
             .set(i64::try_from(clients).unwrap_or(i64::MAX));
     }
 
+    /// The registry, for other modules' metrics (the notifications'), before sharing.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// `limit` is `per_ip` or `total`.
     pub fn connection_refused(&self, limit: &'static str) {
         self.connections_refused

@@ -16,7 +16,7 @@ use super::storage::fs::FsStorage;
 use super::storage::*;
 use super::{Registry, RegistryOptions};
 
-/// The filesystem backend, except that one armed `read_link` waits for a signal.
+/// The filesystem backend, except that one armed `is_linked` waits for a signal.
 struct Gated {
     inner: FsStorage,
     armed: AtomicBool,
@@ -26,13 +26,13 @@ struct Gated {
 
 #[async_trait]
 impl Storage for Gated {
-    async fn read_link(
+    async fn is_linked(
         &self,
         repo: &RepoName,
         kind: LinkKind,
         digest: &Digest,
-    ) -> StorageResult<Option<Bytes>> {
-        let found = self.inner.read_link(repo, kind, digest).await;
+    ) -> StorageResult<bool> {
+        let found = self.inner.is_linked(repo, kind, digest).await;
         if self.armed.swap(false, Ordering::SeqCst) {
             self.reached.notify_one();
             self.release.notified().await;
@@ -51,8 +51,8 @@ impl Storage for Gated {
     async fn put_small_blob(&self, d: &Digest, b: Bytes) -> StorageResult<()> {
         self.inner.put_small_blob(d, b).await
     }
-    async fn link(&self, r: &RepoName, k: LinkKind, d: &Digest, p: &[u8]) -> StorageResult<()> {
-        self.inner.link(r, k, d, p).await
+    async fn link(&self, r: &RepoName, k: LinkKind, d: &Digest) -> StorageResult<()> {
+        self.inner.link(r, k, d).await
     }
     async fn unlink(&self, r: &RepoName, k: LinkKind, d: &Digest) -> StorageResult<bool> {
         self.inner.unlink(r, k, d).await
@@ -121,6 +121,29 @@ impl Storage for Gated {
     }
     async fn check_writable(&self) -> StorageResult<()> {
         self.inner.check_writable().await
+    }
+    async fn put_record(&self, k: &RecordKey, b: Bytes) -> StorageResult<()> {
+        self.inner.put_record(k, b).await
+    }
+    async fn create_record(&self, k: &RecordKey, b: Bytes) -> StorageResult<bool> {
+        self.inner.create_record(k, b).await
+    }
+    async fn replace_record(
+        &self,
+        k: &RecordKey,
+        b: Bytes,
+        v: &RecordVersion,
+    ) -> StorageResult<bool> {
+        self.inner.replace_record(k, b, v).await
+    }
+    async fn read_record(&self, k: &RecordKey) -> StorageResult<Option<(Bytes, RecordVersion)>> {
+        self.inner.read_record(k).await
+    }
+    async fn list_records(&self, p: &RecordKey) -> StorageResult<Vec<RecordKey>> {
+        self.inner.list_records(p).await
+    }
+    async fn delete_record(&self, k: &RecordKey) -> StorageResult<bool> {
+        self.inner.delete_record(k).await
     }
 }
 

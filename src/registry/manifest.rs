@@ -14,7 +14,6 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 /// What the registry needs to know about a manifest before storing it.
@@ -33,37 +32,36 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Parses `bytes`, with `content_type` being the request's `Content-Type`.
+    /// Parses `bytes`, with `content_type` being the request's `Content-Type`. The media
+    /// type is the one the bytes say ([`media_type_of`]), since that is what a reader gets
+    /// back later: a `Content-Type` that disagrees is refused rather than forgotten.
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> ApiResult<Self> {
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
-        let declared = value.get("mediaType").and_then(Value::as_str);
+        let media_type = derive(&value).map_err(invalid)?;
+        if media_type == DOCKER_SCHEMA1_SIGNED {
+            return Err(ApiError::new(
+                Code::Unsupported,
+                "Docker schema1 manifests are not supported; push with a current client",
+            ));
+        }
         let header = content_type
             .map(|c| c.split(';').next().unwrap_or("").trim())
             .filter(|c| {
                 !c.is_empty() && *c != "application/json" && *c != "application/octet-stream"
             });
-        if let (Some(d), Some(h)) = (declared, header) {
-            if d != h {
-                return Err(invalid(format!(
-                    "Content-Type {h} does not match the manifest's mediaType {d}"
-                )));
-            }
+        if let Some(h) = header.filter(|h| *h != media_type) {
+            let said = match value.get("mediaType").and_then(Value::as_str) {
+                Some(_) => "the manifest's mediaType is",
+                None => "a manifest without mediaType is read as",
+            };
+            return Err(invalid(format!(
+                "Content-Type {h} does not match the manifest: {said} {media_type}"
+            )));
         }
-        let media_type = match declared.or(header) {
-            Some(m) => m.to_owned(),
-            None if value.get("manifests").is_some() => OCI_INDEX.to_owned(),
-            None if value.get("config").is_some() => OCI_MANIFEST.to_owned(),
-            None => return Err(invalid("cannot tell the manifest's media type".into())),
-        };
-        match media_type.as_str() {
-            OCI_MANIFEST | DOCKER_MANIFEST => Self::image(value, media_type),
-            OCI_INDEX | DOCKER_LIST => Self::index(value, media_type),
-            DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => Err(ApiError::new(
-                Code::Unsupported,
-                "Docker schema1 manifests are not supported; push with a current client",
-            )),
-            other => Err(invalid(format!("unsupported manifest media type {other}"))),
+        match media_type {
+            OCI_MANIFEST | DOCKER_MANIFEST => Self::image(value, media_type.to_owned()),
+            _ => Self::index(value, media_type.to_owned()),
         }
     }
 
@@ -124,6 +122,43 @@ impl Manifest {
     }
 }
 
+/// The media type of stored manifest bytes, derived as registry:2 derives it (it keeps no
+/// record of the type a manifest was pushed with): `schemaVersion` 1 is a signed Docker
+/// schema1 manifest; for 2, the `mediaType` field, or without one an OCI index when there
+/// is a `manifests` list and an OCI image manifest otherwise. The error says why registry:2
+/// would not read the manifest either.
+pub fn media_type_of(bytes: &[u8]) -> Result<&'static str, String> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
+    derive(&value)
+}
+
+fn derive(value: &Value) -> Result<&'static str, String> {
+    match value.get("schemaVersion").and_then(Value::as_u64) {
+        Some(1) => return Ok(DOCKER_SCHEMA1_SIGNED),
+        Some(2) => {}
+        other => {
+            let v = other.map_or("missing".to_owned(), |v| v.to_string());
+            return Err(format!("schemaVersion must be 2, not {v}"));
+        }
+    }
+    match value.get("mediaType") {
+        None | Some(Value::Null) => Ok(match value.get("manifests") {
+            Some(Value::Array(_)) => OCI_INDEX,
+            _ => OCI_MANIFEST,
+        }),
+        Some(Value::String(t)) => match t.as_str() {
+            "" if value.get("manifests").is_some_and(Value::is_array) => Ok(OCI_INDEX),
+            "" | OCI_MANIFEST => Ok(OCI_MANIFEST),
+            OCI_INDEX => Ok(OCI_INDEX),
+            DOCKER_MANIFEST => Ok(DOCKER_MANIFEST),
+            DOCKER_LIST => Ok(DOCKER_LIST),
+            other => Err(format!("unsupported manifest media type {other}")),
+        },
+        Some(_) => Err("the manifest's mediaType is not a string".to_owned()),
+    }
+}
+
 fn check_schema(v: u32) -> ApiResult<()> {
     match v {
         2 => Ok(()),
@@ -170,6 +205,40 @@ mod tests {
         );
     }
 
+    /// The cases registry:2's `manifestStore.Get` tells apart.
+    #[test]
+    fn media_type_is_derived_from_the_bytes_as_registry2_does() {
+        let of = |v: Value| media_type_of(v.to_string().as_bytes());
+        let typed = |t: &str| serde_json::json!({"schemaVersion": 2, "mediaType": t});
+        for t in [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST] {
+            assert_eq!(of(typed(t)), Ok(t));
+        }
+        let untyped_index = serde_json::json!({"schemaVersion": 2, "manifests": []});
+        assert_eq!(of(untyped_index), Ok(OCI_INDEX));
+        let untyped_image = serde_json::json!({"schemaVersion": 2, "config": {}, "layers": []});
+        assert_eq!(of(untyped_image), Ok(OCI_MANIFEST));
+        let null_list = serde_json::json!({"schemaVersion": 2, "manifests": null});
+        assert_eq!(of(null_list), Ok(OCI_MANIFEST));
+        let signed = serde_json::json!({"schemaVersion": 1, "name": "a", "tag": "b",
+            "fsLayers": [], "signatures": []});
+        assert_eq!(of(signed), Ok(DOCKER_SCHEMA1_SIGNED));
+        assert!(of(typed("application/vnd.oci.artifact.manifest.v1+json")).is_err());
+        assert!(of(serde_json::json!({"schemaVersion": 3})).is_err());
+        assert!(media_type_of(b"{nope").is_err());
+    }
+
+    /// A Docker manifest without `mediaType` would read back as OCI: refused at push.
+    #[test]
+    fn content_type_the_bytes_do_not_carry_is_refused() {
+        let body = serde_json::json!({"schemaVersion": 2,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": d('a'), "size": 2},
+            "layers": []});
+        let e = Manifest::parse(body.to_string().as_bytes(), Some(DOCKER_MANIFEST)).unwrap_err();
+        assert_eq!(e.code, Code::ManifestInvalid);
+        let m = Manifest::parse(body.to_string().as_bytes(), Some(OCI_MANIFEST)).unwrap();
+        assert_eq!(m.media_type, OCI_MANIFEST);
+    }
+
     #[test]
     fn mismatched_content_type_and_garbage_are_invalid() {
         let body = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []});
@@ -198,7 +267,7 @@ mod properties {
             OCI_INDEX,
             DOCKER_MANIFEST,
             DOCKER_LIST,
-            DOCKER_SCHEMA1,
+            DOCKER_SCHEMA1_SIGNED,
             "application/vnd.oci.image.layer.v1.tar",
             "application/json",
             "",

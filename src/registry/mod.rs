@@ -110,7 +110,11 @@ mod tests {
     #[tokio::test]
     async fn listings_without_a_visibility_filter_show_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("repositories/team/app/_manifests")).unwrap();
+        std::fs::create_dir_all(
+            dir.path()
+                .join("docker/registry/v2/repositories/team/app/_manifests"),
+        )
+        .unwrap();
         let storage = Arc::new(storage::fs::FsStorage::open(dir.path()).unwrap());
         let registry = Registry::new(
             storage,

@@ -12,6 +12,7 @@ mod conn_limit;
 mod drain;
 mod idle;
 mod maintenance;
+mod notifications;
 pub(crate) mod plain_on_tls;
 mod transport;
 
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, Limits, ListenerConfig, RouteTarget, StorageBackend, StorageConfig};
+use crate::events::metrics::EventMetrics;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::Gateway;
 use crate::registry::storage::fs::FsStorage;
@@ -42,6 +44,8 @@ pub enum ServerError {
     // printer (`{:#}`, anyhow) would say it twice.
     #[error("cannot open storage root {path}: {cause}")]
     Storage { path: String, cause: io::Error },
+    #[error("cannot start notifications: {cause}")]
+    Notifications { cause: io::Error },
     #[error("cannot listen on {address}: {cause}")]
     Bind {
         address: SocketAddr,
@@ -85,6 +89,8 @@ struct State {
     /// Registry engines by storage root, kept across reloads: an engine owns the upload
     /// sessions' locks and the manifest cache of its root, so there must be one per root.
     registries: Mutex<HashMap<PathBuf, Arc<Registry>>>,
+    /// The notifications of each root, started with its engine.
+    outboxes: Arc<notifications::Outboxes>,
 }
 
 impl State {
@@ -133,7 +139,7 @@ impl Reloader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let registries = open_registries(&config, known).await?;
+        let registries = open_registries(&config, known, &self.state.outboxes).await?;
         let shared = build_shared(&config, &registries, self.state.metrics.clone()).await?;
         *self
             .state
@@ -152,11 +158,18 @@ impl Reloader {
 
 impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
-        let registries = open_registries(&config, HashMap::new()).await?;
+        let mut metrics = Metrics::new();
+        let event_metrics = EventMetrics::default();
+        event_metrics.register(metrics.registry_mut());
+        let metrics = Arc::new(metrics);
+        let outboxes = Arc::new(notifications::Outboxes::new(
+            config.notifications.clone(),
+            event_metrics,
+        ));
+        let registries = open_registries(&config, HashMap::new(), &outboxes).await?;
         for registry in registries.values() {
             maintenance::purge_uploads_at_start(registry, config.storage.upload_max_age).await;
         }
-        let metrics = Arc::new(Metrics::new());
         let shared = build_shared(&config, &registries, metrics.clone()).await?;
         let admin = match config.admin_address {
             Some(address) => Some(
@@ -185,6 +198,7 @@ impl Server {
                 current: RwLock::new(Arc::new(shared)),
                 conn_limit: conn_limit::ConnLimiter::new(caps_of(&config.limits)),
                 registries: Mutex::new(registries),
+                outboxes,
             }),
             config,
         })
@@ -259,6 +273,7 @@ impl Server {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
+        self.state.outboxes.shutdown().await;
     }
 }
 
@@ -296,6 +311,7 @@ async fn build_shared(
 async fn open_registries(
     config: &Config,
     known: HashMap<PathBuf, Arc<Registry>>,
+    outboxes: &notifications::Outboxes,
 ) -> Result<HashMap<PathBuf, Arc<Registry>>, ServerError> {
     let mut out = HashMap::new();
     let roots = config
@@ -324,7 +340,8 @@ async fn open_registries(
             ),
             None => {
                 let storage = open_storage(&config.storage.backend, &root).await?;
-                Arc::new(Registry::new(storage, options.clone()))
+                let events = outboxes.start(&storage)?;
+                Arc::new(Registry::new(storage, options.clone()).with_events(events))
             }
         };
         out.insert(root, engine);

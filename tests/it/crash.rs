@@ -10,15 +10,15 @@ use tokio::sync::mpsc;
 
 use crate::support::{bytes_of, sha256, WharfProcess};
 
-/// Every file under `blobs/` must hash to the digest its path names.
+/// Every blob's `data` file must hash to the digest its path names.
 fn assert_blobs_verified(root: &Path) {
-    let base = root.join("blobs").join("sha256");
+    let base = root.join("docker/registry/v2/blobs/sha256");
     let Ok(prefixes) = std::fs::read_dir(&base) else {
         return;
     };
     for prefix in prefixes.flatten() {
         for blob in std::fs::read_dir(prefix.path()).unwrap().flatten() {
-            let bytes = std::fs::read(blob.path()).unwrap();
+            let bytes = std::fs::read(blob.path().join("data")).unwrap();
             let name = blob.file_name().into_string().unwrap();
             assert_eq!(
                 hex::encode(Sha256::digest(&bytes)),

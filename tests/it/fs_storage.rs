@@ -78,7 +78,7 @@ fn a_second_process_on_one_root_is_refused_with_the_holders_pid() {
     std::fs::create_dir_all(&second_dir).unwrap();
     let first = WharfProcess::spawn(&root, &first_dir);
     // A file the first process is staging.
-    let staged = root.join("_tmp").join("in-flight");
+    let staged = root.join("wharf/tmp/in-flight");
     std::fs::write(&staged, b"partial").unwrap();
 
     let config = second_dir.join("wharf.toml");
@@ -172,7 +172,11 @@ async fn a_blob_truncated_during_its_download_fails_that_download_only() {
             received += body.next().await.unwrap().unwrap().len();
         }
         let hex = digest.strip_prefix("sha256:").unwrap();
-        let blob = root.join("blobs/sha256").join(&hex[..2]).join(hex);
+        let blob = root
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data");
         std::fs::OpenOptions::new()
             .write(true)
             .open(&blob)

@@ -90,7 +90,7 @@ async fn bad_names_are_name_invalid() {
             .unwrap();
         assert_error(r, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
     }
-    let entries = std::fs::read_dir(s.root.join("repositories"))
+    let entries = std::fs::read_dir(s.root.join("docker/registry/v2/repositories"))
         .unwrap()
         .count();
     assert_eq!(entries, 0, "nothing was created for invalid names");

@@ -40,7 +40,7 @@ fn is_step(backend: Backend, step: Step, line: &str) -> bool {
         Step::Publish => line.ends_with(" copy"),
         Step::Link => put && line.contains("/_layers/"),
         Step::Cleanup => {
-            (line.starts_with("DELETE ") && line.contains("/_uploads/"))
+            (line.starts_with("DELETE ") && line.contains("/wharf/uploads/"))
                 || (line.starts_with("POST ")
                     && (line.contains("?delete") || line.contains("comp=batch")))
         }

@@ -19,7 +19,7 @@ fn under_way(store: &TestStore, relay: Option<&StoreRelay>) -> bool {
         Some(relay) => relay.requests().iter().any(|l| {
             l.starts_with("PUT ") && (l.contains("partNumber=") || l.contains("comp=block&"))
         }),
-        None => std::fs::read_dir(store.root.join("_uploads"))
+        None => std::fs::read_dir(store.root.join("wharf/uploads"))
             .into_iter()
             .flatten()
             .flatten()
@@ -27,12 +27,12 @@ fn under_way(store: &TestStore, relay: Option<&StoreRelay>) -> bool {
     }
 }
 
-/// What is left of upload sessions: entries under `_uploads` (on disk), or keys under
-/// `_uploads/` and incomplete multipart uploads (S3), or blobs under `_uploads/` (Azure,
+/// What is left of upload sessions: entries under `wharf/uploads` (on disk), or keys under
+/// `wharf/uploads/` and incomplete multipart uploads (S3), or blobs there (Azure,
 /// whose uncommitted blocks nobody can list or abort; they expire in a week).
 fn leftovers(store: &TestStore) -> Vec<String> {
     match store.backend {
-        Backend::Fs => std::fs::read_dir(store.root.join("_uploads"))
+        Backend::Fs => std::fs::read_dir(store.root.join("wharf/uploads"))
             .into_iter()
             .flatten()
             .flatten()
@@ -40,7 +40,10 @@ fn leftovers(store: &TestStore) -> Vec<String> {
             .collect(),
         Backend::S3 => {
             let moto = crate::moto::shared().unwrap();
-            let keys = moto.get(&format!("/{}?list-type=2&prefix=_uploads/", store.bucket));
+            let keys = moto.get(&format!(
+                "/{}?list-type=2&prefix=wharf/uploads/",
+                store.bucket
+            ));
             let uploads = moto.get(&format!("/{}?uploads", store.bucket));
             let mut left: Vec<String> = keys
                 .split("<Key>")
@@ -57,7 +60,7 @@ fn leftovers(store: &TestStore) -> Vec<String> {
         }
         Backend::Azure => crate::azurite::shared()
             .unwrap()
-            .list(&store.bucket, "_uploads/"),
+            .list(&store.bucket, "wharf/uploads/"),
     }
 }
 

@@ -258,8 +258,8 @@ async fn healthz_shares_one_probe_between_close_calls() {
     let s = TestServer::start().await;
     let r = s.http.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    // Every probe stages a file in `_tmp` and removes it again, which touches the directory.
-    let staging = s.root.join("_tmp");
+    // Every probe stages a file in `wharf/tmp` and removes it again, which touches the directory.
+    let staging = s.root.join("wharf/tmp");
     let before = std::fs::metadata(&staging).unwrap().modified().unwrap();
     let calls = (0..20).map(|_| async {
         let r = s.http.get(s.url("/healthz")).send().await.unwrap();

@@ -39,7 +39,10 @@ fn direct_io_works(dir: &Path) -> bool {
 
 fn blob_path(root: &Path, digest: &str) -> std::path::PathBuf {
     let hex = digest.trim_start_matches("sha256:");
-    root.join("blobs/sha256").join(&hex[..2]).join(hex)
+    root.join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
 }
 
 /// Copying every pushed byte into the page cache cost as much CPU as hashing it; pushed

@@ -116,9 +116,10 @@ async fn a_small_push_and_its_pull_cost_few_store_requests(backend: Backend) {
         monolithic.len()
     );
     // Measured before the direct path, the concurrent reference checks and the size
-    // cache: 35, 9 and 11.
+    // cache: 35, 9 and 11. The tag is two PUTs since the registry:2 layout (its index
+    // entry, then `current`), as registry:2 writes it.
     assert!(
-        push.len() <= 29,
+        push.len() <= 30,
         "{backend:?}: a push of two blobs and a manifest took {} store requests: {push:#?}",
         push.len()
     );

@@ -243,7 +243,7 @@ async fn wrong_digest_is_refused_and_nothing_appears(backend: Backend) {
     );
     // No blob file exists anywhere under the root (HEAD above covers S3).
     if backend == Backend::Fs {
-        let blobs = walk_files(&s.root.join("blobs"));
+        let blobs = walk_files(&s.root.join("docker/registry/v2/blobs"));
         assert!(blobs.is_empty(), "{blobs:?}");
     }
 }
@@ -453,7 +453,7 @@ async fn stale_sessions_are_purged() {
         )
     };
     let id = stale.rsplit('/').next().unwrap();
-    let data = dir.path().join("_uploads").join(id).join("data");
+    let data = dir.path().join("wharf/uploads").join(id).join("data");
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 3600);
     std::fs::File::options()
         .write(true)

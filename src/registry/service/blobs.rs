@@ -15,7 +15,7 @@ impl Service {
     /// one of the repository's manifests (some clients fetch manifests through `/blobs/`).
     async fn repo_has_blob(&self, repo: &RepoName, digest: &Digest) -> ApiResult<bool> {
         for kind in [LinkKind::Layer, LinkKind::Manifest] {
-            if self.storage.read_link(repo, kind, digest).await?.is_some() {
+            if self.storage.is_linked(repo, kind, digest).await? {
                 return Ok(true);
             }
         }

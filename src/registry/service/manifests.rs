@@ -9,9 +9,9 @@ use futures_util::StreamExt;
 use super::cache::CachedManifest;
 use super::{target, Action, Caller, Service, TargetKind};
 use crate::registry::error::{ApiError, ApiResult, Code};
-use crate::registry::manifest::Manifest;
+use crate::registry::manifest::{media_type_of, Manifest};
 use crate::registry::reference::{Algorithm, Digest, Reference, RepoName, Tag};
-use crate::registry::storage::{ByteStream, LinkKind};
+use crate::registry::storage::{ByteStream, LinkKind, StorageError};
 
 /// How many of a manifest's references are checked at once: a 30-layer manifest on an
 /// object store waits for four rounds of round trips, not 31, and no manifest floods the
@@ -75,11 +75,13 @@ impl Service {
                 .await?
                 .ok_or_else(|| manifest_unknown(reference))?,
         };
-        let media_type = self
+        if !self
             .storage
-            .read_link(repo, LinkKind::Manifest, &digest)
+            .is_linked(repo, LinkKind::Manifest, &digest)
             .await?
-            .ok_or_else(|| manifest_unknown(reference))?;
+        {
+            return Err(manifest_unknown(reference));
+        }
         let by_digest = digest.to_string();
         let m = match self.cache.get(repo, &by_digest) {
             Some(m) => m,
@@ -92,9 +94,14 @@ impl Service {
                         tracing::error!(%repo, %digest, "manifest is linked but its bytes are missing");
                         manifest_unknown(reference)
                     })?;
+                // Nothing records the type a manifest was pushed with (registry:2 has no
+                // place for it): the bytes say it, as registry:2 reads them.
+                let media_type = media_type_of(&bytes).map_err(|why| StorageError::Corrupt {
+                    what: format!("manifest {digest} in {repo}: {why}"),
+                })?;
                 let m = Arc::new(CachedManifest {
                     digest,
-                    media_type: String::from_utf8_lossy(&media_type).into_owned(),
+                    media_type: media_type.to_owned(),
                     bytes,
                 });
                 self.cache.insert(repo, &by_digest, m.clone(), ticket);
@@ -135,14 +142,7 @@ impl Service {
         self.check_references(repo, &manifest).await?;
 
         self.storage.put_small_blob(&digest, bytes.clone()).await?;
-        self.storage
-            .link(
-                repo,
-                LinkKind::Manifest,
-                &digest,
-                manifest.media_type.as_bytes(),
-            )
-            .await?;
+        self.storage.link(repo, LinkKind::Manifest, &digest).await?;
         if let Some(subject) = &manifest.subject {
             let descriptor = manifest.referrer_descriptor(&digest, bytes.len());
             let descriptor = serde_json::to_vec(&descriptor).unwrap_or_default();
@@ -180,7 +180,7 @@ impl Service {
         let mut checks: Vec<Check<'_>> = Vec::new();
         for (kind, (digest, _)) in wanted.clone() {
             checks.push(Box::pin(async move {
-                let linked = self.storage.read_link(repo, kind, digest).await?.is_some();
+                let linked = self.storage.is_linked(repo, kind, digest).await?;
                 Ok(match linked {
                     true => self.storage.blob_size(digest).await?,
                     false => None,
@@ -239,19 +239,21 @@ impl Service {
         repo: &RepoName,
         digest: &Digest,
     ) -> ApiResult<()> {
-        let Some(media_type) = self
+        if !self
             .storage
-            .read_link(repo, LinkKind::Manifest, digest)
+            .is_linked(repo, LinkKind::Manifest, digest)
             .await?
-        else {
+        {
             return Err(manifest_unknown(&Reference::Digest(digest.clone())));
-        };
-        let media_type = String::from_utf8_lossy(&media_type).into_owned();
-        if let Some(bytes) = self.storage.read_small_blob(digest).await? {
+        }
+        let bytes = self.storage.read_small_blob(digest).await?;
+        // For the event: the type the bytes say, as on every read.
+        let media_type = bytes.as_deref().and_then(|b| media_type_of(b).ok());
+        if let Some(bytes) = &bytes {
             if let Ok(Manifest {
                 subject: Some(subject),
                 ..
-            }) = Manifest::parse(&bytes, Some(&media_type))
+            }) = Manifest::parse(bytes, None)
             {
                 self.storage.remove_referrer(repo, &subject, digest).await?;
             }
@@ -274,7 +276,7 @@ impl Service {
         }
         let mut t = target(TargetKind::Manifest, repo);
         t.digest = Some(digest.clone());
-        t.media_type = Some(media_type);
+        t.media_type = media_type.map(str::to_owned);
         self.emit(caller, Action::Delete, t).await
     }
 }

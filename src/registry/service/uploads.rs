@@ -44,9 +44,8 @@ impl Service {
     ) -> ApiResult<bool> {
         let linked = self
             .storage
-            .read_link(from, LinkKind::Layer, digest)
-            .await?
-            .is_some();
+            .is_linked(from, LinkKind::Layer, digest)
+            .await?;
         let size = match linked {
             true => self.storage.blob_size(digest).await?,
             false => None,
@@ -54,9 +53,7 @@ impl Service {
         let Some(size) = size else {
             return Ok(false);
         };
-        self.storage
-            .link(repo, LinkKind::Layer, digest, b"")
-            .await?;
+        self.storage.link(repo, LinkKind::Layer, digest).await?;
         let mut t = target(TargetKind::Blob, repo);
         t.digest = Some(digest.clone());
         t.size = Some(size);
@@ -141,9 +138,8 @@ impl Service {
                 // the first try may have failed to record its event.
                 let linked = self
                     .storage
-                    .read_link(repo, LinkKind::Layer, digest)
-                    .await?
-                    .is_some();
+                    .is_linked(repo, LinkKind::Layer, digest)
+                    .await?;
                 if !linked {
                     return Ok(Finished::UnknownUpload);
                 }

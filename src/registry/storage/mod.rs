@@ -22,11 +22,17 @@
 //! - **Validated inputs only.** Every name, tag, digest and upload id arrives already
 //!   validated ([`RepoName`], [`Tag`], [`Digest`], [`UploadId`]), so an implementation may
 //!   build paths or object keys from them directly.
+//! - **registry:2's layout.** Blobs, links and tags are stored where Distribution (the
+//!   `registry:2` image) stores them, with the same contents (`fs/layout.rs`,
+//!   `object/keys.rs`), so each can serve the other's storage. Nothing else goes under
+//!   `docker/`: wharf's own state (sessions, staging, referrers, probes, the lock) lives
+//!   under `wharf/` beside it, which registry:2's catalog and garbage collector never visit.
 //!
 //! Errors are [`StorageError`]s; they carry the internal cause for the log, never for the client.
 
 pub mod fs;
 pub mod object;
+pub mod records;
 
 use std::io;
 use std::pin::Pin;
@@ -37,6 +43,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::reference::{Digest, RepoName, Tag};
+pub use records::{RecordKey, RecordVersion};
 
 /// A stream of body bytes, in or out.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -98,12 +105,14 @@ pub enum SessionKind {
     Monolithic,
 }
 
-/// Which kind of repository membership a link records.
+/// Which kind of repository membership a link records. A link holds nothing but the digest
+/// it links, as registry:2 writes it: a manifest's media type is read from its bytes
+/// (`registry::manifest::media_type_of`), as registry:2 does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkKind {
     /// A blob pushed or mounted into the repository (layers, configs).
     Layer,
-    /// A manifest revision of the repository; the link holds the manifest's media type.
+    /// A manifest revision of the repository.
     Manifest,
 }
 
@@ -247,28 +256,24 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores a small blob whose digest the caller computed over `bytes`.
     async fn put_small_blob(&self, digest: &Digest, bytes: Bytes) -> StorageResult<()>;
 
-    /// Records that `repo` contains `digest`, with an optional small payload.
-    async fn link(
+    /// Records that `repo` contains `digest`.
+    async fn link(&self, repo: &RepoName, kind: LinkKind, digest: &Digest) -> StorageResult<()>;
+    /// Whether `repo` contains `digest`.
+    async fn is_linked(
         &self,
         repo: &RepoName,
         kind: LinkKind,
         digest: &Digest,
-        payload: &[u8],
-    ) -> StorageResult<()>;
-    /// The payload of a link, or `None` when `repo` does not contain `digest`.
-    async fn read_link(
-        &self,
-        repo: &RepoName,
-        kind: LinkKind,
-        digest: &Digest,
-    ) -> StorageResult<Option<Bytes>>;
+    ) -> StorageResult<bool>;
     /// Removes a link; `false` when there was none.
     async fn unlink(&self, repo: &RepoName, kind: LinkKind, digest: &Digest)
         -> StorageResult<bool>;
 
     async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>>;
+    /// Points `tag` at `digest` (and, as registry:2 does, records in the tag's index that
+    /// it did).
     async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()>;
-    /// Removes a tag; `false` when there was none.
+    /// Removes a tag, with its index; `false` when there was none.
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool>;
     /// All tags of a repository, sorted; `None` when the repository does not exist.
     async fn list_tags(&self, repo: &RepoName) -> StorageResult<Option<Vec<Tag>>>;
@@ -343,4 +348,24 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Proves the backend accepts writes (for `/healthz`).
     async fn check_writable(&self) -> StorageResult<()>;
+
+    // Small records of wharf's own state: see [`records`] for their contract.
+
+    /// Writes a record, replacing any.
+    async fn put_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<()>;
+    /// Writes a record only if `key` is free; `false` when it exists.
+    async fn create_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<bool>;
+    /// Replaces a record only if it is still at `expected`; `false` when it changed or went.
+    async fn replace_record(
+        &self,
+        key: &RecordKey,
+        bytes: Bytes,
+        expected: &RecordVersion,
+    ) -> StorageResult<bool>;
+    /// A record and its version, or `None` when there is none.
+    async fn read_record(&self, key: &RecordKey) -> StorageResult<Option<(Bytes, RecordVersion)>>;
+    /// Every key under `prefix` (at any depth), sorted.
+    async fn list_records(&self, prefix: &RecordKey) -> StorageResult<Vec<RecordKey>>;
+    /// Removes a record; `false` when there was none.
+    async fn delete_record(&self, key: &RecordKey) -> StorageResult<bool>;
 }

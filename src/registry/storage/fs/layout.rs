@@ -1,19 +1,26 @@
-//! Where each thing lives under the storage root. Every path is built from validated
-//! names, tags, digests and upload ids, so none can leave the root.
+//! Where each thing lives under the storage root: Distribution's (registry:2's) layout,
+//! path for path and byte for byte, so a registry:2 volume is served as is and what wharf
+//! writes, registry:2 reads. The root plays registry:2's `rootdirectory`: its data is under
+//! `<root>/docker/registry/v2`. Every path is built from validated names, tags, digests and
+//! upload ids, so none can leave the root.
 //!
 //! ```text
-//! blobs/<alg>/<hex[..2]>/<hex>                       blob bytes
-//! repositories/<name>/_layers/<alg>/<hex>            blob membership (empty)
-//! repositories/<name>/_manifests/revisions/<alg>/<hex>  manifest membership (media type)
-//! repositories/<name>/_manifests/tags/<tag>          tag -> digest
-//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>  referrer descriptor JSON
-//! _uploads/<uuid>/{data,owner}                       upload sessions
-//! _tmp/                                              staging for atomic small writes
-//! _lock                                              the root's lock (see `root_lock`)
+//! docker/registry/v2/blobs/<alg>/<hex[..2]>/<hex>/data                  blob bytes
+//! docker/registry/v2/repositories/<name>/_layers/<alg>/<hex>/link      blob membership
+//! .../<name>/_manifests/revisions/<alg>/<hex>/link                     manifest membership
+//! .../<name>/_manifests/tags/<tag>/current/link                        tag -> digest
+//! .../<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link              digests the tag has had
+//! wharf/referrers/<name>/_subjects/<alg>/<hex>/<alg>-<hex>             referrer descriptor JSON
+//! wharf/uploads/<uuid>/{data,owner,monolithic}                         upload sessions
+//! wharf/tmp/                                                           staging for atomic writes
+//! wharf/lock                                                           the root's lock (`root_lock`)
 //! ```
 //!
-//! Repository name components start with `[a-z0-9]`, so they never collide with the
-//! `_`-prefixed directories.
+//! Every link file holds the digest it links (`sha256:…`, no newline), as registry:2
+//! writes it. wharf's own state is under `wharf/`, beside `docker/`, where registry:2's
+//! catalog and `garbage-collect` never look; `wharf/tmp` is on the volume itself, so a
+//! rename from it into `docker/` is atomic. Repository name components start with
+//! `[a-z0-9]`, so they never collide with the `_`-prefixed directories.
 
 use std::path::{Path, PathBuf};
 
@@ -23,27 +30,45 @@ use crate::registry::storage::{LinkKind, UploadId};
 #[derive(Clone, Debug)]
 pub struct Layout {
     root: PathBuf,
+    /// `<root>/docker/registry/v2`: everything registry:2 also reads.
+    v2: PathBuf,
+    /// `<root>/wharf`: what only wharf keeps.
+    wharf: PathBuf,
+}
+
+/// `<alg>/<hex>`, the directory registry:2 names a digest by under `_layers`, `revisions`
+/// and a tag's `index`.
+fn digest_dir(base: PathBuf, d: &Digest) -> PathBuf {
+    base.join(d.algorithm().as_str()).join(d.hex())
 }
 
 impl Layout {
     pub fn new(root: PathBuf) -> Self {
-        Self { root }
+        Self {
+            v2: root.join("docker").join("registry").join("v2"),
+            wharf: root.join("wharf"),
+            root,
+        }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    pub fn blobs(&self) -> PathBuf {
+        self.v2.join("blobs")
+    }
+
     pub fn blob(&self, d: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
+        self.blobs()
             .join(d.algorithm().as_str())
             .join(&d.hex()[..2])
             .join(d.hex())
+            .join("data")
     }
 
     pub fn repositories(&self) -> PathBuf {
-        self.root.join("repositories")
+        self.v2.join("repositories")
     }
 
     pub fn repo(&self, repo: &RepoName) -> PathBuf {
@@ -55,22 +80,35 @@ impl Layout {
             LinkKind::Layer => self.repo(repo).join("_layers"),
             LinkKind::Manifest => self.repo(repo).join("_manifests").join("revisions"),
         };
-        base.join(d.algorithm().as_str()).join(d.hex())
+        digest_dir(base, d).join("link")
     }
 
     pub fn tags(&self, repo: &RepoName) -> PathBuf {
         self.repo(repo).join("_manifests").join("tags")
     }
 
-    pub fn tag(&self, repo: &RepoName, tag: &Tag) -> PathBuf {
+    /// The tag's directory: registry:2 deletes a tag by deleting it whole.
+    pub fn tag_dir(&self, repo: &RepoName, tag: &Tag) -> PathBuf {
         self.tags(repo).join(tag.as_str())
     }
 
+    /// The link naming the digest the tag points at.
+    pub fn tag(&self, repo: &RepoName, tag: &Tag) -> PathBuf {
+        self.tag_dir(repo, tag).join("current").join("link")
+    }
+
+    /// The tag's record of having pointed at `d` (registry:2 keeps one per digest).
+    pub fn tag_index(&self, repo: &RepoName, tag: &Tag, d: &Digest) -> PathBuf {
+        digest_dir(self.tag_dir(repo, tag).join("index"), d).join("link")
+    }
+
+    pub fn wharf(&self) -> &Path {
+        &self.wharf
+    }
+
     pub fn referrers(&self, repo: &RepoName, subject: &Digest) -> PathBuf {
-        self.repo(repo)
-            .join("_referrers")
-            .join(subject.algorithm().as_str())
-            .join(subject.hex())
+        let base = self.wharf.join("referrers").join(repo.as_str());
+        digest_dir(base.join("_subjects"), subject)
     }
 
     pub fn referrer(&self, repo: &RepoName, subject: &Digest, referrer: &Digest) -> PathBuf {
@@ -82,7 +120,7 @@ impl Layout {
     }
 
     pub fn uploads(&self) -> PathBuf {
-        self.root.join("_uploads")
+        self.wharf.join("uploads")
     }
 
     pub fn upload_dir(&self, id: UploadId) -> PathBuf {
@@ -90,6 +128,48 @@ impl Layout {
     }
 
     pub fn tmp(&self) -> PathBuf {
-        self.root.join("_tmp")
+        self.wharf.join("tmp")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The paths registry:2's `paths.go` gives, for a root it calls `rootdirectory`.
+    #[test]
+    fn paths_are_registry2s() {
+        let hex = "ab".repeat(32);
+        let d = Digest::parse(&format!("sha256:{hex}")).unwrap();
+        let (repo, tag) = (
+            RepoName::parse("team/app").unwrap(),
+            Tag::parse("v1").unwrap(),
+        );
+        let l = Layout::new(PathBuf::from("/var/lib/registry"));
+        let v2 = "/var/lib/registry/docker/registry/v2";
+        let at = |p: PathBuf| p.display().to_string();
+        assert_eq!(at(l.blob(&d)), format!("{v2}/blobs/sha256/ab/{hex}/data"));
+        let r = format!("{v2}/repositories/team/app");
+        assert_eq!(
+            at(l.link(&repo, LinkKind::Layer, &d)),
+            format!("{r}/_layers/sha256/{hex}/link")
+        );
+        assert_eq!(
+            at(l.link(&repo, LinkKind::Manifest, &d)),
+            format!("{r}/_manifests/revisions/sha256/{hex}/link")
+        );
+        assert_eq!(
+            at(l.tag(&repo, &tag)),
+            format!("{r}/_manifests/tags/v1/current/link")
+        );
+        assert_eq!(
+            at(l.tag_index(&repo, &tag, &d)),
+            format!("{r}/_manifests/tags/v1/index/sha256/{hex}/link")
+        );
+        assert!(l.uploads().starts_with("/var/lib/registry/wharf"));
+        assert!(l.tmp().starts_with("/var/lib/registry/wharf"));
+        assert!(l
+            .referrers(&repo, &d)
+            .starts_with("/var/lib/registry/wharf"));
     }
 }

@@ -4,6 +4,7 @@
 mod append;
 mod atomic;
 mod layout;
+mod records;
 mod root_lock;
 mod stream;
 mod uploads;
@@ -18,16 +19,17 @@ use bytes::Bytes;
 
 use self::layout::Layout;
 use super::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, SessionKind, Storage, StorageError,
-    StorageResult, UploadId, UploadOwner,
+    Append, ByteStream, ChunkRange, Finish, LinkKind, RecordKey, RecordVersion, SessionKind,
+    Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
 
 pub struct FsStorage {
     layout: Layout,
     sessions: uploads::Sessions,
-    /// Held while the root is in use: no other process may open it.
-    _lock: std::sync::Arc<root_lock::RootLock>,
+    /// Held while the root is in use: no other process may open it (`None` for a reader
+    /// of wharf's records beside a running server, see [`FsStorage::open_records_reader`]).
+    _lock: Option<std::sync::Arc<root_lock::RootLock>>,
 }
 
 impl FsStorage {
@@ -35,10 +37,11 @@ impl FsStorage {
     /// clears staging files a crash left.
     pub fn open(root: &Path) -> io::Result<Self> {
         let layout = Layout::new(root.to_path_buf());
-        fs::create_dir_all(root)?;
-        let (lock, fresh) = root_lock::lock(root)?;
+        refuse_registry2_data_dir(root)?;
+        atomic::create_dirs(layout.wharf())?;
+        let (lock, fresh) = root_lock::lock(layout.wharf())?;
         for dir in [
-            root.join("blobs"),
+            layout.blobs(),
             layout.repositories(),
             layout.uploads(),
             layout.tmp(),
@@ -47,19 +50,64 @@ impl FsStorage {
         }
         if fresh {
             for entry in fs::read_dir(layout.tmp())? {
-                let _ = fs::remove_file(entry?.path());
+                let path = entry?.path();
+                // Staged files, and tags being deleted (moved here whole).
+                let _ = match path.is_dir() {
+                    true => fs::remove_dir_all(&path),
+                    false => fs::remove_file(&path),
+                };
             }
         }
         Ok(Self {
             layout,
             sessions: uploads::Sessions::default(),
-            _lock: lock,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens a root only to read wharf's records (`wharf events`) while a server may hold
+    /// it: no lock, no clean-up, nothing created.
+    pub fn open_records_reader(root: &Path) -> io::Result<Self> {
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        Ok(Self {
+            layout: Layout::new(root.to_path_buf()),
+            sessions: uploads::Sessions::default(),
+            _lock: None,
         })
     }
 
     pub fn root(&self) -> &Path {
         self.layout.root()
     }
+}
+
+/// A root that holds `blobs/` and `repositories/` itself is registry:2's
+/// `docker/registry/v2` directory (or wharf's layout before it took registry:2's): served
+/// as a root, it would look empty. Refused, with the root to use instead.
+fn refuse_registry2_data_dir(root: &Path) -> io::Result<()> {
+    if !(root.join("blobs").is_dir() && root.join("repositories").is_dir()) {
+        return Ok(());
+    }
+    let hint = match root.ends_with("docker/registry/v2") {
+        true => match root.ancestors().nth(3) {
+            Some(up) => format!("set the root to {} instead", up.display()),
+            None => "set the root to the directory that holds docker/".to_owned(),
+        },
+        false => "this is not a layout wharf reads; start from an empty root".to_owned(),
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} holds blobs/ and repositories/ directly, but a storage root is the directory \
+             that holds docker/registry/v2 (registry:2's rootdirectory): {hint}",
+            root.display()
+        ),
+    ))
 }
 
 /// Runs blocking file work on the blocking pool, naming the operation for the log.
@@ -93,7 +141,8 @@ fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Walks `repositories/` for directories holding `_layers` or `_manifests`.
+/// Walks `repositories/` for directories holding `_layers` or `_manifests`, as registry:2's
+/// catalog does (it skips every `_`-prefixed directory, and lists names nested in others).
 fn walk_repositories(base: &Path, prefix: &str, out: &mut Vec<RepoName>) -> io::Result<()> {
     for name in sorted_names(base)? {
         let path = base.join(&name);
@@ -113,6 +162,14 @@ fn walk_repositories(base: &Path, prefix: &str, out: &mut Vec<RepoName>) -> io::
         walk_repositories(&path, &full, out)?;
     }
     Ok(())
+}
+
+/// Writes a link file holding `value` (a digest), unless it already does.
+fn write_link(tmp: &Path, path: &Path, value: &str) -> io::Result<()> {
+    if atomic::read_optional(path)?.as_deref() == Some(value.as_bytes()) {
+        return Ok(());
+    }
+    atomic::write_file(tmp, path, value.as_bytes())
 }
 
 fn parse_digest_file(path: PathBuf, bytes: &[u8]) -> StorageResult<Digest> {
@@ -169,33 +226,23 @@ impl Storage for FsStorage {
         .await
     }
 
-    async fn link(
-        &self,
-        repo: &RepoName,
-        kind: LinkKind,
-        digest: &Digest,
-        payload: &[u8],
-    ) -> StorageResult<()> {
+    async fn link(&self, repo: &RepoName, kind: LinkKind, digest: &Digest) -> StorageResult<()> {
         let (tmp, path) = (self.layout.tmp(), self.layout.link(repo, kind, digest));
-        let payload = payload.to_vec();
-        blocking("write link", move || {
-            if atomic::read_optional(&path)?.as_deref() == Some(&payload[..]) {
-                return Ok(());
-            }
-            atomic::write_file(&tmp, &path, &payload)
-        })
-        .await
+        let value = digest.to_string();
+        blocking("write link", move || write_link(&tmp, &path, &value)).await
     }
 
-    async fn read_link(
+    async fn is_linked(
         &self,
         repo: &RepoName,
         kind: LinkKind,
         digest: &Digest,
-    ) -> StorageResult<Option<Bytes>> {
+    ) -> StorageResult<bool> {
         let path = self.layout.link(repo, kind, digest);
-        let bytes = blocking("read link", move || atomic::read_optional(&path)).await?;
-        Ok(bytes.map(Bytes::from))
+        blocking("read link", move || {
+            Ok(atomic::read_optional(&path)?.is_some())
+        })
+        .await
     }
 
     async fn unlink(
@@ -205,7 +252,16 @@ impl Storage for FsStorage {
         digest: &Digest,
     ) -> StorageResult<bool> {
         let path = self.layout.link(repo, kind, digest);
-        blocking("remove link", move || atomic::remove_file(&path)).await
+        blocking("remove link", move || {
+            let removed = atomic::remove_file(&path)?;
+            // The link's `<alg>/<hex>` directory, now empty. registry:2 leaves it; either
+            // way its walks skip directories without a link.
+            if let Some(dir) = path.parent() {
+                let _ = fs::remove_dir(dir);
+            }
+            Ok(removed)
+        })
+        .await
     }
 
     async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>> {
@@ -218,17 +274,42 @@ impl Storage for FsStorage {
     }
 
     async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
-        let (tmp, path) = (self.layout.tmp(), self.layout.tag(repo, tag));
+        let tmp = self.layout.tmp();
+        let (index, current) = (
+            self.layout.tag_index(repo, tag, digest),
+            self.layout.tag(repo, tag),
+        );
         let value = digest.to_string();
         blocking("write tag", move || {
-            atomic::write_file(&tmp, &path, value.as_bytes())
+            // The index first: whatever the tag points at is always in its index.
+            write_link(&tmp, &index, &value)?;
+            atomic::write_file(&tmp, &current, value.as_bytes())
         })
         .await
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool> {
-        let path = self.layout.tag(repo, tag);
-        blocking("delete tag", move || atomic::remove_file(&path)).await
+        let (tmp, dir) = (self.layout.tmp(), self.layout.tag_dir(repo, tag));
+        let current = self.layout.tag(repo, tag);
+        blocking("delete tag", move || {
+            if !current.exists() {
+                return Ok(false);
+            }
+            // registry:2 deletes the tag's directory whole. Moved into staging first, so
+            // the tag vanishes at once; what a crash leaves there goes at the next start.
+            let doomed = tmp.join(uuid::Uuid::new_v4().to_string());
+            match fs::rename(&dir, &doomed) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            if let Some(tags) = dir.parent() {
+                atomic::sync_dir(tags)?;
+            }
+            fs::remove_dir_all(&doomed)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn list_tags(&self, repo: &RepoName) -> StorageResult<Option<Vec<Tag>>> {
@@ -239,6 +320,7 @@ impl Storage for FsStorage {
             }
             let tags = sorted_names(&tags_dir)?
                 .iter()
+                .filter(|t| tags_dir.join(t).join("current").join("link").is_file())
                 .filter_map(|t| Tag::parse(t).ok())
                 .collect();
             Ok(Some(tags))
@@ -332,7 +414,7 @@ impl Storage for FsStorage {
     ) -> StorageResult<Finish> {
         let outcome = uploads::finish(&self.layout, &self.sessions, owner, id, digest).await?;
         if let Finish::Done { .. } = outcome {
-            self.link(&owner.repo, LinkKind::Layer, digest, b"").await?;
+            self.link(&owner.repo, LinkKind::Layer, digest).await?;
         }
         Ok(outcome)
     }
@@ -356,5 +438,34 @@ impl Storage for FsStorage {
             atomic::remove_file(&probe).map(drop)
         })
         .await
+    }
+
+    async fn put_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<()> {
+        self.put_record_file(key, bytes).await
+    }
+
+    async fn create_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<bool> {
+        self.create_record_file(key, bytes).await
+    }
+
+    async fn replace_record(
+        &self,
+        key: &RecordKey,
+        bytes: Bytes,
+        expected: &RecordVersion,
+    ) -> StorageResult<bool> {
+        self.replace_record_file(key, bytes, expected).await
+    }
+
+    async fn read_record(&self, key: &RecordKey) -> StorageResult<Option<(Bytes, RecordVersion)>> {
+        self.read_record_file(key).await
+    }
+
+    async fn list_records(&self, prefix: &RecordKey) -> StorageResult<Vec<RecordKey>> {
+        self.list_record_files(prefix).await
+    }
+
+    async fn delete_record(&self, key: &RecordKey) -> StorageResult<bool> {
+        self.delete_record_file(key).await
     }
 }

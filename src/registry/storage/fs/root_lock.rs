@@ -1,11 +1,11 @@
-//! One process per storage root. Opening a root clears `_tmp`, and two processes would
+//! One process per storage root. Opening a root clears `wharf/tmp`, and two processes would
 //! delete each other's staging files (and race on sessions), so a root is held with an
-//! exclusive `flock` on `<root>/_lock`, which names the holder's pid for whoever is refused.
+//! exclusive `flock` on `<root>/wharf/lock`, which names the holder's pid for whoever is refused.
 //! The kernel drops the lock when the process ends, however it ends.
 //!
 //! Within one process the lock is shared: engines on the same root (an engine being
 //! replaced while connections finish on the old one) hold one lock between them, and only
-//! the first one clears `_tmp`.
+//! the first one clears `wharf/tmp`.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -25,7 +25,7 @@ fn held() -> &'static Mutex<HashMap<PathBuf, Weak<RootLock>>> {
     HELD.get_or_init(Default::default)
 }
 
-/// Takes the root (an existing directory). `fresh` is true when this process did not hold
+/// Takes the root through its (existing) `wharf` directory `root`. `fresh` is true when this process did not hold
 /// it already, so nobody in this process can be using its staging files.
 pub fn lock(root: &Path) -> io::Result<(Arc<RootLock>, bool)> {
     let root = fs::canonicalize(root)?;
@@ -33,7 +33,7 @@ pub fn lock(root: &Path) -> io::Result<(Arc<RootLock>, bool)> {
     if let Some(lock) = held.get(&root).and_then(Weak::upgrade) {
         return Ok((lock, false));
     }
-    let path = root.join("_lock");
+    let path = root.join("lock");
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -91,10 +91,10 @@ mod tests {
         let (b, fresh_b) = lock(dir.path()).unwrap();
         assert!(fresh_a && !fresh_b);
         assert!(Arc::ptr_eq(&a, &b));
-        let pid = fs::read_to_string(dir.path().join("_lock")).unwrap();
+        let pid = fs::read_to_string(dir.path().join("lock")).unwrap();
         assert_eq!(pid.trim(), std::process::id().to_string());
         // Another open file description is another holder, as another process would be.
-        let other = File::open(dir.path().join("_lock")).unwrap();
+        let other = File::open(dir.path().join("lock")).unwrap();
         assert!(matches!(
             other.try_lock(),
             Err(fs::TryLockError::WouldBlock)

@@ -1,6 +1,6 @@
-//! Upload sessions on disk: `_uploads/<uuid>/data` holds the bytes received so far and
-//! `_uploads/<uuid>/owner` who opened it (the repository, and the user when logins are on).
-//! A monolithic session also has an empty `_uploads/<uuid>/monolithic`: only the request
+//! Upload sessions on disk: `wharf/uploads/<uuid>/data` holds the bytes received so far and
+//! `wharf/uploads/<uuid>/owner` who opened it (the repository, and the user when logins are on).
+//! A monolithic session also has an empty `wharf/uploads/<uuid>/monolithic`: only the request
 //! that opened it can use it, so after a restart it is garbage ([`purge_orphans`]).
 //!
 //! The bytes on disk are the truth, so a session survives a restart. What lives only in

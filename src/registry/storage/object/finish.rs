@@ -64,7 +64,7 @@ pub async fn finish(
         }
     }
     s.remember_size(digest, state.size);
-    s.link(&owner.repo, LinkKind::Layer, digest, b"").await?;
+    s.link(&owner.repo, LinkKind::Layer, digest).await?;
     s.discard_finished(id, &state).await?;
     Ok(Finish::Done { size: state.size })
 }

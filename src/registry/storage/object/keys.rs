@@ -1,17 +1,20 @@
-//! Where each thing lives in the bucket: the filesystem backend's layout, as object keys
-//! under the registry's prefix. Every key is built from validated names, tags, digests and
-//! upload ids, so none can leave the prefix.
+//! Where each thing lives in the bucket: registry:2's layout (see the filesystem backend's
+//! `layout.rs`), as its s3 driver maps it to keys: `<prefix>/docker/registry/v2/...`,
+//! where the prefix is registry:2's `rootdirectory` without its slashes. wharf's own state
+//! lives beside it under `<prefix>/wharf/`, which registry:2 never lists. Every key is
+//! built from validated names, tags, digests and upload ids, so none can leave the prefix.
 //!
 //! ```text
-//! blobs/<alg>/<hex[..2]>/<hex>                          blob bytes
-//! repositories/<name>/_layers/<alg>/<hex>               blob membership (empty)
-//! repositories/<name>/_manifests/revisions/<alg>/<hex>  manifest membership (media type)
-//! repositories/<name>/_manifests/tags/<tag>             tag -> digest
-//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>  referrer descriptor JSON
-//! _uploads/<uuid>/state                                 session state (JSON, see uploads.rs)
-//! _uploads/<uuid>/data                                  multipart upload target
-//! _uploads/<uuid>/tail/<nonce>                          bytes not yet in a part
-//! _health/<uuid>                                        write probes
+//! docker/registry/v2/blobs/<alg>/<hex[..2]>/<hex>/data              blob bytes
+//! docker/registry/v2/repositories/<name>/_layers/<alg>/<hex>/link  blob membership
+//! .../<name>/_manifests/revisions/<alg>/<hex>/link                 manifest membership
+//! .../<name>/_manifests/tags/<tag>/current/link                    tag -> digest
+//! .../<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link          digests the tag has had
+//! wharf/referrers/<name>/_subjects/<alg>/<hex>/<alg>-<hex>         referrer descriptor JSON
+//! wharf/uploads/<uuid>/state                                       session state (JSON, see uploads.rs)
+//! wharf/uploads/<uuid>/data                                        multipart upload target
+//! wharf/uploads/<uuid>/tail/<nonce>                                bytes not yet in a part
+//! wharf/health/<uuid>                                              write probes
 //! ```
 
 use object_store::path::Path;
@@ -19,10 +22,18 @@ use object_store::path::Path;
 use crate::registry::reference::{Digest, RepoName, Tag};
 use crate::registry::storage::{LinkKind, UploadId};
 
+/// registry:2's data under the prefix.
+const V2: &str = "docker/registry/v2";
+
 #[derive(Clone, Debug)]
 pub struct Keys {
     /// Empty, or the prefix without a trailing `/`.
     prefix: String,
+}
+
+/// `<alg>/<hex>`: how registry:2 names a digest under `_layers`, `revisions` and `index`.
+fn digest_dir(d: &Digest) -> String {
+    format!("{}/{}", d.algorithm().as_str(), d.hex())
 }
 
 impl Keys {
@@ -40,7 +51,7 @@ impl Keys {
 
     pub fn blob(&self, d: &Digest) -> Path {
         self.at(&format!(
-            "blobs/{}/{}/{}",
+            "{V2}/blobs/{}/{}/{}/data",
             d.algorithm().as_str(),
             &d.hex()[..2],
             d.hex()
@@ -48,11 +59,19 @@ impl Keys {
     }
 
     pub fn repositories(&self) -> Path {
-        self.at("repositories")
+        self.at(&format!("{V2}/repositories"))
+    }
+
+    /// A repository, or (for `""`) the root of all of them.
+    pub fn repo_named(&self, name: &str) -> Path {
+        match name.is_empty() {
+            true => self.repositories(),
+            false => self.at(&format!("{V2}/repositories/{name}")),
+        }
     }
 
     pub fn repo(&self, repo: &RepoName) -> Path {
-        self.at(&format!("repositories/{repo}"))
+        self.repo_named(repo.as_str())
     }
 
     pub fn link(&self, repo: &RepoName, kind: LinkKind, d: &Digest) -> Path {
@@ -61,60 +80,73 @@ impl Keys {
             LinkKind::Manifest => "_manifests/revisions",
         };
         self.at(&format!(
-            "repositories/{repo}/{base}/{}/{}",
-            d.algorithm().as_str(),
-            d.hex()
+            "{V2}/repositories/{repo}/{base}/{}/link",
+            digest_dir(d)
         ))
     }
 
     pub fn tags(&self, repo: &RepoName) -> Path {
-        self.at(&format!("repositories/{repo}/_manifests/tags"))
+        self.at(&format!("{V2}/repositories/{repo}/_manifests/tags"))
     }
 
+    /// Everything of one tag: registry:2 deletes a tag by deleting this whole prefix.
+    pub fn tag_dir(&self, repo: &RepoName, tag: &Tag) -> Path {
+        self.at(&format!("{V2}/repositories/{repo}/_manifests/tags/{tag}"))
+    }
+
+    /// The link naming the digest the tag points at.
     pub fn tag(&self, repo: &RepoName, tag: &Tag) -> Path {
-        self.at(&format!("repositories/{repo}/_manifests/tags/{tag}"))
+        self.at(&format!(
+            "{V2}/repositories/{repo}/_manifests/tags/{tag}/current/link"
+        ))
+    }
+
+    /// The tag's record of having pointed at `d`.
+    pub fn tag_index(&self, repo: &RepoName, tag: &Tag, d: &Digest) -> Path {
+        self.at(&format!(
+            "{V2}/repositories/{repo}/_manifests/tags/{tag}/index/{}/link",
+            digest_dir(d)
+        ))
     }
 
     pub fn referrers(&self, repo: &RepoName, subject: &Digest) -> Path {
         self.at(&format!(
-            "repositories/{repo}/_referrers/{}/{}",
-            subject.algorithm().as_str(),
-            subject.hex()
+            "wharf/referrers/{repo}/_subjects/{}",
+            digest_dir(subject)
         ))
     }
 
     pub fn referrer(&self, repo: &RepoName, subject: &Digest, referrer: &Digest) -> Path {
         self.at(&format!(
-            "repositories/{repo}/_referrers/{}/{}/{}-{}",
-            subject.algorithm().as_str(),
-            subject.hex(),
+            "wharf/referrers/{repo}/_subjects/{}/{}-{}",
+            digest_dir(subject),
             referrer.algorithm().as_str(),
             referrer.hex()
         ))
     }
 
     pub fn uploads(&self) -> Path {
-        self.at("_uploads")
+        self.at("wharf/uploads")
     }
 
     pub fn upload_dir(&self, id: UploadId) -> Path {
-        self.at(&format!("_uploads/{id}"))
+        self.at(&format!("wharf/uploads/{id}"))
     }
 
     pub fn upload_state(&self, id: UploadId) -> Path {
-        self.at(&format!("_uploads/{id}/state"))
+        self.at(&format!("wharf/uploads/{id}/state"))
     }
 
     pub fn upload_data(&self, id: UploadId) -> Path {
-        self.at(&format!("_uploads/{id}/data"))
+        self.at(&format!("wharf/uploads/{id}/data"))
     }
 
     pub fn upload_tail(&self, id: UploadId, nonce: &str) -> Path {
-        self.at(&format!("_uploads/{id}/tail/{nonce}"))
+        self.at(&format!("wharf/uploads/{id}/tail/{nonce}"))
     }
 
     pub fn health_probe(&self) -> Path {
-        self.at(&format!("_health/{}", UploadId::new()))
+        self.at(&format!("wharf/health/{}", UploadId::new()))
     }
 }
 
@@ -122,20 +154,40 @@ impl Keys {
 mod tests {
     use super::*;
 
+    /// The keys registry:2's s3 driver uses with `rootdirectory: /reg/prod`.
     #[test]
-    fn keys_sit_under_the_prefix() {
-        let d = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
+    fn keys_are_registry2s_under_the_prefix() {
+        let hex = "ab".repeat(32);
+        let d = Digest::parse(&format!("sha256:{hex}")).unwrap();
         let k = Keys::new("reg/prod".into());
+        let v2 = "reg/prod/docker/registry/v2";
         assert_eq!(
             k.blob(&d).as_ref(),
-            format!("reg/prod/blobs/sha256/ab/{}", "ab".repeat(32))
+            format!("{v2}/blobs/sha256/ab/{hex}/data")
         );
         let repo = RepoName::parse("team/app").unwrap();
         let tag = Tag::parse("v1.0").unwrap();
+        let r = format!("{v2}/repositories/team/app");
         assert_eq!(
             k.tag(&repo, &tag).as_ref(),
-            "reg/prod/repositories/team/app/_manifests/tags/v1.0"
+            format!("{r}/_manifests/tags/v1.0/current/link")
         );
-        assert_eq!(Keys::new(String::new()).uploads().as_ref(), "_uploads");
+        assert_eq!(
+            k.tag_index(&repo, &tag, &d).as_ref(),
+            format!("{r}/_manifests/tags/v1.0/index/sha256/{hex}/link")
+        );
+        assert_eq!(
+            k.link(&repo, LinkKind::Layer, &d).as_ref(),
+            format!("{r}/_layers/sha256/{hex}/link")
+        );
+        assert_eq!(
+            k.link(&repo, LinkKind::Manifest, &d).as_ref(),
+            format!("{r}/_manifests/revisions/sha256/{hex}/link")
+        );
+        assert_eq!(Keys::new(String::new()).uploads().as_ref(), "wharf/uploads");
+        assert!(k
+            .health_probe()
+            .as_ref()
+            .starts_with("reg/prod/wharf/health/"));
     }
 }

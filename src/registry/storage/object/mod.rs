@@ -21,6 +21,7 @@ mod keys;
 mod monolithic;
 mod part_copy;
 mod publish;
+mod records;
 mod s3;
 mod uploads;
 
@@ -30,15 +31,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 
+/// Reads a secret given inline, in a file or in a variable (also for other modules' secrets).
+pub use self::client::secret as read_secret;
 use self::keys::Keys;
+pub use self::monolithic::host_name;
 use super::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, SessionKind, Storage, StorageError,
-    StorageResult, UploadId, UploadOwner,
+    Append, ByteStream, ChunkRange, Finish, LinkKind, RecordKey, RecordVersion, SessionKind,
+    Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::config::{AzureConfig, S3Config};
 use crate::registry::reference::{Digest, RepoName, Tag};
@@ -165,6 +169,23 @@ impl ObjectStorage {
         }
     }
 
+    /// Deletes `keys`, in one request where the store can (S3's DeleteObjects, Azure's
+    /// batch); keys already gone are fine.
+    async fn delete_all(&self, op: &'static str, keys: Vec<Path>) -> StorageResult<()> {
+        let keys = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
+        self.store
+            .delete_stream(keys)
+            .map_ok(drop)
+            .or_else(|e| async move {
+                match e {
+                    object_store::Error::NotFound { .. } => Ok(()),
+                    e => Err(unavailable(op)(e)),
+                }
+            })
+            .try_collect()
+            .await
+    }
+
     /// The keys under `prefix`, at any depth.
     async fn list_keys(&self, op: &'static str, prefix: &Path) -> StorageResult<Vec<Path>> {
         self.store
@@ -274,26 +295,20 @@ impl Storage for ObjectStorage {
             .await
     }
 
-    async fn link(
-        &self,
-        repo: &RepoName,
-        kind: LinkKind,
-        digest: &Digest,
-        payload: &[u8],
-    ) -> StorageResult<()> {
+    async fn link(&self, repo: &RepoName, kind: LinkKind, digest: &Digest) -> StorageResult<()> {
         let key = self.keys.link(repo, kind, digest);
-        self.write("write link", &key, Bytes::copy_from_slice(payload))
+        self.write("write link", &key, Bytes::from(digest.to_string()))
             .await
     }
 
-    async fn read_link(
+    async fn is_linked(
         &self,
         repo: &RepoName,
         kind: LinkKind,
         digest: &Digest,
-    ) -> StorageResult<Option<Bytes>> {
-        self.read_optional("read link", &self.keys.link(repo, kind, digest))
-            .await
+    ) -> StorageResult<bool> {
+        let key = self.keys.link(repo, kind, digest);
+        Ok(self.read_optional("read link", &key).await?.is_some())
     }
 
     async fn unlink(
@@ -316,12 +331,24 @@ impl Storage for ObjectStorage {
 
     async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
         let value = Bytes::from(digest.to_string());
+        // The index first: whatever the tag points at is always in its index.
+        let index = self.keys.tag_index(repo, tag, digest);
+        self.write("write tag", &index, value.clone()).await?;
         self.write("write tag", &self.keys.tag(repo, tag), value)
             .await
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool> {
-        self.remove("delete tag", &self.keys.tag(repo, tag)).await
+        // The current link first, so the tag is gone at once; then the rest of the tag's
+        // keys (its index), as registry:2 deletes the tag's whole "directory".
+        if !self.remove("delete tag", &self.keys.tag(repo, tag)).await? {
+            return Ok(false);
+        }
+        let rest = self
+            .list_keys("delete tag", &self.keys.tag_dir(repo, tag))
+            .await?;
+        self.delete_all("delete tag", rest).await?;
+        Ok(true)
     }
 
     async fn list_tags(&self, repo: &RepoName) -> StorageResult<Option<Vec<Tag>>> {
@@ -329,11 +356,9 @@ impl Storage for ObjectStorage {
         if !dirs.iter().any(|d| d == "_layers" || d == "_manifests") {
             return Ok(None);
         }
-        let (_, objects) = self.children("list tags", &self.keys.tags(repo)).await?;
-        let mut tags: Vec<Tag> = objects
-            .iter()
-            .filter_map(|k| k.filename().and_then(|t| Tag::parse(t).ok()))
-            .collect();
+        // The tags' "directories", as registry:2 lists them.
+        let (names, _) = self.children("list tags", &self.keys.tags(repo)).await?;
+        let mut tags: Vec<Tag> = names.iter().filter_map(|t| Tag::parse(t).ok()).collect();
         tags.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
         Ok(Some(tags))
     }
@@ -381,10 +406,7 @@ impl Storage for ObjectStorage {
         let mut out = Vec::new();
         let mut pending = vec![String::new()];
         while let Some(name) = pending.pop() {
-            let key = match name.is_empty() {
-                true => self.keys.repositories(),
-                false => self.keys.at(&format!("repositories/{name}")),
-            };
+            let key = self.keys.repo_named(&name);
             let (dirs, _) = self.children("list repositories", &key).await?;
             if dirs.iter().any(|d| d == "_layers" || d == "_manifests") {
                 if let Ok(repo) = RepoName::parse(&name) {
@@ -468,5 +490,34 @@ impl Storage for ObjectStorage {
             .delete(&probe)
             .await
             .map_err(unavailable("health probe"))
+    }
+
+    async fn put_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<()> {
+        self.put_record_object(key, bytes).await
+    }
+
+    async fn create_record(&self, key: &RecordKey, bytes: Bytes) -> StorageResult<bool> {
+        self.create_record_object(key, bytes).await
+    }
+
+    async fn replace_record(
+        &self,
+        key: &RecordKey,
+        bytes: Bytes,
+        expected: &RecordVersion,
+    ) -> StorageResult<bool> {
+        self.replace_record_object(key, bytes, expected).await
+    }
+
+    async fn read_record(&self, key: &RecordKey) -> StorageResult<Option<(Bytes, RecordVersion)>> {
+        self.read_record_object(key).await
+    }
+
+    async fn list_records(&self, prefix: &RecordKey) -> StorageResult<Vec<RecordKey>> {
+        self.list_record_objects(prefix).await
+    }
+
+    async fn delete_record(&self, key: &RecordKey) -> StorageResult<bool> {
+        self.delete_record_object(key).await
     }
 }

@@ -47,7 +47,8 @@ impl Writer {
     }
 }
 
-fn host_name() -> String {
+/// This machine's host name (empty when unknown).
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -133,7 +134,7 @@ async fn put_small(
         .await
         .map_err(unavailable("write blob"))?;
     s.remember_size(digest, size);
-    s.link(&owner.repo, LinkKind::Layer, digest, b"").await?;
+    s.link(&owner.repo, LinkKind::Layer, digest).await?;
     Ok(Finish::Done { size })
 }
 

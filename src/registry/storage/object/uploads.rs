@@ -1,12 +1,12 @@
 //! Upload sessions in the bucket, so that any node can continue or finish any session.
 //!
-//! A session is `_uploads/<uuid>/state` (JSON, [`State`]) plus the bytes it describes:
+//! A session is `wharf/uploads/<uuid>/state` (JSON, [`State`]) plus the bytes it describes:
 //!
-//! - full parts of an S3 multipart upload whose target is `_uploads/<uuid>/data`. Part `n`
+//! - full parts of an S3 multipart upload whose target is `wharf/uploads/<uuid>/data`. Part `n`
 //!   always holds bytes `[n × part_size, (n+1) × part_size)`, so part numbers follow from
 //!   offsets and never depend on which node wrote them;
 //! - the bytes after the last full part (S3 needs parts of at least 5 MiB), as "tail
-//!   pieces" `_uploads/<uuid>/tail/<nonce>`, one per append, under keys no other append uses.
+//!   pieces" `wharf/uploads/<uuid>/tail/<nonce>`, one per append, under keys no other append uses.
 //!
 //! An append reads the state, streams the body into parts as they fill (one part in flight
 //! while the next fills, so memory stays near two parts), writes what is left as a tail
@@ -21,7 +21,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use object_store::multipart::PartId;
 use object_store::path::Path;
 use object_store::{GetResult, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
@@ -35,7 +35,7 @@ use crate::registry::storage::{
     self, Append, ByteStream, ChunkRange, StorageError, StorageResult, UploadId, UploadOwner,
 };
 
-/// A session as stored in `_uploads/<uuid>/state`.
+/// A session as stored in `wharf/uploads/<uuid>/state`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct State {
     /// [`UploadOwner::record`] of whoever opened it.
@@ -173,18 +173,7 @@ impl ObjectStorage {
             keys.push(self.keys.upload_data(id));
         }
         keys.push(self.keys.upload_state(id));
-        let keys = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
-        self.store
-            .delete_stream(keys)
-            .map_ok(drop)
-            .or_else(|e| async move {
-                match e {
-                    object_store::Error::NotFound { .. } => Ok(()),
-                    e => Err(unavailable("delete upload")(e)),
-                }
-            })
-            .try_collect()
-            .await
+        self.delete_all("delete upload", keys).await
     }
 
     /// Deletes every object of a session (best effort for leftovers: the purge retries).

@@ -1,0 +1,34 @@
+//! `wharf events`: the notifications each storage root has pending, and its recent
+//! deliveries and failures, read from the outbox (safe beside a running server).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wharf::config::{Config, RouteTarget, StorageBackend};
+use wharf::registry::storage::fs::FsStorage;
+use wharf::registry::storage::Storage;
+use wharf::server::{describe_root, open_storage};
+
+pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, _) = Config::load(path.as_deref())?;
+    let mut roots: Vec<PathBuf> = Vec::new();
+    let routed = config.servers.iter().flat_map(|s| &s.routes);
+    for route in routed {
+        if let RouteTarget::Registry { root } = &route.target {
+            if !roots.contains(root) {
+                roots.push(root.clone());
+            }
+        }
+    }
+    for root in roots {
+        let storage: Arc<dyn Storage> = match &config.storage.backend {
+            // The server holds the root's lock; reading records needs none.
+            StorageBackend::Filesystem => Arc::new(FsStorage::open_records_reader(&root)?),
+            backend => open_storage(backend, &root).await?,
+        };
+        println!("storage {}", describe_root(&config.storage.backend, &root));
+        let report = wharf::events::listing::report(&config.notifications, &*storage).await?;
+        print!("{report}");
+    }
+    Ok(())
+}
