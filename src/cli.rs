@@ -39,6 +39,19 @@ enum Command {
     },
     /// Add, update, delete (--delete) or check (--verify) a bcrypt user in an htpasswd file.
     Htpasswd(crate::htpasswd_cmd::HtpasswdArgs),
+    /// Convert a registry:2 config.yml (and the nginx site in front of it) to a wharf.toml,
+    /// with a comment at each setting that could not be carried over.
+    ImportConfig {
+        /// registry:2's configuration file (usually /etc/docker/registry/config.yml).
+        config_yml: PathBuf,
+        /// The nginx site (server blocks) in front of the registry.
+        #[arg(long)]
+        nginx: Option<PathBuf>,
+        /// Where to write the wharf.toml (default: standard output). An existing file is
+        /// not overwritten.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// List notifications: pending deliveries with their attempts, recent deliveries and
     /// failures, per endpoint (safe while the server runs).
     Events {
@@ -55,6 +68,11 @@ impl Cli {
             Command::CheckConfig { file } => check_config(file).await,
             Command::Cert { command } => crate::cert_cmd::run(command),
             Command::Htpasswd(args) => crate::htpasswd_cmd::run(args).await,
+            Command::ImportConfig {
+                config_yml,
+                nginx,
+                output,
+            } => import_config(&config_yml, nginx.as_deref(), output.as_deref()),
             Command::Events { config } => crate::events_cmd::run(config).await,
         }
     }
@@ -64,6 +82,9 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, origin) = Config::load(path.as_deref())?;
     init_logging(&config);
     tracing::info!(config = %origin, storage = %config.storage.root.display(), "starting wharf");
+    for line in registry_env_report(&config) {
+        tracing::info!("{line}");
+    }
     let server = Server::bind(config.clone()).await?;
     // Signals are taken before saying we are up: until then, SIGHUP or SIGTERM would kill
     // the process instead of reloading or draining it.
@@ -191,11 +212,83 @@ async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
     let storage = check_storage(&config)
         .await
         .map_err(|e| anyhow::anyhow!("config {}: {e}", place("storage")))?;
+    for line in registry_env_report(&config) {
+        println!("{line}");
+    }
     println!(
         "{origin}: ok ({} listener(s), storage at {storage})",
         config.listeners.len(),
     );
     Ok(())
+}
+
+/// `wharf import-config`: writes the converted file, and lists on stderr what was not
+/// carried over, so nobody has to find it in the comments.
+fn import_config(
+    yml: &std::path::Path,
+    nginx: Option<&std::path::Path>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let yml_text = read(yml)?;
+    let nginx_text = nginx.map(read).transpose()?;
+    let (yml_name, nginx_name) = (
+        yml.display().to_string(),
+        nginx.map(|p| p.display().to_string()),
+    );
+    let converted = wharf::import_config::convert(&wharf::import_config::Inputs {
+        registry_yml: (&yml_name, &yml_text),
+        nginx: nginx_name.as_deref().zip(nginx_text.as_deref()),
+    })?;
+    match output {
+        None => print!("{}", converted.toml),
+        Some(path) => {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .with_context(|| {
+                    format!("cannot create {} (it must not exist yet)", path.display())
+                })?;
+            file.write_all(converted.toml.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "wrote {}; check it with `wharf check-config {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    for note in converted
+        .notes
+        .iter()
+        .filter(|n| n.text.starts_with("NOT CARRIED OVER"))
+    {
+        eprintln!("{}", note.text.replace('\n', " "));
+    }
+    Ok(())
+}
+
+/// One line per registry:2 setting (`REGISTRY_*` variable): what it set, or why wharf
+/// needs nothing for it. Values are never shown, only what they became (never a secret).
+fn registry_env_report(config: &Config) -> Vec<String> {
+    use wharf::config::registry_env::Effect;
+    config
+        .registry_env
+        .iter()
+        .map(|a| match &a.effect {
+            Effect::Set { shown, .. } => format!("registry:2 setting {}: {shown}", a.label),
+            Effect::NotNeeded(why) => format!("registry:2 setting {}: not needed ({why})", a.label),
+            // The environment's unsupported settings are errors before this point.
+            Effect::Unsupported { problem, .. } => {
+                format!("registry:2 setting {}: {problem}", a.label)
+            }
+        })
+        .collect()
 }
 
 /// The key an access-rule or provider error is about, for its line: the rule when the

@@ -7,8 +7,10 @@ pub mod auth;
 pub mod config;
 pub mod events;
 pub mod gateway;
+pub mod gc;
 pub mod http_client;
 pub mod http_util;
+pub mod import_config;
 /// The parsers' promises, for the fuzz targets in `fuzz/` and the properties in the tests.
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]

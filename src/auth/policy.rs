@@ -17,6 +17,8 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 
 use super::Identity;
+// The same patterns retention and immutable tags use.
+use crate::config::RepoPattern as Pattern;
 
 mod narrowing;
 
@@ -109,13 +111,6 @@ struct Grant {
     index: usize,
     who: Vec<Who>,
     actions: u8,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Pattern {
-    Exact(String),
-    /// Any name starting with this; `*` is the empty prefix.
-    Prefix(String),
 }
 
 #[derive(Debug, PartialEq, Eq, Clone)]
@@ -235,54 +230,6 @@ impl Entry {
             .iter()
             .filter(|g| g.who.contains(&Who::Anyone))
             .fold(0, |acc, g| acc | g.actions)
-    }
-}
-
-impl Pattern {
-    fn parse(s: &str) -> Result<Self, &'static str> {
-        let (literal, prefix) = match s.strip_suffix('*') {
-            Some(rest) => (rest, true),
-            None => (s, false),
-        };
-        if s.is_empty() {
-            return Err("is empty");
-        }
-        if literal.contains('*') {
-            return Err("has a * that is not at the end");
-        }
-        let name_char = |c: char| matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '-' | '/');
-        if !literal.chars().all(name_char) {
-            return Err(
-                "has characters no repository name has (names are lowercase letters, \
-                        digits, '.', '_', '-' and '/')",
-            );
-        }
-        // `team-a/` (exact) or `a//b` could never match a repository name.
-        if literal.starts_with('/') || literal.contains("//") || (!prefix && literal.ends_with('/'))
-        {
-            return Err("has an empty path component, so it matches no repository name");
-        }
-        Ok(match prefix {
-            true => Pattern::Prefix(literal.to_owned()),
-            false => Pattern::Exact(literal.to_owned()),
-        })
-    }
-
-    fn matches(&self, repo: &str) -> bool {
-        match self {
-            Pattern::Exact(name) => repo == name,
-            Pattern::Prefix(prefix) => repo.starts_with(prefix.as_str()),
-        }
-    }
-
-    /// Specificity: longer literal text first; on a tie (`team-a` vs `team-a*`, which both
-    /// match "team-a") the exact name. Two different patterns that match the same name never
-    /// tie, so "the most specific match" is always one pattern.
-    fn rank(&self) -> (usize, bool) {
-        match self {
-            Pattern::Exact(name) => (name.len(), true),
-            Pattern::Prefix(prefix) => (prefix.len(), false),
-        }
     }
 }
 

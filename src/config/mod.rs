@@ -3,6 +3,7 @@
 
 mod auth;
 mod azure;
+mod gc;
 mod http2;
 mod limits;
 mod location;
@@ -10,7 +11,9 @@ mod log;
 pub mod names;
 mod notifications;
 mod rate_limits;
-mod raw;
+pub mod raw;
+pub mod registry_env;
+mod repo_pattern;
 mod servers;
 mod storage;
 
@@ -21,6 +24,7 @@ use std::time::Duration;
 pub use self::auth::{
     AccessRule, AuthConfig, GroupSource, LdapConfig, PasswordSource, ProviderConfig,
 };
+pub use self::gc::{Combine, GcConfig, ImmutableRule, RetentionPolicy, Untagged};
 pub use self::limits::Limits;
 pub use self::log::{AccessFormat, AccessTarget, LogConfig, LogFormat};
 pub use self::notifications::{EndpointConfig, EventFormat, GiveUp, NotificationsConfig};
@@ -28,6 +32,7 @@ pub use self::rate_limits::{
     Clients, FailedLoginsConfig, LimitKey, Rate, RateLimitConfig, RequestClass, DEFAULT_LIMITS,
 };
 use self::raw::RawConfig;
+pub use self::repo_pattern::{RepoPattern, TagPattern};
 pub use self::servers::{find_server, RouteConfig, RouteTarget, ServerConfig, ServerTls};
 pub use self::storage::{
     default_credentials_file, AzureConfig, AzureCredentials, S3Config, S3Credentials, SecretSource,
@@ -56,8 +61,15 @@ pub struct Config {
     pub log: LogConfig,
     /// How long in-flight requests may run after SIGTERM before wharf exits anyway.
     pub shutdown_grace: Duration,
+    /// What became of each registry:2 setting (`REGISTRY_*` variable) applied over the file.
+    pub registry_env: Vec<registry_env::Applied>,
     /// Webhook endpoints fed from the durable outbox (`[notifications]`).
     pub notifications: NotificationsConfig,
+    pub gc: GcConfig,
+    /// `[[retention]]` policies, in config order.
+    pub retention: Vec<RetentionPolicy>,
+    /// `[[immutable]]` rules: a tag any of them covers can never move.
+    pub immutable: Vec<ImmutableRule>,
 }
 
 #[derive(Clone, Debug)]
@@ -137,8 +149,26 @@ impl Config {
 
     /// Parses and validates TOML text; `origin` names it in errors, with the line.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(text, origin, &e))?;
-        validate(raw, origin).map_err(|e| e.placed(text))
+        Self::from_toml_with(text, origin, Vec::new())
+    }
+
+    /// [`Config::from_toml`] with registry:2's settings (`REGISTRY_*` variables) applied
+    /// over the file's keys. An error about a key a setting set names the setting.
+    pub fn from_toml_with(
+        text: &str,
+        origin: &str,
+        settings: Vec<registry_env::Setting>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(text, origin, &e))?;
+        let applied = registry_env::apply(&mut raw, settings, registry_env::Origin::Environment)?;
+        let mut config = validate(raw, origin).map_err(|e| {
+            match registry_env::setter_of(&applied, e.key().unwrap_or_default()) {
+                Some(label) => e.set_by(label),
+                None => e.placed(text),
+            }
+        })?;
+        config.registry_env = applied;
+        Ok(config)
     }
 
     /// `file:line` of `key` in the config file at `path` (just `file` when the key is not
@@ -154,20 +184,59 @@ impl Config {
     }
 
     /// `--config`/`WHARF_CONFIG` when given, else `conf/wharf.toml` when it exists, else
-    /// the built-in default. Returns where the config came from, for the log.
+    /// the built-in default; then the `REGISTRY_*` variables of the environment over it.
+    /// Returns where the config came from, for the log.
     pub fn load(explicit: Option<&Path>) -> Result<(Self, String), ConfigError> {
-        match explicit {
-            Some(p) => Ok((Self::from_file(p)?, p.display().to_string())),
-            None if Path::new(DEFAULT_PATH).exists() => Ok((
-                Self::from_file(Path::new(DEFAULT_PATH))?,
-                DEFAULT_PATH.to_owned(),
-            )),
-            None => Ok((Self::builtin(), "built-in default".to_owned())),
+        let env = registry_env::from_environment()?;
+        let path = match explicit {
+            Some(p) => Some(p),
+            None if Path::new(DEFAULT_PATH).exists() => Some(Path::new(DEFAULT_PATH)),
+            None => None,
+        };
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|cause| ConfigError::Read {
+                    path: p.to_owned(),
+                    cause,
+                })?;
+                let origin = p.display().to_string();
+                Ok((Self::from_toml_with(&text, &origin, env)?, origin))
+            }
+            None => {
+                let origin = "built-in default".to_owned();
+                Ok((Self::from_toml_with("", &origin, env)?, origin))
+            }
         }
     }
 }
 
 impl ConfigError {
+    /// The key a validation error is about.
+    fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// Says which registry:2 setting set the key a validation error is about.
+    fn set_by(self, label: &str) -> Self {
+        match self {
+            ConfigError::Invalid {
+                origin,
+                key,
+                problem,
+                fix,
+            } => ConfigError::Invalid {
+                origin: format!("{origin} with {label}"),
+                key,
+                problem,
+                fix,
+            },
+            other => other,
+        }
+    }
+
     /// Adds the line of the key to a validation error's origin.
     fn placed(self, text: &str) -> Self {
         match self {
@@ -333,6 +402,9 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
     let servers = servers::validate(&check, &raw.server, &storage.root, &rate_limits)?;
     storage::check_route_roots(&check, &storage, &servers)?;
     let listeners = servers::listeners(&check, &raw.listener, &servers)?;
+    let gc = gc::gc(&check, &raw.gc)?;
+    let retention = gc::retention(&check, &raw.retention)?;
+    let immutable = gc::immutable(&check, &raw.immutable)?;
     Ok(Config {
         listeners,
         servers,
@@ -349,7 +421,11 @@ fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         },
         log,
         shutdown_grace,
+        registry_env: Vec::new(),
         notifications,
+        gc,
+        retention,
+        immutable,
     })
 }
 

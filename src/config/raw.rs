@@ -31,6 +31,48 @@ pub struct RawConfig {
     pub failed_logins: RawFailedLogins,
     #[serde(default)]
     pub notifications: super::notifications::RawNotifications,
+    #[serde(default)]
+    pub gc: RawGc,
+    #[serde(default)]
+    pub retention: Vec<RawRetention>,
+    #[serde(default)]
+    pub immutable: Vec<RawImmutable>,
+}
+
+/// `[gc]`: scheduled online garbage collection.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGc {
+    /// A duration, or "off".
+    pub interval: Option<String>,
+    pub grace: Option<String>,
+    /// "keep" or "delete".
+    pub untagged: Option<String>,
+}
+
+/// `[[retention]]`: a retention policy for the repositories matching `repos`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub repos: String,
+    pub keep_last: Option<usize>,
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    #[serde(default)]
+    pub delete_tags: Vec<String>,
+    pub delete_older_than: Option<String>,
+    /// "any" or "all".
+    #[serde(rename = "match")]
+    pub combine: Option<String>,
+    pub delete_untagged_older_than: Option<String>,
+}
+
+/// `[[immutable]]`: tags that may be pushed once.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImmutable {
+    pub repos: String,
+    pub tags: Option<Vec<String>>,
 }
 
 /// `[rate_limit.NAME]`: a rate, a burst and what the requests are counted by.
@@ -92,7 +134,7 @@ pub struct RawListener {
 }
 
 /// A `[[server]]` block: a virtual host, like an nginx `server { }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     #[serde(default)]
@@ -107,7 +149,7 @@ pub struct RawServer {
 }
 
 /// `[server.auth]`: logins and access rules for one server block.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     pub realm: Option<String>,

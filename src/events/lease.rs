@@ -50,7 +50,7 @@ impl Lease {
     /// takes it when it is free or expired. Cheap while recently renewed.
     pub async fn hold(&mut self) -> StorageResult<bool> {
         let now = now_ms();
-        let third = self.duration.as_millis() as u64 / 3;
+        let third = self.renewal().as_millis() as u64;
         if self.renewed_ms != 0 && now < self.renewed_ms + third {
             return Ok(true);
         }
@@ -77,6 +77,12 @@ impl Lease {
                     .await
             }
         }
+    }
+
+    /// How often a holder renews: a third of the lease, so two renewals can fail before
+    /// it runs out.
+    pub fn renewal(&self) -> Duration {
+        self.duration / 3
     }
 
     /// Gives the lease up (at shutdown), so another node need not wait for it to expire.

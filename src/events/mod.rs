@@ -38,6 +38,9 @@ use crate::config::NotificationsConfig;
 use crate::registry::service::event::EventSink;
 use crate::registry::storage::Storage;
 
+/// How long shutdown waits for a worker's delivery in flight.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The outbox of one storage and its delivery workers.
 pub struct Notifications {
     outbox: Arc<Outbox>,
@@ -85,6 +88,7 @@ impl Notifications {
                     metrics: metrics.clone(),
                     poll: config.poll,
                     history: config.history,
+                    known: Default::default(),
                 };
                 tokio::spawn(worker.run(stop_rx.clone()))
             })
@@ -105,8 +109,15 @@ impl Notifications {
     /// another node takes over at once.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        for worker in self.workers {
-            let _ = worker.await;
+        for mut worker in self.workers {
+            // A delivery in flight may wait for its endpoint's whole timeout; shutdown
+            // does not. An event cut off stays pending (its lease just runs out).
+            if tokio::time::timeout(SHUTDOWN_WAIT, &mut worker)
+                .await
+                .is_err()
+            {
+                worker.abort();
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 //! until this node emits, the next retry is due, or `poll` has passed (for events other
 //! nodes wrote), whichever is first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,10 @@ pub struct Worker {
     pub metrics: EventMetrics,
     pub poll: Duration,
     pub history: usize,
+    /// The pending records read while holding the lease, so a pass over a long queue (an
+    /// endpoint down for hours) is one listing, not a read per event. Only the holder
+    /// changes a pending record, so the copy stays true until the lease is lost.
+    pub known: HashMap<RecordKey, Pending>,
 }
 
 impl Worker {
@@ -35,14 +39,17 @@ impl Worker {
         let name = self.endpoint.config.name.clone();
         loop {
             let wait = match self.lease.hold().await {
-                Ok(true) => match self.pass().await {
+                Ok(true) => match self.pass(&stop).await {
                     Ok(next) => next.map_or(self.poll, |n| n.min(self.poll)),
                     Err(error) => {
                         tracing::warn!(endpoint = %name, %error, "notification outbox unreadable");
                         self.poll
                     }
                 },
-                Ok(false) => self.poll,
+                Ok(false) => {
+                    self.known.clear();
+                    self.poll
+                }
                 Err(error) => {
                     tracing::warn!(endpoint = %name, %error, "notification lease unavailable");
                     self.poll
@@ -58,7 +65,7 @@ impl Worker {
     }
 
     /// One pass over the queue. Returns how soon a retry is due, if one is waiting.
-    async fn pass(&mut self) -> StorageResult<Option<Duration>> {
+    async fn pass(&mut self, stop: &watch::Receiver<bool>) -> StorageResult<Option<Duration>> {
         let keys = self
             .storage
             .list_records(&self.endpoint.folders.pending)
@@ -67,20 +74,19 @@ impl Worker {
         let mut held_back: HashSet<String> = HashSet::new();
         let mut next_due: Option<Duration> = None;
         let mut finished_any = false;
-        for key in keys {
+        let listed: HashSet<&RecordKey> = keys.iter().collect();
+        self.known.retain(|k, _| listed.contains(k));
+        for key in &keys {
+            if *stop.borrow() {
+                break; // shutting down: the rest stays pending for the next holder
+            }
             // Renews as it goes; a node that lost the lease stops at once.
             if !self.lease.hold().await? {
+                self.known.clear();
                 break;
             }
-            let Some((bytes, _)) = self.storage.read_record(&key).await? else {
-                continue; // finished meanwhile
-            };
-            let mut pending: Pending = match serde_json::from_slice(&bytes) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(record = %key, error = %e, "unreadable pending event; skipped");
-                    continue;
-                }
+            let Some(mut pending) = self.pending(key).await? else {
+                continue;
             };
             let repo = pending.event.repository.clone();
             if held_back.contains(&repo) {
@@ -93,9 +99,13 @@ impl Worker {
                 next_due = Some(next_due.map_or(due, |d| d.min(due)));
                 continue;
             }
-            match self.endpoint.send(&pending.event, &self.source).await {
+            let Some(sent) = self.send_holding_lease(&pending).await? else {
+                self.known.clear();
+                break; // another node has the queue now
+            };
+            match sent {
                 Ok(()) => {
-                    self.finish(&key, &pending, "delivered").await?;
+                    self.finish(key, &pending, "delivered").await?;
                     self.count(&self.metrics.sent);
                     finished_any = true;
                 }
@@ -106,7 +116,7 @@ impl Worker {
                     if self.endpoint.gives_up(pending.attempts, age) {
                         tracing::warn!(endpoint = %self.endpoint.config.name, event = %pending.event.id,
                             attempts = pending.attempts, %error, "notification given up");
-                        self.finish(&key, &pending, "failed").await?;
+                        self.finish(key, &pending, "failed").await?;
                         self.count(&self.metrics.failed);
                         continue;
                     }
@@ -114,7 +124,8 @@ impl Worker {
                     tracing::info!(endpoint = %self.endpoint.config.name, event = %pending.event.id,
                         attempts = pending.attempts, %error, retry_in = ?delay, "notification not delivered");
                     pending.next_attempt_ms = now_ms() + delay.as_millis() as u64;
-                    self.storage.put_record(&key, encode(&pending)?).await?;
+                    self.storage.put_record(key, encode(&pending)?).await?;
+                    self.known.insert(key.clone(), pending);
                     self.count(&self.metrics.retries);
                     held_back.insert(repo);
                     next_due = Some(next_due.map_or(delay, |d| d.min(delay)));
@@ -127,9 +138,58 @@ impl Worker {
         Ok(next_due)
     }
 
+    /// Sends an event, renewing the lease while the endpoint takes its time (a delivery may
+    /// take longer than the lease), so no other node sends the same event meanwhile.
+    /// `None` when the lease was lost all the same.
+    async fn send_holding_lease(
+        &mut self,
+        pending: &Pending,
+    ) -> StorageResult<Option<Result<(), String>>> {
+        let endpoint = self.endpoint.clone();
+        let send = endpoint.send(&pending.event, &self.source);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                sent = &mut send => return Ok(Some(sent)),
+                () = tokio::time::sleep(self.lease.renewal()) => {
+                    if !self.lease.hold().await? {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A pending record, from the copy read earlier or from storage; `None` when it is
+    /// gone (finished meanwhile) or unreadable.
+    async fn pending(&mut self, key: &RecordKey) -> StorageResult<Option<Pending>> {
+        if let Some(p) = self.known.get(key) {
+            return Ok(Some(p.clone()));
+        }
+        let Some((bytes, _)) = self.storage.read_record(key).await? else {
+            return Ok(None);
+        };
+        match serde_json::from_slice::<Pending>(&bytes) {
+            Ok(p) => {
+                self.known.insert(key.clone(), p.clone());
+                Ok(Some(p))
+            }
+            Err(e) => {
+                tracing::warn!(record = %key, error = %e, "unreadable pending event; skipped");
+                Ok(None)
+            }
+        }
+    }
+
     /// Moves a pending event to `done/` or `failed/`. The history record is written first:
     /// a crash in between leaves the event pending, so it is sent again (at least once).
-    async fn finish(&self, key: &RecordKey, pending: &Pending, status: &str) -> StorageResult<()> {
+    async fn finish(
+        &mut self,
+        key: &RecordKey,
+        pending: &Pending,
+        status: &str,
+    ) -> StorageResult<()> {
+        self.known.remove(key);
         let folder = match status {
             "delivered" => &self.endpoint.folders.done,
             _ => &self.endpoint.folders.failed,

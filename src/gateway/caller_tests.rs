@@ -63,6 +63,7 @@ async fn the_service_learns_user_groups_address_host_and_agent() {
     let options = RegistryOptions {
         max_manifest_bytes: 1 << 20,
         manifest_cache_bytes: 1 << 20,
+        immutable: Vec::new(),
     };
     let engine = Arc::new(Registry::new(storage, options).with_events(sink.clone()));
     let registries = HashMap::from([(root.clone(), engine)]);

@@ -28,6 +28,7 @@ pub fn status_of(code: Code) -> StatusCode {
         Code::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
         Code::Unauthorized => StatusCode::UNAUTHORIZED,
         Code::Denied => StatusCode::FORBIDDEN,
+        Code::TagImmutable => StatusCode::CONFLICT,
         Code::Unsupported => StatusCode::BAD_REQUEST,
         Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,

@@ -164,6 +164,7 @@ fn fixture() -> Fixture {
     let options = RegistryOptions {
         max_manifest_bytes: 1 << 20,
         manifest_cache_bytes: 1 << 20,
+        immutable: Vec::new(),
     };
     let registry = Arc::new(Registry::new(storage.clone(), options));
     Fixture {

@@ -32,6 +32,8 @@ pub enum Code {
     RangeInvalid,
     Unauthorized,
     Denied,
+    /// A push or delete would move an `[[immutable]]` tag (409, code `DENIED`).
+    TagImmutable,
     Unsupported,
     TooManyRequests,
     /// `n` or `page` is not a number.
@@ -68,7 +70,7 @@ impl Code {
             Code::HeadersTooLarge => "HEADERS_TOO_LARGE",
             Code::RangeInvalid => "RANGE_INVALID",
             Code::Unauthorized => "UNAUTHORIZED",
-            Code::Denied => "DENIED",
+            Code::Denied | Code::TagImmutable => "DENIED",
             Code::Unsupported | Code::MethodNotAllowed => "UNSUPPORTED",
             Code::TooManyRequests => "TOOMANYREQUESTS",
             Code::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",

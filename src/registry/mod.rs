@@ -38,6 +38,8 @@ pub struct RegistryOptions {
     pub max_manifest_bytes: u64,
     /// Memory the manifest cache may use.
     pub manifest_cache_bytes: u64,
+    /// `[[immutable]]` rules.
+    pub immutable: Vec<crate::config::ImmutableRule>,
 }
 
 /// One registry: the repository service on a storage backend, plus the API on top of it.
@@ -55,7 +57,8 @@ impl Registry {
                 storage,
                 options.max_manifest_bytes,
                 options.manifest_cache_bytes,
-            ),
+            )
+            .with_immutable(&options.immutable),
             health: health::HealthCache::default(),
             options,
         }
@@ -121,6 +124,7 @@ mod tests {
             RegistryOptions {
                 max_manifest_bytes: 1 << 20,
                 manifest_cache_bytes: 1 << 20,
+                immutable: Vec::new(),
             },
         );
         let service = registry.service();

@@ -325,6 +325,7 @@ async fn open_registries(
     let options = RegistryOptions {
         max_manifest_bytes: config.registry.max_manifest_bytes,
         manifest_cache_bytes: config.registry.manifest_cache_bytes,
+        immutable: config.immutable.clone(),
     };
     for root in roots {
         if out.contains_key(&root) {

@@ -137,7 +137,8 @@ async fn each_vhost_is_its_own_registry() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(roots.path().join("a/blobs").is_dir() && roots.path().join("b/blobs").is_dir());
+    assert!(roots.path().join("a/docker/registry/v2/blobs").is_dir()
+            && roots.path().join("b/docker/registry/v2/blobs").is_dir());
 }
 
 #[tokio::test]

@@ -290,6 +290,25 @@ async fn an_event_that_keeps_failing_is_given_up_and_kept_visible() {
     n.shutdown().await;
 }
 
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_hanging_endpoint() {
+    let receiver = Receiver::http().await;
+    receiver.set_mode(Mode::Hang);
+    let (_dir, storage) = fs_storage();
+    let config = notifications(&receiver.url(), "timeout = \"60s\"\n");
+    let n = Notifications::start(&config, storage.clone(), EventMetrics::default()).unwrap();
+    n.sink().emit(&push("team/app", "v1", 1)).await.unwrap();
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let started = Instant::now();
+    n.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(pending(&storage).await, 1, "the event stays pending");
+}
+
 /// The median time of `n` emits.
 async fn median_emit(sink: &Arc<dyn EventSink>, n: usize) -> Duration {
     let mut times = Vec::new();
@@ -400,4 +419,31 @@ async fn two_nodes_deliver_each_event_once_and_a_survivor_takes_over(backend: Ba
     c.shutdown().await;
 }
 
-crate::on_object_stores!(two_nodes_deliver_each_event_once_and_a_survivor_takes_over);
+/// A delivery that takes longer than the lease: the sender keeps its lease while it waits,
+/// so the other node does not send the same event meanwhile.
+async fn a_delivery_slower_than_the_lease_is_still_sent_once(backend: Backend) {
+    let Some(store) = TestStore::fresh(backend) else {
+        return;
+    };
+    let receiver = Receiver::http().await;
+    receiver.set_mode(Mode::Slow(Duration::from_secs(4)));
+    let toml = format!(
+        "[notifications]\nlease = \"1s\"\npoll = \"100ms\"\n\
+         [[notifications.endpoint]]\nname = \"hook\"\nurl = {:?}\ntimeout = \"30s\"\n",
+        receiver.url()
+    );
+    let config = Config::from_toml(&toml, "test").unwrap().notifications;
+    let (a_store, b_store) = (open(&store).await, open(&store).await);
+    let a = Notifications::start(&config, a_store.clone(), EventMetrics::default()).unwrap();
+    let b = Notifications::start(&config, b_store, EventMetrics::default()).unwrap();
+    a.sink().emit(&push("team/app", "slow", 1)).await.unwrap();
+    until_drained(&a_store, Duration::from_secs(30)).await;
+    assert_eq!(receiver.deliveries().len(), 1, "sent once");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+crate::on_object_stores!(
+    two_nodes_deliver_each_event_once_and_a_survivor_takes_over,
+    a_delivery_slower_than_the_lease_is_still_sent_once
+);

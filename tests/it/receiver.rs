@@ -21,6 +21,8 @@ pub enum Mode {
     Fail,
     /// Reads the request, never answers.
     Hang,
+    /// Answers 200 after this long.
+    Slow(Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -182,6 +184,10 @@ where
                 Mode::Hang => {
                     std::future::pending::<()>().await;
                     unreachable!()
+                }
+                Mode::Slow(delay) => {
+                    tokio::time::sleep(delay).await;
+                    200
                 }
             };
             Ok::<_, std::convert::Infallible>(

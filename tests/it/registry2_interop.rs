@@ -307,6 +307,24 @@ fn push_all(addr: SocketAddr, work: &Path) {
     }
 }
 
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// skopeo converts the single image to Docker schema2 on its way to `team/legacy:1`;
+/// returns the manifest's digest as the registry at `addr` has it.
+fn push_docker_schema2(addr: SocketAddr, work: &Path) -> String {
+    let dest = format!("docker://{addr}/team/legacy:1");
+    run(Command::new("skopeo")
+        .args(["copy", "--format", "v2s2", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:single", work.join("layout").display()))
+        .arg(&dest));
+    let out = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(&dest));
+    let manifest: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(manifest["mediaType"], DOCKER_MANIFEST);
+    sha256(&out.stdout)
+}
+
 /// Pulls everything from the registry at `addr` and checks every digest: the manifests
 /// byte for byte (skopeo checks each blob against its digest as it copies), and podman's
 /// image id of the single image.
@@ -411,8 +429,13 @@ async fn registry2_then_wharf(backend: Backend) {
     let pushed = source_layout(work.path());
     let mut registry2 = Registry2::start(&place, conf.path()).await;
     push_all(registry2.addr, work.path());
+    // The most common manifest in a registry:2 volume: Docker schema2, as docker pushes.
+    let docker = push_docker_schema2(registry2.addr, work.path());
     let listed = listing(registry2.addr).await;
-    assert_eq!(listed, expected_listing());
+    let mut expected = expected_listing();
+    expected["repositories"] = json!(["team/app", "team/app/debug", "team/legacy", "team/notes"]);
+    expected["team/legacy"] = json!(["1"]);
+    assert_eq!(listed, expected);
     registry2.stop();
 
     let mut wharf = place.wharf(conf.path());
@@ -422,6 +445,28 @@ async fn registry2_then_wharf(backend: Backend) {
         "wharf lists what registry:2 did"
     );
     pull_and_compare(wharf.addr, work.path(), &pushed);
+    let out = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/team/legacy:1", wharf.addr)));
+    assert_eq!(
+        sha256(&out.stdout),
+        docker,
+        "the schema2 manifest, byte for byte"
+    );
+    let r = Client::new()
+        .head(format!("http://{}/v2/team/legacy/manifests/1", wharf.addr))
+        .header("accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], DOCKER_MANIFEST);
+    assert_eq!(r.headers()["docker-content-digest"], docker.as_str());
+    run(podman(work.path()).args([
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &format!("{}/team/legacy:1", wharf.addr),
+    ]));
     // A HEAD answers the type registry:2 would, though nothing but the bytes records it.
     let r = Client::new()
         .head(format!(

@@ -139,6 +139,9 @@ impl Service {
             }
         }
         let manifest = Manifest::parse(&bytes, content_type)?;
+        if let Reference::Tag(tag) = reference {
+            self.check_tag_push(repo, tag, &digest).await?;
+        }
         self.check_references(repo, &manifest).await?;
 
         self.storage.put_small_blob(&digest, bytes.clone()).await?;
@@ -220,6 +223,7 @@ impl Service {
     ) -> ApiResult<()> {
         match reference {
             Reference::Tag(tag) => {
+                self.check_tag_removal(repo, tag).await?;
                 if !self.storage.delete_tag(repo, tag).await? {
                     return Err(manifest_unknown(reference));
                 }
@@ -246,6 +250,14 @@ impl Service {
         {
             return Err(manifest_unknown(&Reference::Digest(digest.clone())));
         }
+        let mut pointing = Vec::new();
+        for tag in self.storage.list_tags(repo).await?.unwrap_or_default() {
+            if self.storage.read_tag(repo, &tag).await?.as_ref() == Some(digest) {
+                // Checked before anything is removed, so a refusal leaves the manifest whole.
+                self.check_tag_removal(repo, &tag).await?;
+                pointing.push(tag);
+            }
+        }
         let bytes = self.storage.read_small_blob(digest).await?;
         // For the event: the type the bytes say, as on every read.
         let media_type = bytes.as_deref().and_then(|b| media_type_of(b).ok());
@@ -259,10 +271,8 @@ impl Service {
             }
         }
         let mut untagged = Vec::new();
-        for tag in self.storage.list_tags(repo).await?.unwrap_or_default() {
-            if self.storage.read_tag(repo, &tag).await?.as_ref() == Some(digest)
-                && self.storage.delete_tag(repo, &tag).await?
-            {
+        for tag in pointing {
+            if self.storage.delete_tag(repo, &tag).await? {
                 untagged.push(tag);
             }
         }

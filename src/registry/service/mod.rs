@@ -17,6 +17,7 @@
 //! - `blobs.rs`: size, read, delete.
 //! - `uploads.rs`: sessions (start, append, finish, cancel), monolithic puts and mounts.
 //! - `listing.rs`: tags, the catalog and referrers.
+//! - `immutable.rs`: `[[immutable]]` tags, checked by manifest push and delete.
 //! - `cache.rs`: the bounded manifest cache; `caller.rs`: [`Caller`]; `event.rs`: events.
 
 pub mod cache;
@@ -24,6 +25,7 @@ pub mod caller;
 pub mod event;
 
 mod blobs;
+mod immutable;
 mod listing;
 mod manifests;
 mod uploads;
@@ -43,6 +45,7 @@ pub use self::uploads::Finished;
 pub use crate::registry::storage::{Append, ByteStream, ChunkRange, UploadId};
 
 use self::cache::ManifestCache;
+use crate::config::ImmutableRule;
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::reference::RepoName;
 use crate::registry::storage::Storage;
@@ -54,6 +57,8 @@ pub struct Service {
     events: Arc<dyn EventSink>,
     /// Manifests larger than this are refused (413).
     max_manifest_bytes: u64,
+    /// `[[immutable]]`: tags that never move once pushed (`immutable.rs`).
+    immutable: Arc<[ImmutableRule]>,
 }
 
 impl Service {
@@ -67,7 +72,14 @@ impl Service {
             cache: ManifestCache::new(manifest_cache_bytes),
             events: Arc::new(NoEvents),
             max_manifest_bytes,
+            immutable: Arc::new([]),
         }
+    }
+
+    /// Refuses to move or delete the tags these rules cover.
+    pub fn with_immutable(mut self, rules: &[ImmutableRule]) -> Self {
+        self.immutable = rules.into();
+        self
     }
 
     /// Sends this service's events to `events` instead of nowhere.

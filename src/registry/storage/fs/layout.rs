@@ -14,6 +14,7 @@
 //! wharf/uploads/<uuid>/{data,owner,monolithic}                         upload sessions
 //! wharf/tmp/                                                           staging for atomic writes
 //! wharf/lock                                                           the root's lock (`root_lock`)
+//! wharf/records/<key>                                                  small records (`records.rs`: the notifications outbox)
 //! ```
 //!
 //! Every link file holds the digest it links (`sha256:…`, no newline), as registry:2

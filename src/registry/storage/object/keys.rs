@@ -15,6 +15,7 @@
 //! wharf/uploads/<uuid>/data                                        multipart upload target
 //! wharf/uploads/<uuid>/tail/<nonce>                                bytes not yet in a part
 //! wharf/health/<uuid>                                              write probes
+//! wharf/records/<key>                                               small records (`records.rs`: the notifications outbox)
 //! ```
 
 use object_store::path::Path;

@@ -1,0 +1,266 @@
+//! `wharf serve` configured the way registry:2's deployment docs run it: only `REGISTRY_*`
+//! variables (htpasswd logins, TLS, a root directory), no config file; then podman and
+//! skopeo log in and push. An unsupported `REGISTRY_*` variable stops start-up, naming it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::clients::{import_image, run};
+use crate::pki::Pki;
+use crate::support::{have_program, podman, WharfProcess};
+
+/// `wharf serve` in an empty directory (so no conf/wharf.toml), with no config named and
+/// exactly these `REGISTRY_*` variables.
+fn wharf_with_env(cwd: &Path, vars: &[(&str, String)]) -> Command {
+    wharf_run(cwd, &["serve"], vars)
+}
+
+/// `wharf ARGS` in `cwd` with exactly these `REGISTRY_*` variables.
+fn wharf_run(cwd: &Path, args: &[&str], vars: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("WHARF_CONFIG")
+        .env_remove("RUST_LOG");
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("REGISTRY_")) {
+        cmd.env_remove(name);
+    }
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
+    cmd
+}
+
+fn spawn(cmd: &mut Command) -> WharfProcess {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wharf");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    WharfProcess { child, addr }
+}
+
+#[test]
+fn registry2_variables_alone_serve_tls_htpasswd_and_a_root_directory() {
+    if !have_program("podman", "podman") || !have_program("skopeo", "skopeo") {
+        return;
+    }
+    let (cwd, root, auth, work, trust) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let pki = Pki::new();
+    let leaf = pki.leaf("domain", &["localhost", "127.0.0.1"]);
+    // Only the CA in the folder clients get: podman reads a *.key there as a client key.
+    std::fs::write(trust.path().join("ca.crt"), &pki.ca_pem).unwrap();
+    let htpasswd = auth.path().join("htpasswd");
+    let hash = bcrypt::hash("testpassword", 4).unwrap();
+    std::fs::write(&htpasswd, format!("testuser:{hash}\n")).unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    // As in registry:2's "Deploy a registry server" docs (the port is the test's own).
+    let wharf = spawn(&mut wharf_with_env(
+        cwd.path(),
+        &[
+            ("REGISTRY_HTTP_ADDR", "127.0.0.1:0".into()),
+            ("REGISTRY_HTTP_TLS_CERTIFICATE", path(&leaf.cert)),
+            ("REGISTRY_HTTP_TLS_KEY", path(&leaf.key)),
+            ("REGISTRY_AUTH", "htpasswd".into()),
+            ("REGISTRY_AUTH_HTPASSWD_REALM", "Registry Realm".into()),
+            ("REGISTRY_AUTH_HTPASSWD_PATH", path(&htpasswd)),
+            (
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+                path(root.path()),
+            ),
+            ("REGISTRY_STORAGE_DELETE_ENABLED", "true".into()),
+            ("REGISTRY_HTTP_SECRET", "not-needed-by-wharf".into()),
+        ],
+    ));
+    let registry = format!("localhost:{}", wharf.addr.port());
+    let cert_dir = path(trust.path());
+    let authfile = path(&work.path().join("auth.json"));
+
+    let wrong = podman(work.path())
+        .args(["login", "--cert-dir", &cert_dir, "--authfile", &authfile])
+        .args(["-u", "testuser", "-p", "wrong", &registry])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong password must not log in");
+    run(podman(work.path())
+        .args(["login", "--cert-dir", &cert_dir, "--authfile", &authfile])
+        .args(["-u", "testuser", "-p", "testpassword", &registry]));
+    import_image(
+        work.path(),
+        "localhost/env/app:1",
+        "configured by REGISTRY_*",
+    );
+    let remote = format!("{registry}/team/app:1");
+    run(podman(work.path())
+        .args(["push", "--cert-dir", &cert_dir, "--authfile", &authfile])
+        .args(["localhost/env/app:1", &remote]));
+
+    // skopeo with the same login reads it back, and deletes it (deletes are enabled).
+    let skopeo = |args: &[&str]| {
+        let mut c = Command::new("skopeo");
+        c.args(args[..1].iter())
+            .args(["--cert-dir", &cert_dir, "--authfile", &authfile])
+            .args(args[1..].iter());
+        c
+    };
+    let docker = format!("docker://{remote}");
+    let out = run(&mut skopeo(&["inspect", "--raw", &docker]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("schemaVersion"));
+    let anonymous = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--no-creds",
+            "--cert-dir",
+            &cert_dir,
+            &docker,
+        ])
+        .output()
+        .unwrap();
+    assert!(!anonymous.status.success(), "logins are required");
+    run(&mut skopeo(&["delete", &docker]));
+    assert!(
+        std::fs::read_dir(root.path()).unwrap().next().is_some(),
+        "the registry lives under REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"
+    );
+}
+
+#[test]
+fn an_unsupported_registry_variable_stops_start_up_naming_it() {
+    let cwd = tempfile::tempdir().unwrap();
+    for (name, value, says) in [
+        (
+            "REGISTRY_AUTH_TOKEN_REALM",
+            "https://auth.example.com/token",
+            "htpasswd or LDAP",
+        ),
+        ("REGISTRY_STORAGE_S3_SKIPVERIFY", "true", "remove it"),
+    ] {
+        let mut child = wharf_with_env(
+            cwd.path(),
+            &[
+                ("REGISTRY_HTTP_ADDR", "127.0.0.1:0".into()),
+                (name, value.into()),
+            ],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        // A server that starts says so on stdout; one that refuses closes it at once.
+        let mut said = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut said,
+        )
+        .unwrap();
+        if !said.is_empty() {
+            let _ = child.kill();
+            panic!("{name}: wharf started anyway: {said}");
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: exited successfully");
+        assert!(
+            stderr.contains(name) && stderr.contains(says),
+            "{name}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_config_reports_what_each_registry_variable_became() {
+    let cwd = tempfile::tempdir().unwrap();
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/container.toml");
+    let mut check = wharf_run(
+        cwd.path(),
+        &["check-config", conf.to_str().unwrap()],
+        &[
+            ("REGISTRY_HTTP_ADDR", ":5000".into()),
+            (
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+                "/var/lib/registry".into(),
+            ),
+            ("REGISTRY_HTTP_SECRET", "shh-do-not-print".into()),
+        ],
+    );
+    let out = run(&mut check);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("REGISTRY_HTTP_ADDR: one [[listener]] address = \"0.0.0.0:5000\""),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: storage.root = \"/var/lib/registry\""
+        ),
+        "{said}"
+    );
+    assert!(said.contains("REGISTRY_HTTP_SECRET: not needed"), "{said}");
+    assert!(!said.contains("shh-do-not-print"), "{said}");
+}
+
+/// What can be checked of the image without pulling a base image (none can be pulled where
+/// these tests run): fully qualified bases, registry:2's port and volume, a build context
+/// that holds what the COPYs name and none of what .dockerignore keeps out.
+#[test]
+fn the_container_image_is_laid_out_like_registry2s() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).unwrap();
+    let patterns: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let ignored = |path: &str| {
+        patterns.iter().any(|p| match p.strip_prefix("**/*") {
+            Some(ext) => path.ends_with(ext),
+            None => path.starts_with(p.trim_end_matches('/')),
+        })
+    };
+    assert!(ignored("target/debug/wharf") && ignored("conf/users.htpasswd"));
+    for line in dockerfile.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["FROM", image, ..] => {
+                let registry = image.split('/').next().unwrap();
+                assert!(
+                    image.contains('/') && registry.contains('.'),
+                    "{image}: not fully qualified"
+                );
+            }
+            ["COPY", from, ..] if from.starts_with("--from") => {}
+            ["COPY", sources @ .., _dest] => {
+                for src in sources {
+                    assert!(root.join(src).exists(), "COPY {src}: missing");
+                    assert!(!ignored(src), "COPY {src}: kept out by .dockerignore");
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(dockerfile.contains("EXPOSE 5000"));
+    assert!(dockerfile.contains("VOLUME [\"/var/lib/registry\"]"));
+    let config = wharf::config::Config::from_file(&root.join("conf/container.toml")).unwrap();
+    assert_eq!(config.listeners[0].address.to_string(), "0.0.0.0:5000");
+    assert_eq!(config.storage.root, Path::new("/var/lib/registry"));
+}
