@@ -18,3 +18,4 @@ pub mod invariants;
 pub mod registry;
 pub mod server;
 pub mod tls;
+pub mod ui;
