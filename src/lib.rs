@@ -11,6 +11,10 @@ pub mod gc;
 pub mod http_client;
 pub mod http_util;
 pub mod import_config;
+/// The parsers' promises, for the fuzz targets in `fuzz/` and the properties in the tests.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod invariants;
 pub mod registry;
 pub mod server;
 pub mod tls;

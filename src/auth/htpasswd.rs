@@ -9,7 +9,7 @@
 //! `edit` holds what `wharf htpasswd` needs to change a file without disturbing other lines.
 
 pub mod edit;
-mod parse;
+pub(crate) mod parse;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};

@@ -203,9 +203,7 @@ impl Ldap {
                 filter,
                 name_attribute,
             } => {
-                let filter = filter
-                    .replace("{dn}", &ldap_escape(dn))
-                    .replace("{user}", &ldap_escape(user));
+                let filter = fill_filter(filter, &[("{dn}", dn), ("{user}", user)]);
                 self.search(base_dn, &filter, &[name_attribute.as_str()])
                     .await?
                     .into_iter()
@@ -240,10 +238,7 @@ impl Provider for Ldap {
     async fn lookup(&self, user: &str) -> Result<Lookup, AuthError> {
         // Escaping makes `*`, `(`, `)` and `\` literal, so a name like `*)(uid=*` cannot
         // widen the filter to match someone else.
-        let filter = self
-            .config
-            .user_filter
-            .replace("{user}", &ldap_escape(user));
+        let filter = fill_filter(&self.config.user_filter, &[("{user}", user)]);
         let known = self.known.get(user);
         if let Some((dn, at)) = &known {
             if at.elapsed() < LOOKUP_FRESH {
@@ -345,6 +340,28 @@ fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, LdapS
 }
 
 /// The value of a DN's first RDN: `cn=pushers,ou=groups,dc=example,dc=org` → `pushers`.
+/// `template` with each placeholder replaced by its value, escaped. One pass over the
+/// template: a value is never searched for placeholders, so a DN that holds the text
+/// `{user}` (a legal DN) stays the DN it is.
+pub(crate) fn fill_filter(template: &str, values: &[(&str, &str)]) -> String {
+    let mut filter = String::with_capacity(template.len());
+    let mut rest = template;
+    while !rest.is_empty() {
+        let next = values
+            .iter()
+            .filter_map(|(placeholder, value)| Some((rest.find(placeholder)?, placeholder, value)))
+            .min_by_key(|(at, _, _)| *at);
+        let Some((at, placeholder, value)) = next else {
+            break;
+        };
+        filter.push_str(&rest[..at]);
+        filter.push_str(&ldap_escape(*value));
+        rest = &rest[at + placeholder.len()..];
+    }
+    filter.push_str(rest);
+    filter
+}
+
 fn first_rdn_value(dn: &str) -> Option<String> {
     let mut value = String::new();
     let mut in_value = false;
@@ -432,5 +449,33 @@ mod tests {
     fn user_names_are_escaped_in_filters() {
         let f = "(uid={user})".replace("{user}", &ldap3::ldap_escape("*)(uid=*"));
         assert_eq!(f, "(uid=\\2a\\29\\28uid=\\2a)");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use crate::invariants;
+    use proptest::prelude::*;
+
+    /// Found by the property: a DN holding the text `{user}` (a legal DN) had the user name
+    /// put into it when the group filter was filled, so the search asked for another DN.
+    #[test]
+    fn placeholders_inside_values_stay_as_they_are() {
+        let filled = super::fill_filter(
+            "(&(member={dn})(uid={user}))",
+            &[("{dn}", "uid={user},dc=org"), ("{user}", "{dn}")],
+        );
+        assert_eq!(filled, "(&(member=uid={user},dc=org)(uid={dn}))");
+        invariants::ldap_filter("{dn}", "uid={user},dc=org");
+    }
+
+    proptest! {
+        #[test]
+        fn filled_filters_hold_the_values_escaped(
+            user in prop_oneof!["[a-z*()\\\\\0{}=,]{0,10}", "[a-z]{0,3}\\{(user|dn)\\}[a-z]{0,3}", any::<String>()],
+            dn in prop_oneof!["[a-z*()\\\\\0{}=,]{0,12}", "uid=[a-z]{0,3}\\{(user|dn)\\}[a-z]{0,3},dc=org", any::<String>()],
+        ) {
+            invariants::ldap_filter(&user, &dn);
+        }
     }
 }

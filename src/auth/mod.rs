@@ -128,3 +128,23 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use crate::invariants;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn credentials_read_back_the_same_when_written_as_basic(
+            scheme in "(Basic|basic|BASIC|Bearer|)",
+            space in "[ \t]{0,2}",
+            text in prop_oneof!["[a-z:]{0,4}:[ -~]{0,6}", any::<String>()],
+            raw in proptest::option::of("[A-Za-z0-9+/= ]{0,12}"),
+        ) {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&text);
+            invariants::authorization(&format!("{scheme}{space} {}", raw.unwrap_or(encoded)));
+        }
+    }
+}

@@ -540,3 +540,59 @@ mod tests {
         assert!(e.contains("also a [[listener]]"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use crate::invariants;
+    use proptest::prelude::*;
+
+    /// The configs that ship, each of which a user starts from and edits.
+    const SHIPPED: [&str; 8] = [
+        include_str!("../../conf/wharf.toml"),
+        include_str!("../../conf/container.toml"),
+        include_str!("../../examples/ldap.toml"),
+        include_str!("../../examples/logins.toml"),
+        include_str!("../../examples/rate-limits.toml"),
+        include_str!("../../examples/real-certificate.toml"),
+        include_str!("../../examples/self-signed.toml"),
+        include_str!("../../examples/vhosts.toml"),
+    ];
+
+    /// `text` with the files it names (password files, certificates, CAs) replaced by one
+    /// that exists, since loading checks that they do.
+    fn with_existing_files(text: &str, existing: &std::path::Path) -> String {
+        let named = regex::Regex::new(r#""(conf|/etc/letsencrypt)/[^"]*""#).unwrap();
+        named
+            .replace_all(text, format!("{:?}", existing.display().to_string()))
+            .into_owned()
+    }
+
+    proptest! {
+        #[test]
+        fn an_accepted_config_means_the_same_after_a_round_trip(
+            file in 0..SHIPPED.len(),
+            drop_line in any::<prop::sample::Index>(),
+            repeat_line in any::<prop::sample::Index>(),
+        ) {
+            let existing = tempfile::NamedTempFile::new().unwrap();
+            let shipped = with_existing_files(SHIPPED[file], existing.path());
+            // An edit: one line removed, another repeated below itself.
+            let lines: Vec<&str> = shipped.lines().collect();
+            let (drop, repeat) = (drop_line.index(lines.len()), repeat_line.index(lines.len()));
+            let mut edited = String::new();
+            for (i, line) in lines.iter().enumerate().filter(|(i, _)| *i != drop) {
+                edited.push_str(line);
+                edited.push('\n');
+                if i == repeat {
+                    edited.push_str(line);
+                    edited.push('\n');
+                }
+            }
+            // The shipped ones load, so the round trip is checked on them, not skipped.
+            let loaded = super::Config::from_toml(&shipped, "shipped");
+            prop_assert!(loaded.is_ok(), "{}", loaded.unwrap_err());
+            invariants::config(&shipped);
+            invariants::config(&edited);
+        }
+    }
+}

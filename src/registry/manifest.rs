@@ -253,3 +253,63 @@ mod tests {
         assert_eq!(e.code, Code::Unsupported);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::invariants::{self, strategies};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn media_type() -> impl Strategy<Value = Option<&'static str>> {
+        proptest::option::of(proptest::sample::select(vec![
+            OCI_MANIFEST,
+            OCI_INDEX,
+            DOCKER_MANIFEST,
+            DOCKER_LIST,
+            DOCKER_SCHEMA1_SIGNED,
+            "application/vnd.oci.image.layer.v1.tar",
+            "application/json",
+            "",
+        ]))
+    }
+
+    fn descriptor() -> impl Strategy<Value = Value> {
+        let urls = proptest::option::of(Just(json!(["https://example.com/layer"])));
+        (
+            media_type(),
+            strategies::digest_text(),
+            strategies::number(),
+            urls,
+        )
+            .prop_map(|(media_type, digest, size, urls)| {
+                let mut d = json!({"mediaType": media_type, "digest": digest, "size": size});
+                if let Some(urls) = urls {
+                    d["urls"] = urls;
+                }
+                d
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn an_accepted_manifest_has_a_stored_type_and_well_formed_digests(
+            declared in media_type(),
+            header in media_type(),
+            schema in 1u32..4,
+            config in proptest::option::of(descriptor()),
+            layers in proptest::collection::vec(descriptor(), 0..3),
+            manifests in proptest::option::of(proptest::collection::vec(descriptor(), 0..3)),
+            subject in proptest::option::of(descriptor()),
+        ) {
+            let mut m = json!({"schemaVersion": schema, "layers": layers});
+            for (key, value) in [("mediaType", declared.map(Value::from)), ("config", config),
+                                 ("manifests", manifests.map(Value::from)), ("subject", subject)] {
+                if let Some(value) = value {
+                    m[key] = value;
+                }
+            }
+            invariants::manifest(m.to_string().as_bytes(), header);
+        }
+    }
+}

@@ -270,4 +270,23 @@ mod tests {
         assert!(matches!(Reference::parse(&d), Ok(Reference::Digest(_))));
         assert!(Reference::parse("sha256:xyz").is_err());
     }
+
+    mod properties {
+        use crate::invariants::{self, strategies};
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn accepted_names_tags_and_digests_print_back_unchanged(
+                s in prop_oneof![
+                    strategies::name_text(),
+                    strategies::digest_text(),
+                    "[a-zA-Z0-9_.:/-]{0,130}",
+                    any::<String>(),
+                ]
+            ) {
+                invariants::reference(&s);
+            }
+        }
+    }
 }

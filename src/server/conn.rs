@@ -19,7 +19,7 @@ use crate::config::{ListenerConfig, TlsMode};
 use crate::gateway::ConnInfo;
 
 /// The first byte of every TLS connection: a handshake record.
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+pub(crate) const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 pub async fn serve(
     stream: TcpStream,

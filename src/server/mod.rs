@@ -8,13 +8,13 @@
 
 mod admin;
 mod allocator;
-mod conn;
+pub(crate) mod conn;
 mod conn_limit;
 mod drain;
 mod idle;
 mod maintenance;
 mod notifications;
-mod plain_on_tls;
+pub(crate) mod plain_on_tls;
 mod transport;
 
 use std::collections::HashMap;

@@ -10,14 +10,18 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::gateway::respond;
 use crate::http_util::Body;
 use crate::registry::error::{ApiError, Code};
 
-/// Reads the one request (within `deadline`) and answers it.
-pub async fn answer(stream: TcpStream, peer: SocketAddr, deadline: Duration) {
+/// Reads the one request (within `deadline`) and answers it. Generic over the stream so the
+/// fuzz target can feed it bytes in memory.
+pub async fn answer<S>(stream: S, peer: SocketAddr, deadline: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req| async move { Ok::<_, Infallible>(use_https(&req, peer)) });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -52,4 +56,28 @@ fn use_https(req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         );
     }
     response
+}
+
+#[cfg(test)]
+mod properties {
+    use crate::invariants;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn plain_http_on_a_tls_port_gets_a_client_error_or_nothing(
+            method in "(GET|HEAD|POST|PRI|get|\u{16}|)",
+            path in "(/v2|/)[ -~]{0,12}",
+            version in "(HTTP/1\\.[01]|HTTP/2\\.0|)",
+            host in proptest::option::of("[ -~\u{80}-\u{ff}]{0,16}"),
+            end in "(\r\n|\n|)",
+            garbage in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+            let mut data = format!("{method} {path} {version}\r\n{host}{end}").into_bytes();
+            data.extend(garbage);
+            invariants::plain_http(&data);
+        }
+    }
 }

@@ -294,3 +294,43 @@ mod tests {
         check_hash(&dummy_hash(31)).unwrap();
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use crate::invariants;
+    use proptest::prelude::*;
+
+    /// Lines of the kinds a file holds: bcrypt entries (some broken), other hashes, nginx
+    /// comments, comments, blank lines, garbage.
+    fn line() -> impl Strategy<Value = String> {
+        let hash = prop_oneof![
+            Just("$2y$04$AHJ87jIhXf1EH4deCNUaMOgpNlVhU.arhtJ3KNG.WslGmp3X5o3xy".to_owned()),
+            Just("$2b$05$ilC35DLEY8MQ6c2uSrsw/.3b6os03.c7yeAUUGnCSpCM8wtozKNBC".to_owned()),
+            "\\$2[abxy]\\$[0-9]{1,3}\\$[./A-Za-z0-9]{50,55}",
+            "(\\$apr1\\$|\\{SHA\\}|\\$6\\$)?[ -~]{0,15}",
+        ];
+        prop_oneof![
+            (
+                "[ \t]{0,1}",
+                "[a-z#]{0,3}[ :]?",
+                hash,
+                "(:[ -~]{0,5})?",
+                "[ \t\r]{0,1}"
+            )
+                .prop_map(|(a, user, hash, rest, z)| format!("{a}{user}:{hash}{rest}{z}")),
+            "#[ -~]{0,10}",
+            "[ \t\r]{0,2}",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_file_that_loads_keeps_loading_after_a_user_is_set(
+            lines in proptest::collection::vec(line(), 0..5),
+            user in "[a-z#: ]{0,4}",
+        ) {
+            invariants::htpasswd(lines.join("\n").as_bytes(), &user);
+        }
+    }
+}

@@ -79,7 +79,7 @@ impl Registry {
 
 /// What a `Range` header asks of a blob.
 #[derive(Debug, PartialEq, Eq)]
-enum Ranged {
+pub(crate) enum Ranged {
     /// No range wharf serves: the whole blob, 200. RFC 9110 lets a server ignore any
     /// `Range`; wharf ignores the ones it does not parse as one `bytes` range (other units,
     /// several ranges, malformed ones), as Distribution and nginx do, rather than fail them.
@@ -91,7 +91,7 @@ enum Ranged {
 }
 
 /// Reads a `Range` header against a blob of `size` bytes.
-fn parse_range(value: &str, size: u64) -> Ranged {
+pub(crate) fn parse_range(value: &str, size: u64) -> Ranged {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Ranged::Whole;
     };
@@ -163,5 +163,23 @@ mod tests {
         assert_eq!(parse_range("bytes=-", 100), Whole);
         assert_eq!(parse_range("bytes=a-b", 100), Whole);
         assert_eq!(parse_range("bytes=1-2-3", 100), Whole);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use crate::invariants::{self, strategies};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_served_range_lies_inside_the_blob(
+            unit in prop_oneof![Just("bytes="), Just(" bytes= "), Just("items=")],
+            start in prop_oneof![strategies::number_text(), Just(String::new())],
+            end in prop_oneof![strategies::number_text(), Just(String::new())],
+            size in strategies::number(),
+        ) {
+            invariants::range(&format!("{unit}{start}-{end}"), size);
+        }
     }
 }

@@ -7,13 +7,13 @@
 //! One file per endpoint family: `blobs.rs`, `uploads.rs`, `manifests.rs`, `listing.rs`
 //! (tags and catalog), `referrers.rs`, `search.rs` (docker's `/v1/`).
 
-mod blobs;
+pub(crate) mod blobs;
 mod listing;
 mod manifests;
 mod referrers;
 pub mod route;
 mod search;
-mod uploads;
+pub(crate) mod uploads;
 
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};

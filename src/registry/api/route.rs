@@ -185,3 +185,32 @@ mod tests {
         assert_eq!(code("/v2/tags/list"), Code::NotFound);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use crate::invariants::{self, strategies};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_route_built_from_parts_parses_back_to_them(
+            name in strategies::name_text(),
+            endpoint in 0u8..6,
+            last in prop_oneof![
+                strategies::digest_text(),
+                "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                "[a-zA-Z0-9_.:/%-]{0,20}",
+                any::<String>(),
+            ],
+        ) {
+            invariants::route_parts(&name, endpoint, &last);
+        }
+
+        #[test]
+        fn a_parsed_path_is_rebuilt_into_the_same_route(
+            path in "/v2(/[a-z0-9_.%:A-F-]{0,8}){0,5}(/(tags/list|manifests/[a-z:0-9]{1,8}|blobs/uploads/?|blobs/sha256:[0-9a-f]{64}))?",
+        ) {
+            invariants::route_path(&path);
+        }
+    }
+}

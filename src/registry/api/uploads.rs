@@ -184,7 +184,7 @@ fn finished(repo: &RepoName, digest: &Digest, outcome: Finished) -> ApiResult<Re
 
 /// The chunk a `Content-Range: <start>-<end>` names, checked against `Content-Length`
 /// when both are present (storage checks it against the body actually received).
-fn content_range(headers: &HeaderMap) -> ApiResult<Option<ChunkRange>> {
+pub(crate) fn content_range(headers: &HeaderMap) -> ApiResult<Option<ChunkRange>> {
     let Some(value) = headers.get(http::header::CONTENT_RANGE) else {
         return Ok(None);
     };
@@ -202,10 +202,12 @@ fn content_range(headers: &HeaderMap) -> ApiResult<Option<ChunkRange>> {
     let (a, b) = text.split_once('-').ok_or_else(bad)?;
     let start: u64 = a.trim().parse().map_err(|_| bad())?;
     let end: u64 = b.trim().parse().map_err(|_| bad())?;
-    // `end` may be anything a client writes, u64::MAX included: no unchecked arithmetic.
+    // `end` may be anything a client writes, u64::MAX included: no unchecked arithmetic,
+    // and no chunk whose end (`start + len`) is past the largest offset there is.
     let len = end
         .checked_sub(start)
         .and_then(|n| n.checked_add(1))
+        .filter(|&len| start.checked_add(len).is_some())
         .ok_or_else(bad)?;
     if let Some(declared) = headers.get(CONTENT_LENGTH) {
         let declared: u64 = declared
@@ -256,4 +258,45 @@ fn blob_created(repo: &RepoName, digest: &Digest) -> Response<Body> {
         .header(DOCKER_CONTENT_DIGEST, digest)
         .header(CONTENT_LENGTH, 0)
         .empty()
+}
+
+#[cfg(test)]
+mod properties {
+    use crate::invariants::{self, strategies};
+    use proptest::prelude::*;
+
+    /// Found by the property: `1-18446744073709551615` was accepted as a chunk of u64::MAX
+    /// bytes from offset 1, which ends past the largest offset there is.
+    #[test]
+    fn a_chunk_ending_past_u64_max_is_refused() {
+        let max = u64::MAX;
+        for range in [
+            format!("1-{max}"),
+            format!("{max}-{max}"),
+            format!("bytes {max}-{max}"),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::CONTENT_RANGE, range.parse().unwrap());
+            let e = super::content_range(&headers).unwrap_err();
+            assert_eq!(
+                e.code,
+                crate::registry::error::Code::RangeInvalid,
+                "{range}"
+            );
+        }
+        invariants::chunk_range(format!("0-{}", max - 1).as_bytes(), None);
+    }
+
+    proptest! {
+        #[test]
+        fn an_accepted_chunk_ends_after_it_starts_and_before_u64_max(
+            unit in prop_oneof![Just(""), Just("bytes "), Just("bytes=")],
+            start in strategies::number_text(),
+            end in strategies::number_text(),
+            length in proptest::option::of(strategies::number_text()),
+        ) {
+            let range = format!("{unit}{start}-{end}");
+            invariants::chunk_range(range.as_bytes(), length.as_deref().map(str::as_bytes));
+        }
+    }
 }
