@@ -1,10 +1,12 @@
-//! Reclaiming space while serving: retention, and (to come) online mark and sweep.
+//! Reclaiming space while serving: retention, and online mark and sweep.
 //!
 //! What exists today: [`retention`], the pure planner that turns `[[retention]]` policies
-//! and a repository's tags and manifests into what to delete. What does not exist yet: the
-//! storage enumeration and deletion primitives, the mark and sweep below, its lease, the
-//! scheduler, `wharf gc`, and its metrics. The design they are to follow is written here
-//! first, because its safety is the point of it.
+//! and a repository's tags and manifests into what to delete; [`mark`] and [`sweep`] with
+//! [`collect`], which `wharf gc [--dry-run]` runs, on the filesystem backend (the object
+//! stores cannot enumerate yet, and refuse). What does not exist yet: the touch records
+//! (so the sweep's re-check reads links, not touches, and a blob's age is its write time),
+//! the lease, the scheduler, and metrics. The design they are to follow is written here,
+//! because its safety is the point of it.
 //!
 //! # Why an online collection cannot delete a blob a push still needs
 //!
@@ -55,4 +57,25 @@
 //! every deletion is an event and immutable tags are refused), and the mark then sees what
 //! they no longer reach.
 
+pub mod mark;
 pub mod retention;
+pub mod sweep;
+
+use std::time::SystemTime;
+
+use crate::config::GcConfig;
+use crate::registry::storage::{Storage, StorageResult};
+
+/// One collection: `T0` taken before anything is read, then the mark, then the sweep.
+pub async fn collect(
+    storage: &dyn Storage,
+    config: &GcConfig,
+    dry_run: bool,
+) -> StorageResult<sweep::Swept> {
+    let t0 = SystemTime::now();
+    let marked = mark::mark(storage, config.untagged).await?;
+    sweep::sweep(storage, &marked, t0, config.grace, dry_run).await
+}
+
+#[cfg(test)]
+mod collect_tests;

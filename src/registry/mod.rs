@@ -21,7 +21,7 @@ pub mod storage;
 #[cfg(test)]
 mod cache_race_tests;
 mod health;
-mod manifest;
+pub(crate) mod manifest;
 
 pub use self::api::route;
 

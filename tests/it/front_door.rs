@@ -137,8 +137,10 @@ async fn each_vhost_is_its_own_registry() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(roots.path().join("a/docker/registry/v2/blobs").is_dir()
-            && roots.path().join("b/docker/registry/v2/blobs").is_dir());
+    assert!(
+        roots.path().join("a/docker/registry/v2/blobs").is_dir()
+            && roots.path().join("b/docker/registry/v2/blobs").is_dir()
+    );
 }
 
 #[tokio::test]
