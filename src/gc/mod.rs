@@ -16,8 +16,11 @@
 //!    computes the live set: manifests reachable from a tag (directly, as an index's child,
 //!    or as a referrer of a reached manifest, and a reached referrer's subject), their
 //!    config and layer blobs, and, unless `gc.untagged = "delete"`, every linked manifest
-//!    with its blobs. Layer links of a repository count as references too, like
-//!    registry:2's: a blob a client uploaded stays while any repository links it.
+//!    with its blobs. Layer links of a repository count as references too (registry:2's
+//!    `garbage-collect` does not count them: it marks from manifests only): a blob a client
+//!    uploaded stays while any repository links it. Until manifest deletes unlink the layers
+//!    only they used (or touch records replace this rule), a deleted image's layers stay
+//!    where registry:2 would collect them.
 //! 2. **Sweep.** A blob or manifest outside the live set is a candidate only if its last
 //!    touch (the newest of its write time and the touch record below) is older than both
 //!    `T0 - gc.grace` and `T0`. Right before deleting, the sweeper reads the touch time
