@@ -14,3 +14,4 @@ pub mod import_config;
 pub mod registry;
 pub mod server;
 pub mod tls;
+pub mod ui;

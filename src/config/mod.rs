@@ -16,6 +16,7 @@ pub mod registry_env;
 mod repo_pattern;
 mod servers;
 mod storage;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

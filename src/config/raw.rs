@@ -144,6 +144,8 @@ pub struct RawServer {
     #[serde(default)]
     pub route: Vec<RawRoute>,
     pub auth: Option<RawAuth>,
+    /// The web UI under `/ui/`; unset means on where `/v2/` reaches a registry.
+    pub ui: Option<bool>,
     /// Names of `[rate_limit.NAME]` tables; unset means the built-in defaults.
     pub rate_limits: Option<Vec<String>>,
 }

@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub routes: Vec<RouteConfig>,
     /// Logins and access rules; `None` means everyone may do everything.
     pub auth: Option<super::AuthConfig>,
+    /// The web UI under `/ui/`, showing the registry that `/v2/` reaches.
+    pub ui: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +103,7 @@ pub fn validate(
                 forward_user: false,
             }],
             auth: None,
+            ui: true,
         }]);
     }
     let mut servers: Vec<ServerConfig> = Vec::new();
@@ -180,6 +183,7 @@ pub fn validate(
                 "add [server.auth] to the server, or remove forward_user",
             ));
         }
+        let ui = super::ui::enabled(check, i, s.ui, &routes)?;
         let label = names
             .first()
             .map(ToString::to_string)
@@ -191,6 +195,7 @@ pub fn validate(
             tls,
             routes,
             auth,
+            ui,
         });
     }
     Ok(servers)

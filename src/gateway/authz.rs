@@ -18,6 +18,7 @@ use crate::auth::{AuthError, Credentials, Identity, Lookup, NotBasic, Provider};
 use crate::config::{AuthConfig, ProviderConfig};
 use crate::registry::access::{self, Need};
 use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::ui::LoginOutcome;
 
 /// How often htpasswd files are checked for changes.
 const HTPASSWD_POLL: Duration = Duration::from_secs(2);
@@ -173,9 +174,18 @@ impl ServerAuth {
 
     /// What the caller may see in `_catalog` and `/v1/search`: repositories it may pull.
     pub fn visibility(&self, identity: Option<Identity>) -> access::Visibility {
+        self.permitted(identity, access::Action::Pull)
+    }
+
+    /// The repositories where `identity` (None: anonymous) may do `action`.
+    pub fn permitted(
+        &self,
+        identity: Option<Identity>,
+        action: access::Action,
+    ) -> access::Visibility {
         let policy = self.policy.clone();
         access::Visibility(Arc::new(move |repo| {
-            policy.allows(identity.as_ref(), repo, Action::Pull)
+            policy.allows(identity.as_ref(), repo, map(action))
         }))
     }
 
@@ -197,10 +207,25 @@ impl ServerAuth {
                 )
             }
         };
+        match self.check_login(&creds, client).await {
+            LoginOutcome::In(identity) => Ok(Some(identity)),
+            LoginOutcome::Wrong => Err(self.unauthorized("invalid username or password")),
+            LoginOutcome::Blocked(wait) => Err(too_many("too many failed logins", wait)),
+            LoginOutcome::Unavailable => Err(ApiError::new(
+                Code::Unavailable,
+                "the login service is unavailable; try again shortly",
+            )),
+        }
+    }
+
+    /// Checks a user name and password (from a `Basic` header or the UI's form): refused
+    /// while the failed-login limits block them, then verified (cache first), failures
+    /// counted.
+    pub async fn check_login(&self, creds: &Credentials, client: IpAddr) -> LoginOutcome {
         if let Some(wait) = self.failed_logins.refused(client, &creds.user) {
             tracing::warn!(%client, user = %creds.user, retry_after = ?wait, "login refused: too many failed logins");
             self.metrics.rate_limited("failed_logins");
-            return Err(too_many("too many failed logins", wait));
+            return LoginOutcome::Blocked(wait);
         }
         let burn_with = self.htpasswd.first().cloned();
         let password = creds.password.clone();
@@ -209,28 +234,25 @@ impl ServerAuth {
                 h.verify_unknown(&password).await;
             }
         };
-        match self.cache.login(&self.providers, &creds, burn).await {
+        match self.cache.login(&self.providers, creds, burn).await {
             Ok(Some(identity)) => {
                 self.failed_logins.succeeded(client, &creds.user);
-                Ok(Some(identity))
+                LoginOutcome::In(identity)
             }
             Ok(None) => match self.failed_logins.failed(client, &creds.user) {
                 None => {
                     tracing::warn!(%client, user = %creds.user, "login failed");
-                    Err(self.unauthorized("invalid username or password"))
+                    LoginOutcome::Wrong
                 }
                 Some(wait) => {
                     tracing::warn!(%client, user = %creds.user, block = ?wait, "login failed; too many failed logins, refusing logins for a while");
                     self.metrics.rate_limited("failed_logins");
-                    Err(too_many("too many failed logins", wait))
+                    LoginOutcome::Blocked(wait)
                 }
             },
             Err(AuthError::Unavailable { provider, reason }) => {
                 tracing::error!(%client, user = %creds.user, provider, reason, "login provider unavailable");
-                Err(ApiError::new(
-                    Code::Unavailable,
-                    "the login service is unavailable; try again shortly",
-                ))
+                LoginOutcome::Unavailable
             }
         }
     }

@@ -9,10 +9,13 @@ pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod respond;
+mod ui_site;
 mod vhost;
 
 #[cfg(test)]
 mod caller_tests;
+#[cfg(test)]
+mod ui_site_tests;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -72,6 +75,8 @@ pub struct Gateway {
     max_header_bytes: usize,
     /// `registry.delete`: whether the engine's deletes are granted (see `RegistryConfig`).
     delete: Option<bool>,
+    /// Indexed like `servers`: the web UI, on servers that have it on.
+    ui: Vec<Option<ui_site::UiSite>>,
     recorder: Arc<access_log::Recorder>,
 }
 
@@ -130,6 +135,12 @@ impl Gateway {
             }
             routes.push(table);
         }
+        let ui = config
+            .servers
+            .iter()
+            .zip(&routes)
+            .map(|(server, table)| server.ui.then(|| ui_site::UiSite::new(table)).flatten())
+            .collect();
         let auth = config
             .servers
             .iter()
@@ -148,6 +159,7 @@ impl Gateway {
             trusted_proxies: config.limits.trusted_proxies.clone(),
             max_header_bytes: config.limits.max_header_bytes,
             delete: config.registry.delete,
+            ui,
             recorder: Arc::new(access_log::Recorder::new(&config.log, metrics)?),
         })
     }
@@ -259,6 +271,15 @@ impl Gateway {
                 return Ok(vhost::https_redirect(&req, host, port));
             }
         }
+        if let Some(site) = self.ui[server]
+            .as_ref()
+            .filter(|_| ui_site::is_ui_path(req.uri().path()))
+        {
+            let shown = ui_site::display_host(&req, conn);
+            let req = req.map(http_util::boxed);
+            let tls = conn.tls.is_some();
+            return self.serve_ui(req, server, site, &shown, tls, at).await;
+        }
         let path = req.uri().path();
         let Some(index) = self.routes[server]
             .iter()
@@ -271,6 +292,13 @@ impl Gateway {
         };
         at.route = Some(index);
         let route = &self.routes[server][index];
+        if path == "/"
+            && self.ui[server].is_some()
+            && matches!(route.target, Target::Registry(_))
+            && ui_site::wants_html(&req)
+        {
+            return Ok(redirect(&req, "/", "/ui/", StatusCode::SEE_OTHER));
+        }
         let mut req = limit_body(req, route.max_body_bytes)?;
         let logins = self.admit(&mut req, server, route, at).await?;
         match &route.target {

@@ -385,6 +385,39 @@ async fn ldap_outage_is_503_and_logins_recover() {
     );
 }
 
+/// The web UI's login form asks the same providers: a directory user logs in, a wrong
+/// password is refused, and an unreachable directory says so (503), never "wrong password".
+#[tokio::test]
+async fn the_ui_logs_in_directory_users() {
+    let Some(mut slapd) = Slapd::start().await else {
+        return;
+    };
+    let (s, _d) = wharf(&slapd, "group_attribute = \"memberOf\"").await;
+    let mut b = crate::ui::Browser::new(&s);
+    assert_eq!(
+        b.login("alice", "wrong").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        b.login("alice", "alice-pw").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(b
+        .get("/ui/")
+        .await
+        .body
+        .contains("Signed in as <strong>alice</strong>"));
+    slapd.stop();
+    let mut other = crate::ui::Browser::new(&s);
+    let down = other.login("bob", "bob-pw").await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        down.body.contains("login service is unavailable"),
+        "{}",
+        down.body
+    );
+}
+
 #[tokio::test]
 async fn a_directory_that_never_answers_is_503_after_the_timeout() {
     // Accepts connections and never says a word: the timeouts, not the client, must end it.

@@ -50,4 +50,7 @@ mod route_auth;
 mod shipped_files;
 mod store_requests;
 mod tls_e2e;
+mod ui;
+mod ui_auth;
+mod ui_browser;
 mod uploads;

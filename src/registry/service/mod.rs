@@ -20,6 +20,7 @@
 //! - `immutable.rs`: `[[immutable]]` tags, checked by manifest push and delete.
 //! - `cache.rs`: the bounded manifest cache; `caller.rs`: [`Caller`]; `event.rs`: events.
 
+pub mod browse;
 pub mod cache;
 pub mod caller;
 pub mod event;

@@ -1,0 +1,37 @@
+//! The repository list: search as you type (app.js re-fetches this page), tag counts, pages.
+
+use maud::{html, Markup};
+
+use super::layout::{pager, Frame};
+use crate::registry::service::browse::{Page, RepoSummary};
+
+pub fn render(frame: &Frame<'_>, query: &str, repos: &Page<RepoSummary>) -> Markup {
+    super::layout::page(
+        frame,
+        html! {
+            h1 { "Repositories" }
+            form.search role="search" method="get" action="/ui/" {
+                label for="search" { "Search repositories" }
+                input id="search" type="search" name="q" value=(query) autocomplete="off"
+                    placeholder="Search by name" data-live-search="repo-list";
+                noscript { button type="submit" { "Search" } }
+            }
+            section id="repo-list" aria-live="polite" {
+                p.count { (repos.total) @if repos.total == 1 { " repository" } @else { " repositories" } }
+                @if repos.items.is_empty() {
+                    p.empty { "No repositories you may pull match." }
+                } @else {
+                    ul.cards {
+                        @for r in &repos.items {
+                            li {
+                                a.repo href={ "/ui/repo/" (r.name) } { (r.name) }
+                                span.muted { (r.tags) @if r.tags == 1 { " tag" } @else { " tags" } }
+                            }
+                        }
+                    }
+                }
+                (pager("/ui/", query, repos.page, repos.pages()))
+            }
+        },
+    )
+}
