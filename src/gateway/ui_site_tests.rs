@@ -97,6 +97,7 @@ async fn a_ui_delete_is_announced_with_the_ui_user_as_actor() {
     let options = RegistryOptions {
         max_manifest_bytes: 1 << 20,
         manifest_cache_bytes: 1 << 20,
+        immutable: Vec::new(),
     };
     let engine = Arc::new(Registry::new(storage.clone(), options).with_events(sink.clone()));
     let registries = HashMap::from([(root.clone(), engine)]);
@@ -139,6 +140,7 @@ async fn the_cookie_is_secure_over_tls_and_pages_carry_a_strict_csp() {
     let options = RegistryOptions {
         max_manifest_bytes: 1 << 20,
         manifest_cache_bytes: 1 << 20,
+        immutable: Vec::new(),
     };
     let registries = HashMap::from([(root.clone(), Arc::new(Registry::new(storage, options)))]);
     let gateway = Gateway::new(&config, &registries, Arc::new(metrics::Metrics::new())).unwrap();

@@ -251,6 +251,7 @@ async fn big_listings_and_big_images_render_quickly() {
     let options = RegistryOptions {
         max_manifest_bytes: 4 << 20,
         manifest_cache_bytes: 1 << 20,
+        immutable: Vec::new(),
     };
     let registry = Registry::new(storage, options);
     let (ui, access) = (Ui::new(), Everyone);
