@@ -7,6 +7,7 @@
 //! grace period.
 
 mod admin;
+mod allocator;
 mod conn;
 mod conn_limit;
 mod drain;
@@ -158,6 +159,7 @@ impl Reloader {
 
 impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        allocator::tune();
         let mut metrics = Metrics::new();
         let event_metrics = EventMetrics::default();
         event_metrics.register(metrics.registry_mut());

@@ -25,8 +25,11 @@ use tokio::task::{spawn_blocking, JoinHandle};
 
 use crate::registry::storage::ByteStream;
 
-/// Batch size: one batch is hashed and written while the next one arrives.
-const BATCH: usize = 1024 * 1024;
+/// Batch size: one batch is hashed and written while the next one arrives. Each batch
+/// costs two hand-offs to blocking threads and back (futex and epoll wake-ups, ~12 k per
+/// GiB at 1 MiB, measured with `strace -c`); 2 MiB halves them. An upload holds at most
+/// about three batches (one arriving, one being hashed and written, the staging buffer).
+const BATCH: usize = 2 * 1024 * 1024;
 /// Direct writes start at, and are sized in, multiples of this. 4 KiB satisfies the
 /// logical block size of every common device and filesystem.
 const BLOCK: usize = 4096;
