@@ -59,6 +59,17 @@ enum Command {
         #[arg(long, short, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Collect garbage: delete blobs no tag, manifest or layer link reaches and older than
+    /// `[gc] grace` (and untagged manifests with `untagged = "delete"`), printing each and
+    /// the bytes freed. Filesystem storage, with the server stopped, for now.
+    Gc {
+        /// Config file (default: what `serve` would use).
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print what would go, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 impl Cli {
@@ -74,6 +85,7 @@ impl Cli {
                 output,
             } => import_config(&config_yml, nginx.as_deref(), output.as_deref()),
             Command::Events { config } => crate::events_cmd::run(config).await,
+            Command::Gc { config, dry_run } => crate::gc_cmd::run(config, dry_run).await,
         }
     }
 }

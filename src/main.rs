@@ -1,6 +1,7 @@
 mod cert_cmd;
 mod cli;
 mod events_cmd;
+mod gc_cmd;
 mod htpasswd_cmd;
 
 use clap::Parser;

@@ -1,10 +1,12 @@
-//! Reclaiming space while serving: retention, and (to come) online mark and sweep.
+//! Reclaiming space while serving: retention, and online mark and sweep.
 //!
 //! What exists today: [`retention`], the pure planner that turns `[[retention]]` policies
-//! and a repository's tags and manifests into what to delete. What does not exist yet: the
-//! storage enumeration and deletion primitives, the mark and sweep below, its lease, the
-//! scheduler, `wharf gc`, and its metrics. The design they are to follow is written here
-//! first, because its safety is the point of it.
+//! and a repository's tags and manifests into what to delete; [`mark`] and [`sweep`] with
+//! [`collect`], which `wharf gc [--dry-run]` runs, on the filesystem backend (the object
+//! stores cannot enumerate yet, and refuse). What does not exist yet: the touch records
+//! (so the sweep's re-check reads links, not touches, and a blob's age is its write time),
+//! the lease, the scheduler, and metrics. The design they are to follow is written here,
+//! because its safety is the point of it.
 //!
 //! # Why an online collection cannot delete a blob a push still needs
 //!
@@ -14,8 +16,11 @@
 //!    computes the live set: manifests reachable from a tag (directly, as an index's child,
 //!    or as a referrer of a reached manifest, and a reached referrer's subject), their
 //!    config and layer blobs, and, unless `gc.untagged = "delete"`, every linked manifest
-//!    with its blobs. Layer links of a repository count as references too, like
-//!    registry:2's: a blob a client uploaded stays while any repository links it.
+//!    with its blobs. Layer links of a repository count as references too (registry:2's
+//!    `garbage-collect` does not count them: it marks from manifests only): a blob a client
+//!    uploaded stays while any repository links it. Until manifest deletes unlink the layers
+//!    only they used (or touch records replace this rule), a deleted image's layers stay
+//!    where registry:2 would collect them.
 //! 2. **Sweep.** A blob or manifest outside the live set is a candidate only if its last
 //!    touch (the newest of its write time and the touch record below) is older than both
 //!    `T0 - gc.grace` and `T0`. Right before deleting, the sweeper reads the touch time
@@ -55,4 +60,25 @@
 //! every deletion is an event and immutable tags are refused), and the mark then sees what
 //! they no longer reach.
 
+pub mod mark;
 pub mod retention;
+pub mod sweep;
+
+use std::time::SystemTime;
+
+use crate::config::GcConfig;
+use crate::registry::storage::{Storage, StorageResult};
+
+/// One collection: `T0` taken before anything is read, then the mark, then the sweep.
+pub async fn collect(
+    storage: &dyn Storage,
+    config: &GcConfig,
+    dry_run: bool,
+) -> StorageResult<sweep::Swept> {
+    let t0 = SystemTime::now();
+    let marked = mark::mark(storage, config.untagged).await?;
+    sweep::sweep(storage, &marked, t0, config.grace, dry_run).await
+}
+
+#[cfg(test)]
+mod collect_tests;

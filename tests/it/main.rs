@@ -20,6 +20,7 @@ mod crash;
 mod deletes;
 mod front_door;
 mod fs_storage;
+mod gc;
 mod htpasswd;
 mod http2_windows;
 mod immutable_tags;

@@ -27,6 +27,12 @@
 //!   `object/keys.rs`), so each can serve the other's storage. Nothing else goes under
 //!   `docker/`: wharf's own state (sessions, staging, referrers, probes, the lock) lives
 //!   under `wharf/` beside it, which registry:2's catalog and garbage collector never visit.
+//! - **Enumeration for garbage collection** ([`Storage::list_blobs`],
+//!   [`Storage::list_links`], [`Storage::delete_blob`]): a listing may miss what is written
+//!   while it runs and may include what is deleted meanwhile; the collector's safety
+//!   argument (`gc` module docs) allows for both. A blob's `modified` time is when its bytes
+//!   were stored. Backends that cannot enumerate yet answer with an `Unsupported` I/O
+//!   error, so `wharf gc` refuses rather than collecting on a partial view.
 //!
 //! Errors are [`StorageError`]s; they carry the internal cause for the log, never for the client.
 
@@ -114,6 +120,26 @@ pub enum LinkKind {
     Layer,
     /// A manifest revision of the repository.
     Manifest,
+}
+
+/// One stored blob, as garbage collection lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobEntry {
+    pub digest: Digest,
+    pub size: u64,
+    /// When the bytes were stored (the blob's only write: blobs are immutable).
+    pub modified: std::time::SystemTime,
+}
+
+/// What a backend without enumeration answers to the garbage collector's calls.
+fn no_enumeration(op: &'static str) -> StorageError {
+    StorageError::Io {
+        op,
+        source: io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this storage backend cannot list its contents for garbage collection yet",
+        ),
+    }
 }
 
 /// Where a chunk claims to go (its `Content-Range`): the session must hold exactly `offset`
@@ -368,4 +394,22 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_records(&self, prefix: &RecordKey) -> StorageResult<Vec<RecordKey>>;
     /// Removes a record; `false` when there was none.
     async fn delete_record(&self, key: &RecordKey) -> StorageResult<bool>;
+
+    /// Every blob with its size and write time (garbage collection; see the contract).
+    async fn list_blobs(&self) -> StorageResult<Vec<BlobEntry>> {
+        Err(no_enumeration("list blobs"))
+    }
+
+    /// The digests `repo` links as `kind` (its layer links or its manifest revisions).
+    async fn list_links(&self, repo: &RepoName, kind: LinkKind) -> StorageResult<Vec<Digest>> {
+        let _ = (repo, kind);
+        Err(no_enumeration("list links"))
+    }
+
+    /// Deletes the blob's bytes; `false` when it was not there. Only the garbage collector
+    /// calls this, after re-checking that nothing links the blob.
+    async fn delete_blob(&self, digest: &Digest) -> StorageResult<bool> {
+        let _ = digest;
+        Err(no_enumeration("delete blob"))
+    }
 }

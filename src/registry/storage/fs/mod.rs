@@ -3,6 +3,7 @@
 
 mod append;
 mod atomic;
+mod enumerate;
 mod layout;
 mod records;
 mod root_lock;
@@ -19,8 +20,8 @@ use bytes::Bytes;
 
 use self::layout::Layout;
 use super::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, RecordKey, RecordVersion, SessionKind,
-    Storage, StorageError, StorageResult, UploadId, UploadOwner,
+    Append, BlobEntry, ByteStream, ChunkRange, Finish, LinkKind, RecordKey, RecordVersion,
+    SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
 
@@ -467,5 +468,26 @@ impl Storage for FsStorage {
 
     async fn delete_record(&self, key: &RecordKey) -> StorageResult<bool> {
         self.delete_record_file(key).await
+    }
+
+    async fn list_blobs(&self) -> StorageResult<Vec<BlobEntry>> {
+        let layout = self.layout.clone();
+        blocking("list blobs", move || enumerate::list_blobs(&layout)).await
+    }
+
+    async fn list_links(&self, repo: &RepoName, kind: LinkKind) -> StorageResult<Vec<Digest>> {
+        let (layout, repo) = (self.layout.clone(), repo.clone());
+        blocking("list links", move || {
+            enumerate::list_links(&layout, &repo, kind)
+        })
+        .await
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> StorageResult<bool> {
+        let (layout, digest) = (self.layout.clone(), digest.clone());
+        blocking("delete blob", move || {
+            enumerate::delete_blob(&layout, &digest)
+        })
+        .await
     }
 }

@@ -1,0 +1,83 @@
+//! Garbage collection's view of the filesystem: every blob with its size and write time,
+//! a repository's links, and deleting a blob. Walks registry:2's layout (`layout.rs`), so
+//! it sees what registry:2 wrote as well as what wharf wrote.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use super::layout::Layout;
+use super::{atomic, sorted_names};
+use crate::registry::reference::{Digest, RepoName};
+use crate::registry::storage::{BlobEntry, LinkKind};
+
+/// `blobs/<alg>/<xx>/<hex>/data` for every blob; a directory without `data` (a blob being
+/// deleted, or a crash's leftover) or with a name that is no digest is skipped.
+pub(super) fn list_blobs(layout: &Layout) -> io::Result<Vec<BlobEntry>> {
+    let base = layout.blobs();
+    let mut out = Vec::new();
+    for alg in sorted_names(&base)? {
+        for prefix in sorted_names(&base.join(&alg))? {
+            for hex in sorted_names(&base.join(&alg).join(&prefix))? {
+                let Ok(digest) = Digest::parse(&format!("{alg}:{hex}")) else {
+                    continue;
+                };
+                let data = base.join(&alg).join(&prefix).join(&hex).join("data");
+                match fs::metadata(&data) {
+                    Ok(m) => out.push(BlobEntry {
+                        digest,
+                        size: m.len(),
+                        modified: m.modified()?,
+                    }),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The digests of `repo`'s links of `kind`: `<alg>/<hex>/link` under `_layers` or
+/// `_manifests/revisions`, as registry:2 walks them (a directory without a link is none).
+pub(super) fn list_links(
+    layout: &Layout,
+    repo: &RepoName,
+    kind: LinkKind,
+) -> io::Result<Vec<Digest>> {
+    let base = match kind {
+        LinkKind::Layer => layout.repo(repo).join("_layers"),
+        LinkKind::Manifest => layout.repo(repo).join("_manifests").join("revisions"),
+    };
+    let mut out = Vec::new();
+    for alg in sorted_names(&base)? {
+        for hex in sorted_names(&base.join(&alg))? {
+            let Ok(digest) = Digest::parse(&format!("{alg}:{hex}")) else {
+                continue;
+            };
+            if base.join(&alg).join(&hex).join("link").is_file() {
+                out.push(digest);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the blob's `data`, then its now empty directories (as registry:2's
+/// `garbage-collect` removes the blob's directory). `false` when it was already gone.
+pub(super) fn delete_blob(layout: &Layout, digest: &Digest) -> io::Result<bool> {
+    let data = layout.blob(digest);
+    let removed = atomic::remove_file(&data)?;
+    if let Some(dir) = data.parent() {
+        remove_empty(dir);
+        if let Some(prefix) = dir.parent() {
+            remove_empty(prefix);
+        }
+    }
+    Ok(removed)
+}
+
+/// Best effort: a directory another writer just filled stays.
+fn remove_empty(dir: &Path) {
+    let _ = fs::remove_dir(dir);
+}
