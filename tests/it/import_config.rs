@@ -145,7 +145,9 @@ fn serve(config: &Path, dir: &Path) -> WharfProcess {
 
 /// Logs in (when `login`), pushes a small image and reads it back with podman.
 fn push_through(wharf: &WharfProcess, work: &Path, tls: &[&str], login: bool) {
-    let registry = format!("localhost:{}", wharf.addr.port());
+    // 127.0.0.1, not localhost: Go clients try ::1 first, where another test's server may
+    // hold the same port number.
+    let registry = format!("127.0.0.1:{}", wharf.addr.port());
     let authfile = work.join("auth.json").display().to_string();
     if !login {
         std::fs::write(&authfile, "{}").unwrap();

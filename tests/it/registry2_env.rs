@@ -89,7 +89,9 @@ fn registry2_variables_alone_serve_tls_htpasswd_and_a_root_directory() {
             ("REGISTRY_HTTP_SECRET", "not-needed-by-wharf".into()),
         ],
     ));
-    let registry = format!("localhost:{}", wharf.addr.port());
+    // 127.0.0.1, not localhost: Go clients try ::1 first, where another test's server may
+    // hold the same port number.
+    let registry = format!("127.0.0.1:{}", wharf.addr.port());
     let cert_dir = path(trust.path());
     let authfile = path(&work.path().join("auth.json"));
 
