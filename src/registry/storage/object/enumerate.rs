@@ -123,7 +123,7 @@ mod tests {
         let rev = format!("repositories/app/_manifests/revisions/sha256/{hex}/link");
         assert_eq!(link_of(&rev).unwrap().1, LinkKind::Manifest);
         for bad in [
-            format!("repositories/app/_manifests/tags/v1/current/link"),
+            "repositories/app/_manifests/tags/v1/current/link".to_owned(),
             format!("repositories/app/_manifests/tags/v1/index/sha256/{hex}/link"),
             format!("repositories/app/_layers/sha256/{hex}"),
             format!("repositories/_layers/sha256/{hex}/link"),
