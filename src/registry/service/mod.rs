@@ -18,6 +18,8 @@
 //! - `uploads.rs`: sessions (start, append, finish, cancel), monolithic puts and mounts.
 //! - `listing.rs`: tags, the catalog and referrers.
 //! - `immutable.rs`: `[[immutable]]` tags, checked by manifest push and delete.
+//! - `touch.rs`: touch records, which keep a blob a client relies on from a concurrent
+//!   garbage collection (the `gc` module docs).
 //! - `cache.rs`: the bounded manifest cache; `caller.rs`: [`Caller`]; `event.rs`: events.
 
 pub mod browse;
@@ -29,6 +31,7 @@ mod blobs;
 mod immutable;
 mod listing;
 mod manifests;
+pub mod touch;
 mod uploads;
 
 #[cfg(test)]
@@ -46,6 +49,7 @@ pub use self::uploads::Finished;
 pub use crate::registry::storage::{Append, ByteStream, ChunkRange, UploadId};
 
 use self::cache::ManifestCache;
+use self::touch::Touches;
 use crate::config::ImmutableRule;
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::reference::RepoName;
@@ -60,6 +64,8 @@ pub struct Service {
     max_manifest_bytes: u64,
     /// `[[immutable]]`: tags that never move once pushed (`immutable.rs`).
     immutable: Arc<[ImmutableRule]>,
+    /// Touch records for the blobs clients rely on (`touch.rs`).
+    touches: Touches,
 }
 
 impl Service {
@@ -74,7 +80,14 @@ impl Service {
             events: Arc::new(NoEvents),
             max_manifest_bytes,
             immutable: Arc::new([]),
+            touches: Touches::for_grace(crate::config::GcConfig::DEFAULT_GRACE),
         }
+    }
+
+    /// Touches blobs often enough for a collection with this grace period (`touch.rs`).
+    pub fn with_gc_grace(mut self, grace: std::time::Duration) -> Self {
+        self.touches = Touches::for_grace(grace);
+        self
     }
 
     /// Refuses to move or delete the tags these rules cover.

@@ -140,6 +140,22 @@ impl ObjectStorage {
         self.sizes.insert(digest.clone(), size);
     }
 
+    /// The blob's metadata from the store (remembering its size), `None` when it is gone
+    /// (forgetting any size remembered).
+    async fn blob_head(&self, digest: &Digest) -> StorageResult<Option<object_store::ObjectMeta>> {
+        match self.store.head(&self.keys.blob(digest)).await {
+            Ok(meta) => {
+                self.remember_size(digest, meta.size);
+                Ok(Some(meta))
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                self.sizes.invalidate(digest);
+                Ok(None)
+            }
+            Err(e) => Err(unavailable("stat blob")(e)),
+        }
+    }
+
     async fn read_optional(&self, op: &'static str, key: &Path) -> StorageResult<Option<Bytes>> {
         match self.store.get(key).await {
             Ok(r) => r.bytes().await.map(Some).map_err(unavailable(op)),
@@ -249,14 +265,7 @@ impl Storage for ObjectStorage {
         if let Some(size) = self.sizes.get(digest) {
             return Ok(Some(size));
         }
-        match self.store.head(&self.keys.blob(digest)).await {
-            Ok(meta) => {
-                self.remember_size(digest, meta.size);
-                Ok(Some(meta.size))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(unavailable("stat blob")(e)),
-        }
+        self.blob_head(digest).await.map(|m| m.map(|m| m.size))
     }
 
     async fn read_blob(
@@ -537,6 +546,15 @@ impl Storage for ObjectStorage {
 
     async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
         self.list_link_objects(&self.keys.repositories()).await
+    }
+
+    async fn blob_size_fresh(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        self.blob_head(digest).await.map(|m| m.map(|m| m.size))
+    }
+
+    async fn blob_modified(&self, digest: &Digest) -> StorageResult<Option<std::time::SystemTime>> {
+        let meta = self.blob_head(digest).await?;
+        Ok(meta.map(|m| std::time::SystemTime::from(m.last_modified)))
     }
 
     async fn delete_blob(&self, digest: &Digest) -> StorageResult<bool> {
