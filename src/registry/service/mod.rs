@@ -17,6 +17,7 @@
 //! - `blobs.rs`: size, read, delete.
 //! - `uploads.rs`: sessions (start, append, finish, cancel), monolithic puts and mounts.
 //! - `listing.rs`: tags, the catalog and referrers.
+//! - `mirrored.rs`: storing what the pull-through cache fetched (no reference checks).
 //! - `immutable.rs`: `[[immutable]]` tags, checked by manifest push and delete.
 //! - `cache.rs`: the bounded manifest cache; `caller.rs`: [`Caller`]; `event.rs`: events.
 
@@ -29,6 +30,7 @@ mod blobs;
 mod immutable;
 mod listing;
 mod manifests;
+mod mirrored;
 mod uploads;
 
 #[cfg(test)]
