@@ -7,6 +7,7 @@ mod pki;
 mod receiver;
 mod store_relay;
 mod support;
+mod upstream_registry;
 
 mod access_rules;
 mod api_base;
@@ -31,6 +32,7 @@ mod listing;
 mod lockout;
 mod malformed;
 mod manifests;
+mod mirror;
 mod nodes;
 mod notifications;
 mod notifications_e2e;
