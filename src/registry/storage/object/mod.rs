@@ -22,6 +22,7 @@ mod monolithic;
 mod part_copy;
 mod publish;
 mod records;
+mod repo_delete;
 mod s3;
 mod uploads;
 
@@ -422,6 +423,10 @@ impl Storage for ObjectStorage {
         }
         out.sort();
         Ok(out)
+    }
+
+    async fn delete_repository(&self, repo: &RepoName) -> StorageResult<bool> {
+        repo_delete::delete_repository(self, repo).await
     }
 
     async fn create_upload(
