@@ -23,6 +23,7 @@ mod monolithic;
 mod part_copy;
 mod publish;
 mod records;
+mod repo_delete;
 mod s3;
 mod uploads;
 
@@ -423,6 +424,10 @@ impl Storage for ObjectStorage {
         }
         out.sort();
         Ok(out)
+    }
+
+    async fn delete_repository(&self, repo: &RepoName) -> StorageResult<bool> {
+        repo_delete::delete_repository(self, repo).await
     }
 
     async fn create_upload(
