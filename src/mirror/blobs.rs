@@ -51,6 +51,10 @@ impl Mirror {
         if !with_body {
             return self.head_upstream(names, digest, &path).await;
         }
+        if self.shared_layer(caller, names, digest, &path).await? {
+            self.metrics.hit(&self.config.ns);
+            return self.local(parts, route, caller).await;
+        }
         let key = format!("blob {} {digest}", names.local);
         let leader = match self.flights.join(&key) {
             Joined::Leader(leader) => leader,
@@ -126,6 +130,38 @@ impl Mirror {
             Ok(_) => Ok(true),
             Err(e) if e.code == Code::BlobUnknown => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// A layer stored for another repository (base layers are shared by many images) is
+    /// linked into this one when the upstream confirms, with a HEAD, that its repository
+    /// has it: no bytes move. Any failure just means fetching it.
+    async fn shared_layer(
+        &self,
+        caller: &Caller,
+        names: &Names,
+        digest: &Digest,
+        path: &str,
+    ) -> ApiResult<bool> {
+        let service = self.registry.service();
+        if !service.blob_stored(digest).await? {
+            return Ok(false);
+        }
+        let head = self
+            .upstream
+            .request(Method::HEAD, path, &[], names.remote.as_str())
+            .await;
+        match head {
+            Ok(r) if r.status() == StatusCode::OK => {
+                service
+                    .link_fetched_blob(caller, &names.local, digest)
+                    .await
+            }
+            Ok(_) => Ok(false),
+            Err(e) => {
+                self.upstream_failed("blob HEAD", &e);
+                Ok(false)
+            }
         }
     }
 

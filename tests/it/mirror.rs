@@ -318,6 +318,28 @@ async fn eight_cold_pulls_of_a_big_layer_make_one_upstream_get_and_a_cut_leaves_
         .unwrap();
     assert_eq!(sha256(&body), digest);
     assert_eq!(upstream.requests(&gets), 2);
+
+    // Another repository with the same layer: linked after a HEAD, no bytes fetched again.
+    push_image(&upstream.url, "team/big2", "1", &layer).await;
+    let other = wharf.url(&format!("/v2/team/big2/blobs/{digest}"));
+    let body = wharf
+        .http
+        .get(&other)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(sha256(&body), digest);
+    assert_eq!(
+        upstream.requests(&format!("GET /v2/team/big2/blobs/{digest}")),
+        0
+    );
+    assert_eq!(
+        upstream.requests(&format!("HEAD /v2/team/big2/blobs/{digest}")),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
