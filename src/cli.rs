@@ -329,7 +329,7 @@ fn auth_error_key(server: usize, e: &wharf::gateway::authz::AuthSetupError) -> S
 /// An object store is only worth a config that reaches it: write, read and delete a probe
 /// object under every registry's prefix. Returns where the storage is, for the summary.
 async fn check_storage(config: &Config) -> anyhow::Result<String> {
-    use wharf::config::{RouteTarget, StorageBackend};
+    use wharf::config::StorageBackend;
     use wharf::server::{describe_root, open_storage};
     let backend = &config.storage.backend;
     let main = describe_root(backend, &config.storage.root);
@@ -338,8 +338,8 @@ async fn check_storage(config: &Config) -> anyhow::Result<String> {
     }
     let mut roots: Vec<&std::path::Path> = Vec::new();
     for route in config.servers.iter().flat_map(|s| &s.routes) {
-        if let RouteTarget::Registry { root } = &route.target {
-            if !roots.contains(&root.as_path()) {
+        if let Some(root) = route.target.root() {
+            if !roots.contains(&root) {
                 roots.push(root);
             }
         }

@@ -18,6 +18,7 @@
 //! - `uploads.rs`: sessions (start, append, finish, cancel), monolithic puts and mounts.
 //! - `listing.rs`: tags, the catalog and referrers.
 //! - `repositories.rs`: deleting a whole repository.
+//! - `mirrored.rs`: storing what the pull-through cache fetched (no reference checks).
 //! - `immutable.rs`: `[[immutable]]` tags, checked by manifest push and delete.
 //! - `cache.rs`: the bounded manifest cache; `caller.rs`: [`Caller`]; `event.rs`: events.
 
@@ -30,6 +31,7 @@ mod blobs;
 mod immutable;
 mod listing;
 mod manifests;
+mod mirrored;
 mod repositories;
 mod uploads;
 

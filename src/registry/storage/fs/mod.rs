@@ -21,8 +21,8 @@ use bytes::Bytes;
 
 use self::layout::Layout;
 use super::{
-    Append, BlobEntry, ByteStream, ChunkRange, Finish, LinkKind, RecordKey, RecordVersion,
-    SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
+    Append, BlobEntry, ByteStream, ChunkRange, Finish, LinkEntry, LinkKind, RecordKey,
+    RecordVersion, SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
 
@@ -490,6 +490,15 @@ impl Storage for FsStorage {
         let (layout, repo) = (self.layout.clone(), repo.clone());
         blocking("list links", move || {
             enumerate::list_links(&layout, &repo, kind)
+        })
+        .await
+    }
+
+    async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
+        let repos = self.list_repositories().await?;
+        let layout = self.layout.clone();
+        blocking("list links", move || {
+            enumerate::list_all_links(&layout, &repos)
         })
         .await
     }
