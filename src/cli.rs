@@ -59,6 +59,11 @@ enum Command {
         #[arg(long, short, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Repository operations (`wharf repo delete <name>`).
+    Repo {
+        #[command(subcommand)]
+        command: crate::repo_cmd::RepoCommand,
+    },
     /// Collect garbage: delete blobs no tag, manifest or layer link reaches and older than
     /// `[gc] grace` (and untagged manifests with `untagged = "delete"`), printing each and
     /// the bytes freed. Filesystem storage, with the server stopped, for now.
@@ -86,6 +91,7 @@ impl Cli {
             } => import_config(&config_yml, nginx.as_deref(), output.as_deref()),
             Command::Events { config } => crate::events_cmd::run(config).await,
             Command::Gc { config, dry_run } => crate::gc_cmd::run(config, dry_run).await,
+            Command::Repo { command } => crate::repo_cmd::run(command).await,
         }
     }
 }

@@ -50,6 +50,7 @@ mod records;
 mod referrers;
 mod registry2_env;
 mod registry2_interop;
+mod repo_delete;
 mod route_auth;
 mod shipped_files;
 mod store_requests;
