@@ -184,9 +184,14 @@ impl Gateway {
             Err(e) => respond::error(&e, is_api),
         };
         if is_api {
-            response
-                .headers_mut()
-                .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            let headers = response.headers_mut();
+            headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            // What registry:2's stock config.yml adds (`http.headers`), so a browser never
+            // runs a blob or an error served here as something else.
+            headers.insert(
+                http::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
         }
         // A HEAD answer has headers only. hyper drops the body on HTTP/1.1 but not on h2,
         // where sending one is a protocol error; every handler's headers (Content-Length
