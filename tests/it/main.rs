@@ -48,6 +48,7 @@ mod push_path;
 mod rate_limits;
 mod records;
 mod referrers;
+mod registry2_config_yml;
 mod registry2_env;
 mod registry2_interop;
 mod repo_delete;
