@@ -29,6 +29,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use crate::config::{Config, PlainMode, RequestClass, RouteTarget, ServerConfig};
 use crate::http_util::{self, Body, Reply};
 use crate::registry::access::{self, Need};
+use crate::registry::api::wharf_api;
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::route::Route as ApiRoute;
 use crate::registry::service::{Caller, RequestId};
@@ -195,7 +196,9 @@ impl Gateway {
     {
         let client = client_ip::client_ip(conn.peer.ip(), req.headers(), &self.trusted_proxies);
         let entry = self.entry_for(&req, client);
-        let is_api = entry.path == "/v2" || entry.path.starts_with("/v2/");
+        let is_v2 = entry.path == "/v2" || entry.path.starts_with("/v2/");
+        // wharf's own API answers errors in the registry's JSON envelope too.
+        let is_api = is_v2 || wharf_api::is_api_path(&entry.path);
         let host = vhost::request_host(&req).map(str::to_owned);
         let mut at = Where {
             client,
@@ -208,9 +211,16 @@ impl Gateway {
             Err(e) => respond::error(&e, is_api),
         };
         if is_api {
-            response
-                .headers_mut()
-                .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            let headers = response.headers_mut();
+            if is_v2 {
+                headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            }
+            // What registry:2's stock config.yml adds (`http.headers`), so a browser never
+            // runs a blob or an error served here as something else.
+            headers.insert(
+                http::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
         }
         // A HEAD answer has headers only. hyper drops the body on HTTP/1.1 but not on h2,
         // where sending one is a protocol error; every handler's headers (Content-Length
@@ -517,6 +527,16 @@ fn endpoint_of<B>(req: &Request<B>, target: &Target) -> Endpoint {
             route: None,
         };
     }
+    if engine && wharf_api::is_api_path(path) {
+        // Guarded like the registry API: a path that does not parse needs what `/v2/` does.
+        let need =
+            wharf_api::parse(path).map_or(Need::Base, |r| wharf_api::needed(&r, req.method()));
+        return Endpoint {
+            guard: Some(authz::Guard::Rules(need)),
+            class: Some(RequestClass::Manifests),
+            route: None,
+        };
+    }
     if path != "/v2" && !path.starts_with("/v2/") {
         let open = engine && matches!(path, "/" | "/healthz" | "/v1/_ping");
         return Endpoint {
@@ -604,7 +624,8 @@ where
     Ok(req.map(|b| http_util::limited(http_util::boxed(b), max)))
 }
 
-/// The embedded engine: the API under `/v2/`, plus the banner, `/healthz` and docker's `/v1/`.
+/// The embedded engine: the API under `/v2/`, plus the banner, `/healthz`, docker's `/v1/`
+/// and wharf's own API under `/wharf/api/`.
 async fn serve_registry<B>(registry: &Registry, req: Request<B>) -> ApiResult<Response<Body>>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -616,6 +637,9 @@ where
     }
     if path.starts_with("/v1/") {
         return registry.handle_v1(&req.into_parts().0).await;
+    }
+    if wharf_api::is_api_path(path) {
+        return registry.handle_wharf_api(req).await;
     }
     match path {
         "/" => Ok(respond::text(
