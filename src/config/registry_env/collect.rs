@@ -83,6 +83,8 @@ const FINE_VALUES: &[(&str, &[&str], &str)] = &[
     ("STORAGE_S3_ENCRYPT", &["false"], "wharf sets no server-side encryption of its own"),
     ("STORAGE_REDIRECT_DISABLE", &["true", "false"], "wharf always serves blobs itself; it never redirects clients to the store"),
     ("HTTP_RELATIVEURLS", &["true", "false"], "wharf's Location headers are always relative, so any host name clients use works"),
+    // registry:2's stock config.yml has it.
+    ("HTTP_HEADERS_X-CONTENT-TYPE-OPTIONS", &["nosniff"], "wharf sends X-Content-Type-Options: nosniff on every /v2/ response"),
 ];
 
 /// Prefixes wharf needs nothing for, whatever they hold.

@@ -17,6 +17,8 @@
 //! - `blobs.rs`: size, read, delete.
 //! - `uploads.rs`: sessions (start, append, finish, cancel), monolithic puts and mounts.
 //! - `listing.rs`: tags, the catalog and referrers.
+//! - `repositories.rs`: deleting a whole repository.
+//! - `mirrored.rs`: storing what the pull-through cache fetched (no reference checks).
 //! - `immutable.rs`: `[[immutable]]` tags, checked by manifest push and delete.
 //! - `catalog.rs`: the repository index the UI lists from, kept right by [`Service::emit`].
 //! - `cache.rs`: the bounded manifest cache; `caller.rs`: [`Caller`]; `event.rs`: events.
@@ -31,6 +33,8 @@ mod blobs;
 mod immutable;
 mod listing;
 mod manifests;
+mod mirrored;
+mod repositories;
 mod uploads;
 
 #[cfg(test)]
@@ -45,6 +49,7 @@ pub use self::blobs::BlobRead;
 pub use self::caller::{Caller, RequestId};
 pub use self::event::{Action, Event, EventSink, NoEvents, Target, TargetKind};
 pub use self::manifests::ManifestPushed;
+pub use self::repositories::RepositoryDeleted;
 pub use self::uploads::Finished;
 // The value types operations take and return, so the API layer needs nothing of storage.
 pub use crate::registry::storage::{Append, ByteStream, ChunkRange, UploadId};

@@ -6,6 +6,7 @@ mod atomic;
 mod enumerate;
 mod layout;
 mod records;
+mod repo_delete;
 mod root_lock;
 mod stream;
 mod uploads;
@@ -20,8 +21,8 @@ use bytes::Bytes;
 
 use self::layout::Layout;
 use super::{
-    Append, BlobEntry, ByteStream, ChunkRange, Finish, LinkKind, RecordKey, RecordVersion,
-    SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
+    Append, BlobEntry, ByteStream, ChunkRange, Finish, LinkEntry, LinkKind, RecordKey,
+    RecordVersion, SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
 
@@ -341,7 +342,9 @@ impl Storage for FsStorage {
     async fn list_tags(&self, repo: &RepoName) -> StorageResult<Option<Vec<Tag>>> {
         let (repo_dir, tags_dir) = (self.layout.repo(repo), self.layout.tags(repo));
         blocking("list tags", move || {
-            if !repo_dir.is_dir() {
+            // As the catalog sees it: a directory that only holds other repositories
+            // (`team` of `team/app`) is none.
+            if !(repo_dir.join("_layers").is_dir() || repo_dir.join("_manifests").is_dir()) {
                 return Ok(None);
             }
             let tags = sorted_names(&tags_dir)?
@@ -406,6 +409,14 @@ impl Storage for FsStorage {
             walk_repositories(&base, "", &mut out)?;
             out.sort();
             Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_repository(&self, repo: &RepoName) -> StorageResult<bool> {
+        let (layout, repo) = (self.layout.clone(), repo.clone());
+        blocking("delete repository", move || {
+            repo_delete::delete_repository(&layout, &repo)
         })
         .await
     }
@@ -504,6 +515,15 @@ impl Storage for FsStorage {
         let (layout, repo) = (self.layout.clone(), repo.clone());
         blocking("list links", move || {
             enumerate::list_links(&layout, &repo, kind)
+        })
+        .await
+    }
+
+    async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
+        let repos = self.list_repositories().await?;
+        let layout = self.layout.clone();
+        blocking("list links", move || {
+            enumerate::list_all_links(&layout, &repos)
         })
         .await
     }

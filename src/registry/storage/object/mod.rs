@@ -15,6 +15,7 @@
 mod azure;
 mod client;
 mod deadline;
+mod enumerate;
 mod finish;
 mod hasher;
 mod keys;
@@ -22,6 +23,7 @@ mod monolithic;
 mod part_copy;
 mod publish;
 mod records;
+mod repo_delete;
 mod s3;
 mod uploads;
 
@@ -41,8 +43,8 @@ pub use self::client::secret as read_secret;
 use self::keys::Keys;
 pub use self::monolithic::host_name;
 use super::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, RecordKey, RecordVersion, SessionKind,
-    Storage, StorageError, StorageResult, UploadId, UploadOwner,
+    Append, BlobEntry, ByteStream, ChunkRange, Finish, LinkEntry, LinkKind, RecordKey,
+    RecordVersion, SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::config::{AzureConfig, S3Config};
 use crate::registry::reference::{Digest, RepoName, Tag};
@@ -440,6 +442,10 @@ impl Storage for ObjectStorage {
         Ok(out)
     }
 
+    async fn delete_repository(&self, repo: &RepoName) -> StorageResult<bool> {
+        repo_delete::delete_repository(self, repo).await
+    }
+
     async fn create_upload(
         &self,
         owner: &UploadOwner,
@@ -535,5 +541,26 @@ impl Storage for ObjectStorage {
 
     async fn delete_record(&self, key: &RecordKey) -> StorageResult<bool> {
         self.delete_record_object(key).await
+    }
+
+    async fn list_blobs(&self) -> StorageResult<Vec<BlobEntry>> {
+        self.list_blob_objects().await
+    }
+
+    async fn list_links(&self, repo: &RepoName, kind: LinkKind) -> StorageResult<Vec<Digest>> {
+        let mut links = self.list_link_objects(&self.keys.links(repo, kind)).await?;
+        // Only this repository's, not a nested one's (`a/b` lives under `a/`'s keys).
+        links.retain(|l| l.repo == *repo && l.kind == kind);
+        let mut digests: Vec<Digest> = links.into_iter().map(|l| l.digest).collect();
+        digests.sort();
+        Ok(digests)
+    }
+
+    async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
+        self.list_link_objects(&self.keys.repositories()).await
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> StorageResult<bool> {
+        self.delete_blob_object(digest).await
     }
 }
