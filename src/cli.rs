@@ -63,6 +63,11 @@ enum Command {
         #[arg(long, short, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Repository operations (`wharf repo delete <name>`).
+    Repo {
+        #[command(subcommand)]
+        command: crate::repo_cmd::RepoCommand,
+    },
     /// Collect garbage: delete blobs no tag, manifest or layer link reaches and older than
     /// `[gc] grace` (and untagged manifests with `untagged = "delete"`), printing each and
     /// the bytes freed. Filesystem storage, with the server stopped, for now.
@@ -93,6 +98,7 @@ impl Cli {
             } => import_config(&config_yml, nginx.as_deref(), output.as_deref()),
             Command::Events { config } => crate::events_cmd::run(config).await,
             Command::Gc { config, dry_run } => crate::gc_cmd::run(config, dry_run).await,
+            Command::Repo { command } => crate::repo_cmd::run(command).await,
         }
     }
 }
@@ -331,7 +337,7 @@ fn auth_error_key(server: usize, e: &wharf::gateway::authz::AuthSetupError) -> S
 /// An object store is only worth a config that reaches it: write, read and delete a probe
 /// object under every registry's prefix. Returns where the storage is, for the summary.
 async fn check_storage(config: &Config) -> anyhow::Result<String> {
-    use wharf::config::{RouteTarget, StorageBackend};
+    use wharf::config::StorageBackend;
     use wharf::server::{describe_root, open_storage};
     let backend = &config.storage.backend;
     let main = describe_root(backend, &config.storage.root);
@@ -340,8 +346,8 @@ async fn check_storage(config: &Config) -> anyhow::Result<String> {
     }
     let mut roots: Vec<&std::path::Path> = Vec::new();
     for route in config.servers.iter().flat_map(|s| &s.routes) {
-        if let RouteTarget::Registry { root } = &route.target {
-            if !roots.contains(&root.as_path()) {
+        if let Some(root) = route.target.root() {
+            if !roots.contains(&root) {
                 roots.push(root);
             }
         }

@@ -2,8 +2,8 @@
 //!
 //! What exists today: [`retention`], the pure planner that turns `[[retention]]` policies
 //! and a repository's tags and manifests into what to delete; [`mark`] and [`sweep`] with
-//! [`collect`], which `wharf gc [--dry-run]` runs, on the filesystem backend (the object
-//! stores cannot enumerate yet, and refuse). What does not exist yet: the touch records
+//! [`collect`], which `wharf gc [--dry-run]` runs, on every backend (the filesystem walks
+//! its directories, the object stores list their keys: `storage` module docs). What does not exist yet: the touch records
 //! (so the sweep's re-check reads links, not touches, and a blob's age is its write time),
 //! the lease, the scheduler, and metrics. The design they are to follow is written here,
 //! because its safety is the point of it.

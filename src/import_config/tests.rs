@@ -182,7 +182,7 @@ fn proxy_pass_without_a_path_keeps_the_location() {
         &toml("version: 0.1\n", Some(nginx)),
         tempfile::tempdir().unwrap().path(),
     );
-    let RouteTarget::Upstream { url, timeout } = &c.servers[0].routes[0].target else {
+    let RouteTarget::Upstream { url, timeout, .. } = &c.servers[0].routes[0].target else {
         panic!("not an upstream")
     };
     assert_eq!(url.to_string(), "http://10.0.0.7:8080/ui/");

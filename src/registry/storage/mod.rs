@@ -28,11 +28,22 @@
 //!   `docker/`: wharf's own state (sessions, staging, referrers, probes, the lock) lives
 //!   under `wharf/` beside it, which registry:2's catalog and garbage collector never visit.
 //! - **Enumeration for garbage collection** ([`Storage::list_blobs`],
-//!   [`Storage::list_links`], [`Storage::delete_blob`]): a listing may miss what is written
-//!   while it runs and may include what is deleted meanwhile; the collector's safety
-//!   argument (`gc` module docs) allows for both. A blob's `modified` time is when its bytes
-//!   were stored. Backends that cannot enumerate yet answer with an `Unsupported` I/O
-//!   error, so `wharf gc` refuses rather than collecting on a partial view.
+//!   [`Storage::list_links`], [`Storage::list_all_links`], [`Storage::delete_blob`]), on
+//!   every backend: the filesystem walks registry:2's directories, the object stores list
+//!   the same keys (`object/enumerate.rs`). A listing may miss what is written while it
+//!   runs and may include what is deleted meanwhile; the collector's safety argument (`gc`
+//!   module docs) allows for both. A blob's `modified` time is when its bytes were stored
+//!   (the file's mtime, the object's last-modified), a link's when it was written. Entries
+//!   whose name is no digest (a crash's leftover, another tool's file) are skipped, never
+//!   deleted. A blob deleted by [`Storage::delete_blob`] is forgotten by that backend's
+//!   caches at once. A backend that cannot enumerate answers with an `Unsupported` I/O
+//!   error, so the collector refuses rather than collecting on a partial view.
+//! - **Deleting a repository** ([`Storage::delete_repository`]) removes its tags, manifest
+//!   revisions, layer links and referrer records, never a blob (others may share it; the
+//!   collector decides) and never another repository nested under its name (`team/app`
+//!   when `team` goes). Tags go first, so no pull resolves once it has begun; the catalog
+//!   stops listing the repository when it returns. Interrupted, it leaves a repository with
+//!   fewer parts, and deleting again finishes. A push racing it may recreate the repository.
 //!
 //! Errors are [`StorageError`]s; they carry the internal cause for the log, never for the client.
 
@@ -42,7 +53,7 @@ pub mod records;
 
 use std::io;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -128,6 +139,17 @@ pub struct BlobEntry {
     pub digest: Digest,
     pub size: u64,
     /// When the bytes were stored (the blob's only write: blobs are immutable).
+    pub modified: std::time::SystemTime,
+}
+
+/// One link of a repository, as garbage collection lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkEntry {
+    pub repo: RepoName,
+    pub kind: LinkKind,
+    pub digest: Digest,
+    /// When the link was written (links are written once: rewriting the same digest keeps
+    /// it on disk, and replaces the object, with a new time, on object stores).
     pub modified: std::time::SystemTime,
 }
 
@@ -296,6 +318,16 @@ pub trait Storage: Send + Sync + 'static {
         -> StorageResult<bool>;
 
     async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>>;
+    /// What a tag points at, and when it was last written (pushed) as storage dates the
+    /// tag's `current/link` (a file's modification time, an object's last-modified), so
+    /// registry:2's tags are dated too; `None` for a backend that cannot tell.
+    async fn read_tag_dated(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> StorageResult<Option<(Digest, Option<SystemTime>)>> {
+        Ok(self.read_tag(repo, tag).await?.map(|d| (d, None)))
+    }
     /// Points `tag` at `digest` (and, as registry:2 does, records in the tag's index that
     /// it did).
     async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()>;
@@ -323,6 +355,16 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Every repository, sorted by name.
     async fn list_repositories(&self) -> StorageResult<Vec<RepoName>>;
+    /// Removes a repository's tags, links and referrers (see the contract); `false` when
+    /// there was no such repository. Every backend has it; the default only spares test
+    /// doubles from writing it.
+    async fn delete_repository(&self, repo: &RepoName) -> StorageResult<bool> {
+        let _ = repo;
+        Err(StorageError::Io {
+            op: "delete repository",
+            source: io::Error::new(io::ErrorKind::Unsupported, "not on this backend"),
+        })
+    }
 
     /// Opens an empty upload session owned by `owner`.
     async fn create_upload(
@@ -406,8 +448,16 @@ pub trait Storage: Send + Sync + 'static {
         Err(no_enumeration("list links"))
     }
 
+    /// Every layer link and manifest revision link of every repository, in one
+    /// enumeration (a walk of `repositories/` on disk, one listing in a bucket): what the
+    /// collector reads instead of asking each repository about each blob.
+    async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
+        Err(no_enumeration("list all links"))
+    }
+
     /// Deletes the blob's bytes; `false` when it was not there. Only the garbage collector
-    /// calls this, after re-checking that nothing links the blob.
+    /// calls this, after re-checking that nothing links the blob. The backend forgets what
+    /// it cached about the blob (its size), so this node never vouches for it again.
     async fn delete_blob(&self, digest: &Digest) -> StorageResult<bool> {
         let _ = digest;
         Err(no_enumeration("delete blob"))

@@ -25,7 +25,7 @@ pub fn render(frame: &Frame<'_>, query: &str, repos: &Page<RepoSummary>) -> Mark
                         @for r in &repos.items {
                             li {
                                 a.repo href={ "/ui/repo/" (r.name) } { (r.name) }
-                                span.muted { (r.tags) @if r.tags == 1 { " tag" } @else { " tags" } }
+                                span.muted { (r.figures.tags) @if r.figures.tags == 1 { " tag" } @else { " tags" } }
                             }
                         }
                     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::layout::Layout;
 use super::{atomic, sorted_names};
 use crate::registry::reference::{Digest, RepoName};
-use crate::registry::storage::{BlobEntry, LinkKind};
+use crate::registry::storage::{BlobEntry, LinkEntry, LinkKind};
 
 /// `blobs/<alg>/<xx>/<hex>/data` for every blob; a directory without `data` (a blob being
 /// deleted, or a crash's leftover) or with a name that is no digest is skipped.
@@ -45,6 +45,24 @@ pub(super) fn list_links(
     repo: &RepoName,
     kind: LinkKind,
 ) -> io::Result<Vec<Digest>> {
+    Ok(links_of(layout, repo, kind)?
+        .into_iter()
+        .map(|l| l.digest)
+        .collect())
+}
+
+/// Every link of every repository, with its write time.
+pub(super) fn list_all_links(layout: &Layout, repos: &[RepoName]) -> io::Result<Vec<LinkEntry>> {
+    let mut out = Vec::new();
+    for repo in repos {
+        for kind in [LinkKind::Layer, LinkKind::Manifest] {
+            out.extend(links_of(layout, repo, kind)?);
+        }
+    }
+    Ok(out)
+}
+
+fn links_of(layout: &Layout, repo: &RepoName, kind: LinkKind) -> io::Result<Vec<LinkEntry>> {
     let base = match kind {
         LinkKind::Layer => layout.repo(repo).join("_layers"),
         LinkKind::Manifest => layout.repo(repo).join("_manifests").join("revisions"),
@@ -55,8 +73,16 @@ pub(super) fn list_links(
             let Ok(digest) = Digest::parse(&format!("{alg}:{hex}")) else {
                 continue;
             };
-            if base.join(&alg).join(&hex).join("link").is_file() {
-                out.push(digest);
+            match fs::metadata(base.join(&alg).join(&hex).join("link")) {
+                Ok(m) if m.is_file() => out.push(LinkEntry {
+                    repo: repo.clone(),
+                    kind,
+                    digest,
+                    modified: m.modified()?,
+                }),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
     }

@@ -50,6 +50,30 @@ impl Keys {
         }
     }
 
+    /// Where every blob is, for listing them.
+    pub fn blobs(&self) -> Path {
+        self.at(&format!("{V2}/blobs"))
+    }
+
+    /// A listed key relative to `docker/registry/v2/`; `None` for a key outside it.
+    pub fn under_v2<'a>(&self, key: &'a Path) -> Option<&'a str> {
+        let key = key.as_ref();
+        let key = match self.prefix.is_empty() {
+            true => key,
+            false => key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?,
+        };
+        key.strip_prefix(V2)?.strip_prefix('/')
+    }
+
+    /// One repository's links of `kind`, for listing them.
+    pub fn links(&self, repo: &RepoName, kind: LinkKind) -> Path {
+        let base = match kind {
+            LinkKind::Layer => "_layers",
+            LinkKind::Manifest => "_manifests/revisions",
+        };
+        self.at(&format!("{V2}/repositories/{repo}/{base}"))
+    }
+
     pub fn blob(&self, d: &Digest) -> Path {
         self.at(&format!(
             "{V2}/blobs/{}/{}/{}/data",
@@ -75,15 +99,19 @@ impl Keys {
         self.repo_named(repo.as_str())
     }
 
+    /// One `_`-prefixed part of a repository (`_manifests`, `_layers`, `_uploads`): a
+    /// repository is its parts, since its name's prefix may hold others (`team/app`).
+    pub fn repo_part(&self, repo: &RepoName, part: &str) -> Path {
+        self.at(&format!("{V2}/repositories/{repo}/{part}"))
+    }
+
+    /// Every referrer record of a repository.
+    pub fn repo_referrers(&self, repo: &RepoName) -> Path {
+        self.at(&format!("wharf/referrers/{repo}/_subjects"))
+    }
+
     pub fn link(&self, repo: &RepoName, kind: LinkKind, d: &Digest) -> Path {
-        let base = match kind {
-            LinkKind::Layer => "_layers",
-            LinkKind::Manifest => "_manifests/revisions",
-        };
-        self.at(&format!(
-            "{V2}/repositories/{repo}/{base}/{}/link",
-            digest_dir(d)
-        ))
+        Path::from(format!("{}/{}/link", self.links(repo, kind), digest_dir(d)))
     }
 
     pub fn tags(&self, repo: &RepoName) -> Path {
@@ -186,6 +214,12 @@ mod tests {
             format!("{r}/_manifests/revisions/sha256/{hex}/link")
         );
         assert_eq!(Keys::new(String::new()).uploads().as_ref(), "wharf/uploads");
+        let listed = k.blob(&d);
+        assert_eq!(
+            k.under_v2(&listed),
+            Some(format!("blobs/sha256/ab/{hex}/data").as_str())
+        );
+        assert_eq!(Keys::new("reg".into()).under_v2(&listed), None);
         assert!(k
             .health_probe()
             .as_ref()

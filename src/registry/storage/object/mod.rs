@@ -15,6 +15,7 @@
 mod azure;
 mod client;
 mod deadline;
+mod enumerate;
 mod finish;
 mod hasher;
 mod keys;
@@ -22,12 +23,13 @@ mod monolithic;
 mod part_copy;
 mod publish;
 mod records;
+mod repo_delete;
 mod s3;
 mod uploads;
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -41,8 +43,8 @@ pub use self::client::secret as read_secret;
 use self::keys::Keys;
 pub use self::monolithic::host_name;
 use super::{
-    Append, ByteStream, ChunkRange, Finish, LinkKind, RecordKey, RecordVersion, SessionKind,
-    Storage, StorageError, StorageResult, UploadId, UploadOwner,
+    Append, BlobEntry, ByteStream, ChunkRange, Finish, LinkEntry, LinkKind, RecordKey,
+    RecordVersion, SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::config::{AzureConfig, S3Config};
 use crate::registry::reference::{Digest, RepoName, Tag};
@@ -329,6 +331,22 @@ impl Storage for ObjectStorage {
         }
     }
 
+    async fn read_tag_dated(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> StorageResult<Option<(Digest, Option<SystemTime>)>> {
+        let key = self.keys.tag(repo, tag);
+        let got = match self.store.get(&key).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(unavailable("read tag")(e)),
+        };
+        let at = SystemTime::from(got.meta.last_modified);
+        let bytes = got.bytes().await.map_err(unavailable("read tag"))?;
+        Ok(Some((parse_digest(&key, &bytes)?, Some(at))))
+    }
+
     async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
         let value = Bytes::from(digest.to_string());
         // The index first: whatever the tag points at is always in its index.
@@ -422,6 +440,10 @@ impl Storage for ObjectStorage {
         }
         out.sort();
         Ok(out)
+    }
+
+    async fn delete_repository(&self, repo: &RepoName) -> StorageResult<bool> {
+        repo_delete::delete_repository(self, repo).await
     }
 
     async fn create_upload(
@@ -519,5 +541,26 @@ impl Storage for ObjectStorage {
 
     async fn delete_record(&self, key: &RecordKey) -> StorageResult<bool> {
         self.delete_record_object(key).await
+    }
+
+    async fn list_blobs(&self) -> StorageResult<Vec<BlobEntry>> {
+        self.list_blob_objects().await
+    }
+
+    async fn list_links(&self, repo: &RepoName, kind: LinkKind) -> StorageResult<Vec<Digest>> {
+        let mut links = self.list_link_objects(&self.keys.links(repo, kind)).await?;
+        // Only this repository's, not a nested one's (`a/b` lives under `a/`'s keys).
+        links.retain(|l| l.repo == *repo && l.kind == kind);
+        let mut digests: Vec<Digest> = links.into_iter().map(|l| l.digest).collect();
+        digests.sort();
+        Ok(digests)
+    }
+
+    async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
+        self.list_link_objects(&self.keys.repositories()).await
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> StorageResult<bool> {
+        self.delete_blob_object(digest).await
     }
 }
