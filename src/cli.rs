@@ -25,6 +25,10 @@ enum Command {
         /// Config file; without it conf/wharf.toml is used when present, else the built-in default.
         #[arg(long, short, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
+        /// registry:2's config.yml, as `registry serve config.yml` takes it (or
+        /// $REGISTRY_CONFIGURATION_PATH): its settings apply over the config file's, and
+        /// REGISTRY_* variables over both. A setting wharf cannot carry over is an error.
+        registry_yml: Option<PathBuf>,
     },
     /// Validate a config file and exit non-zero, naming the key and the fix, when it is wrong.
     CheckConfig {
@@ -59,6 +63,11 @@ enum Command {
         #[arg(long, short, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Repository operations (`wharf repo delete <name>`).
+    Repo {
+        #[command(subcommand)]
+        command: crate::repo_cmd::RepoCommand,
+    },
     /// Collect garbage: delete blobs no tag, manifest or layer link reaches and older than
     /// `[gc] grace` (and untagged manifests with `untagged = "delete"`), printing each and
     /// the bytes freed. Filesystem storage, with the server stopped, for now.
@@ -75,7 +84,10 @@ enum Command {
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve { config } => serve(config).await,
+            Command::Serve {
+                config,
+                registry_yml,
+            } => serve(config, registry_yml).await,
             Command::CheckConfig { file } => check_config(file).await,
             Command::Cert { command } => crate::cert_cmd::run(command),
             Command::Htpasswd(args) => crate::htpasswd_cmd::run(args).await,
@@ -86,12 +98,13 @@ impl Cli {
             } => import_config(&config_yml, nginx.as_deref(), output.as_deref()),
             Command::Events { config } => crate::events_cmd::run(config).await,
             Command::Gc { config, dry_run } => crate::gc_cmd::run(config, dry_run).await,
+            Command::Repo { command } => crate::repo_cmd::run(command).await,
         }
     }
 }
 
-async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let (config, origin) = Config::load(path.as_deref())?;
+async fn serve(path: Option<PathBuf>, registry_yml: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, origin) = Config::load_with(path.as_deref(), registry_yml.as_deref())?;
     init_logging(&config);
     tracing::info!(config = %origin, storage = %config.storage.root.display(), "starting wharf");
     for line in registry_env_report(&config) {
@@ -100,7 +113,7 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let server = Server::bind(config.clone()).await?;
     // Signals are taken before saying we are up: until then, SIGHUP or SIGTERM would kill
     // the process instead of reloading or draining it.
-    let reloads = reload_on_sighup(server.reloader(), path);
+    let reloads = reload_on_sighup(server.reloader(), path, registry_yml);
     let stop = shutdown_signal();
     // Before "listening on", so that whoever waits for that line has the hints too.
     print_trust_hints(&config, &server.local_addrs());
@@ -164,6 +177,7 @@ fn print_trust_hints(config: &Config, addrs: &[std::net::SocketAddr]) {
 fn reload_on_sighup(
     reloader: wharf::server::Reloader,
     path: Option<PathBuf>,
+    registry_yml: Option<PathBuf>,
 ) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
@@ -175,7 +189,7 @@ fn reload_on_sighup(
                 return;
             };
             while hup.recv().await.is_some() {
-                let outcome = match Config::load(path.as_deref()) {
+                let outcome = match Config::load_with(path.as_deref(), registry_yml.as_deref()) {
                     Ok((config, origin)) => reloader
                         .reload(config)
                         .await
@@ -192,7 +206,7 @@ fn reload_on_sighup(
             }
         }
         #[cfg(not(unix))]
-        let _ = (reloader, path);
+        let _ = (reloader, path, registry_yml);
     }
 }
 
@@ -323,7 +337,7 @@ fn auth_error_key(server: usize, e: &wharf::gateway::authz::AuthSetupError) -> S
 /// An object store is only worth a config that reaches it: write, read and delete a probe
 /// object under every registry's prefix. Returns where the storage is, for the summary.
 async fn check_storage(config: &Config) -> anyhow::Result<String> {
-    use wharf::config::{RouteTarget, StorageBackend};
+    use wharf::config::StorageBackend;
     use wharf::server::{describe_root, open_storage};
     let backend = &config.storage.backend;
     let main = describe_root(backend, &config.storage.root);
@@ -332,8 +346,8 @@ async fn check_storage(config: &Config) -> anyhow::Result<String> {
     }
     let mut roots: Vec<&std::path::Path> = Vec::new();
     for route in config.servers.iter().flat_map(|s| &s.routes) {
-        if let RouteTarget::Registry { root } = &route.target {
-            if !roots.contains(&root.as_path()) {
+        if let Some(root) = route.target.root() {
+            if !roots.contains(&root) {
                 roots.push(root);
             }
         }

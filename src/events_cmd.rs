@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use wharf::config::{Config, RouteTarget, StorageBackend};
+use wharf::config::{Config, StorageBackend};
 use wharf::registry::storage::fs::FsStorage;
 use wharf::registry::storage::Storage;
 use wharf::server::{describe_root, open_storage};
@@ -14,9 +14,9 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let mut roots: Vec<PathBuf> = Vec::new();
     let routed = config.servers.iter().flat_map(|s| &s.routes);
     for route in routed {
-        if let RouteTarget::Registry { root } = &route.target {
-            if !roots.contains(root) {
-                roots.push(root.clone());
+        if let Some(root) = route.target.root() {
+            if !roots.iter().any(|r| r == root) {
+                roots.push(root.to_owned());
             }
         }
     }

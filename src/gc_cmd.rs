@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use wharf::config::{Config, RouteTarget, StorageBackend};
+use wharf::config::{Config, StorageBackend};
 use wharf::registry::storage::fs::FsStorage;
 use wharf::registry::storage::Storage;
 use wharf::server::{describe_root, open_storage};
@@ -13,9 +13,9 @@ pub async fn run(path: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
     let (config, _) = Config::load(path.as_deref())?;
     let mut roots: Vec<PathBuf> = Vec::new();
     for route in config.servers.iter().flat_map(|s| &s.routes) {
-        if let RouteTarget::Registry { root } = &route.target {
-            if !roots.contains(root) {
-                roots.push(root.clone());
+        if let Some(root) = route.target.root() {
+            if !roots.iter().any(|r| r == root) {
+                roots.push(root.to_owned());
             }
         }
     }

@@ -197,6 +197,16 @@ pub fn authorization(header: &str) {
     }
 }
 
+/// `WWW-Authenticate` challenges from an upstream registry (`mirror/challenge.rs`): any
+/// header parses without panicking, and what was read renders back to a header that reads
+/// as the same challenges.
+pub fn challenge(value: &str) {
+    use crate::mirror::challenge;
+    let read = challenge::parse(value);
+    let rendered: Vec<String> = read.iter().map(challenge::Challenge::render).collect();
+    assert_eq!(challenge::parse(&rendered.join(", ")), read, "{value:?}");
+}
+
 /// An htpasswd file: every hash of a file that loads is one bcrypt can check (so no login
 /// fails on the format), and setting a user as `wharf htpasswd` does keeps the file loading,
 /// with that user's new hash and every other user unchanged.

@@ -15,6 +15,7 @@ pub mod import_config;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod invariants;
+pub mod mirror;
 pub mod registry;
 pub mod server;
 pub mod tls;

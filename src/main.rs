@@ -3,6 +3,7 @@ mod cli;
 mod events_cmd;
 mod gc_cmd;
 mod htpasswd_cmd;
+mod repo_cmd;
 
 use clap::Parser;
 

@@ -232,6 +232,16 @@ pub struct RawRoute {
     pub public: Option<bool>,
     /// Send the logged-in user's name upstream as `X-Forwarded-User`.
     pub forward_user: Option<bool>,
+    /// A pull-through cache of this registry URL (`config/mirror.rs` has the keys below).
+    pub mirror: Option<String>,
+    /// Extra CA certificates (PEM) an https `upstream` or `mirror` is trusted with.
+    pub ca_file: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub tag_ttl: Option<String>,
+    pub ns: Option<String>,
+    pub push_to_local: Option<String>,
+    pub root: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -63,10 +63,28 @@ pub enum RouteTarget {
     /// The embedded registry engine on a storage root. Routes naming the same root share
     /// one engine.
     Registry { root: PathBuf },
-    /// Another HTTP server, like nginx `proxy_pass`.
-    Upstream { url: http::Uri, timeout: Duration },
+    /// Another HTTP(S) server, like nginx `proxy_pass`; https trusts the system's roots
+    /// plus `ca_file`.
+    Upstream {
+        url: http::Uri,
+        timeout: Duration,
+        ca_file: Option<PathBuf>,
+    },
+    /// A pull-through cache of another registry, on a storage root (`mirror` module).
+    Mirror(Box<super::MirrorConfig>),
     /// An HTTP redirect to this URL prefix (the rest of the path is appended).
     Redirect { to: String, status: u16 },
+}
+
+impl RouteTarget {
+    /// The storage root an engine must be opened on for this route, if any.
+    pub fn root(&self) -> Option<&Path> {
+        match self {
+            RouteTarget::Registry { root } => Some(root),
+            RouteTarget::Mirror(m) => Some(&m.root),
+            RouteTarget::Upstream { .. } | RouteTarget::Redirect { .. } => None,
+        }
+    }
 }
 
 /// The server for a host name (no port): the best name match, else the default server,
@@ -279,26 +297,41 @@ fn routes(
                 "start it with \"/\"",
             ));
         }
-        if routes.iter().any(|o| o.prefix == r.path) {
-            return Err(check.invalid(
-                key("path"),
-                format!("{:?} repeats an earlier route", r.path),
-                "give each route its own path",
-            ));
-        }
         let targets = [
             r.registry.is_some(),
             r.upstream.is_some(),
             r.redirect.is_some(),
+            r.mirror.is_some(),
         ];
         if targets.iter().filter(|t| **t).count() != 1 {
             return Err(check.invalid(
                 format!("server[{i}].route[{j}]"),
-                "must have exactly one of registry, upstream or redirect",
+                "must have exactly one of registry, upstream, mirror or redirect",
                 "keep one target per route",
             ));
         }
-        let target = if let Some(reg) = &r.registry {
+        if let (None, Some(k)) = (&r.mirror, super::mirror::mirror_only_keys(r)) {
+            return Err(check.invalid(
+                key(k),
+                "is set on a route that is not a mirror",
+                "remove it, or use it on a route with mirror = \"https://...\"",
+            ));
+        }
+        let target = if let Some(url) = &r.mirror {
+            let m = super::mirror::validate(check, &key, r, url, default_root)?;
+            // Mirrors of different registries may share a path: containerd's `?ns=` picks.
+            let clash = routes.iter().any(|o| match &o.target {
+                _ if o.prefix != r.path => false,
+                RouteTarget::Mirror(other) => other.ns == m.ns,
+                _ => true,
+            });
+            if clash {
+                return Err(repeats(check, &key, &r.path));
+            }
+            RouteTarget::Mirror(Box::new(m))
+        } else if routes.iter().any(|o| o.prefix == r.path) {
+            return Err(repeats(check, &key, &r.path));
+        } else if let Some(reg) = &r.registry {
             RouteTarget::Registry {
                 root: reg
                     .root
@@ -314,11 +347,11 @@ fn routes(
                     "write it like \"http://10.0.0.5:5000\"",
                 )
             })?;
-            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
                 return Err(check.invalid(
                     key("upstream"),
-                    format!("{url:?} is not an http:// URL"),
-                    "write it like \"http://10.0.0.5:5000\"",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                    "write it like \"http://10.0.0.5:5000\" or \"https://app.internal\"",
                 ));
             }
             let timeout = check.duration(
@@ -326,8 +359,20 @@ fn routes(
                 r.upstream_timeout.as_deref(),
                 Duration::from_secs(60),
             )?;
-            RouteTarget::Upstream { url: uri, timeout }
+            let ca_file = super::mirror::ca_file(check, &key, r.ca_file.as_deref())?;
+            RouteTarget::Upstream {
+                url: uri,
+                timeout,
+                ca_file,
+            }
         } else {
+            if r.ca_file.is_some() {
+                return Err(check.invalid(
+                    key("ca_file"),
+                    "is set on a route that does not connect anywhere",
+                    "remove it; ca_file is for upstream and mirror routes",
+                ));
+            }
             let to = r.redirect.clone().unwrap_or_default();
             let status = r.redirect_status.unwrap_or(308);
             if ![301, 302, 303, 307, 308].contains(&status) {
@@ -356,8 +401,18 @@ fn routes(
             forward_user,
         });
     }
+    // Stable: mirrors sharing a path keep their order, and the first one serves requests
+    // without `?ns=`.
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     Ok(routes)
+}
+
+fn repeats(check: &Check<'_>, key: &dyn Fn(&str) -> String, path: &str) -> ConfigError {
+    check.invalid(
+        key("path"),
+        format!("{path:?} repeats an earlier route"),
+        "give each route its own path (mirrors of different registries may share one)",
+    )
 }
 
 /// Checks `public` and `forward_user` against the route's target.
@@ -369,10 +424,15 @@ fn route_access(
     forward_user: bool,
 ) -> Result<(), ConfigError> {
     let upstream = matches!(target, RouteTarget::Upstream { .. });
-    if public && matches!(target, RouteTarget::Registry { .. }) {
+    if public
+        && matches!(
+            target,
+            RouteTarget::Registry { .. } | RouteTarget::Mirror(_)
+        )
+    {
         return Err(check.invalid(
             key("public"),
-            "is set on a registry route, whose openness the access rules decide",
+            "is set on a registry or mirror route, whose openness the access rules decide",
             "remove it and open repositories with a rule like { repos = \"public/*\", who = [\"anonymous\"], actions = [\"pull\"] }",
         ));
     }
@@ -594,6 +654,15 @@ mod tests {
         )
         .contains("route[0].path"));
         assert!(err("[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nregistry = {}\n[[server.route]]\npath = \"/\"\nregistry = {}\n").contains("repeats"));
+    }
+
+    #[test]
+    fn upstreams_may_be_https_with_a_ca_file() {
+        let c = ok("[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nupstream = \"https://x\"\n");
+        assert!(
+            matches!(&c.servers[0].routes[0].target, RouteTarget::Upstream { url, ca_file: None, .. } if url.scheme_str() == Some("https"))
+        );
+        assert!(err("[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nredirect = \"https://x\"\nca_file = \"x\"\n").contains("route[0].ca_file"));
     }
 
     #[test]

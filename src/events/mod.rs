@@ -100,6 +100,20 @@ impl Notifications {
         })
     }
 
+    /// Only the outbox, with no delivery workers: for a command run beside (or instead of)
+    /// the server, whose events the server's workers deliver when it runs.
+    pub fn outbox_only(
+        config: &NotificationsConfig,
+        storage: Arc<dyn Storage>,
+    ) -> io::Result<Arc<dyn EventSink>> {
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|c| Endpoint::new(c.clone()).map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Arc::new(Outbox { storage, endpoints }))
+    }
+
     /// The sink the repository service emits into.
     pub fn sink(&self) -> Arc<dyn EventSink> {
         self.outbox.clone()

@@ -45,6 +45,8 @@ pub struct Metrics {
     login_verifications: Counter,
     rate_limited: Family<LimitLabels, Counter>,
     rate_limit_clients: Family<LimitLabels, Gauge>,
+    /// The pull-through cache's counters, shared by every mirror route.
+    pub mirror: std::sync::Arc<crate::mirror::MirrorMetrics>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -115,7 +117,10 @@ impl Metrics {
             "Clients each rate limit remembers (bounded by limits.rate_limit_keys)",
             rate_limit_clients.clone(),
         );
+        let mirror = std::sync::Arc::new(crate::mirror::MirrorMetrics::default());
+        mirror.register(&mut registry);
         Self {
+            mirror,
             login_verifications,
             rate_limited,
             rate_limit_clients,

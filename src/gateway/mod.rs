@@ -29,6 +29,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use crate::config::{Config, PlainMode, RequestClass, RouteTarget, ServerConfig};
 use crate::http_util::{self, Body, Reply};
 use crate::registry::access::{self, Need};
+use crate::registry::api::wharf_api;
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::route::Route as ApiRoute;
 use crate::registry::service::{Caller, RequestId};
@@ -48,6 +49,12 @@ pub enum GatewayError {
     Auth(#[from] authz::AuthSetupError),
     #[error(transparent)]
     AccessLog(#[from] access_log::AccessLogError),
+    #[error("mirror route {prefix:?}: {source}")]
+    Mirror {
+        prefix: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the server knows about the connection a request came on.
@@ -95,6 +102,7 @@ struct Route {
 enum Target {
     Registry(Arc<Registry>),
     Upstream(proxy::Upstream),
+    Mirror(Arc<crate::mirror::Mirror>),
     Redirect { to: String, status: StatusCode },
 }
 
@@ -115,9 +123,26 @@ impl Gateway {
                         Some(reg) => Target::Registry(reg.clone()),
                         None => continue, // bind opens one per root; cannot happen
                     },
-                    RouteTarget::Upstream { url, timeout } => Target::Upstream(
-                        proxy::Upstream::new(url.clone(), UPSTREAM_CONNECT_TIMEOUT, *timeout)?,
-                    ),
+                    RouteTarget::Upstream {
+                        url,
+                        timeout,
+                        ca_file,
+                    } => Target::Upstream(proxy::Upstream::with_ca(
+                        url.clone(),
+                        ca_file.as_deref(),
+                        UPSTREAM_CONNECT_TIMEOUT,
+                        *timeout,
+                    )?),
+                    RouteTarget::Mirror(m) => match registries.get(&m.root) {
+                        Some(reg) => Target::Mirror(Arc::new(
+                            crate::mirror::Mirror::new(m, reg.clone(), metrics.mirror.clone())
+                                .map_err(|source| GatewayError::Mirror {
+                                    prefix: r.prefix.clone(),
+                                    source,
+                                })?,
+                        )),
+                        None => continue, // bind opens one per root; cannot happen
+                    },
                     RouteTarget::Redirect { to, status } => Target::Redirect {
                         to: to.clone(),
                         status: StatusCode::from_u16(*status)
@@ -171,7 +196,9 @@ impl Gateway {
     {
         let client = client_ip::client_ip(conn.peer.ip(), req.headers(), &self.trusted_proxies);
         let entry = self.entry_for(&req, client);
-        let is_api = entry.path == "/v2" || entry.path.starts_with("/v2/");
+        let is_v2 = entry.path == "/v2" || entry.path.starts_with("/v2/");
+        // wharf's own API answers errors in the registry's JSON envelope too.
+        let is_api = is_v2 || wharf_api::is_api_path(&entry.path);
         let host = vhost::request_host(&req).map(str::to_owned);
         let mut at = Where {
             client,
@@ -184,9 +211,16 @@ impl Gateway {
             Err(e) => respond::error(&e, is_api),
         };
         if is_api {
-            response
-                .headers_mut()
-                .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            let headers = response.headers_mut();
+            if is_v2 {
+                headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            }
+            // What registry:2's stock config.yml adds (`http.headers`), so a browser never
+            // runs a blob or an error served here as something else.
+            headers.insert(
+                http::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
         }
         // A HEAD answer has headers only. hyper drops the body on HTTP/1.1 but not on h2,
         // where sending one is a protocol error; every handler's headers (Content-Length
@@ -281,9 +315,10 @@ impl Gateway {
             return self.serve_ui(req, server, site, &shown, tls, at).await;
         }
         let path = req.uri().path();
+        let ns = containerd_ns(&req);
         let Some(index) = self.routes[server]
             .iter()
-            .position(|r| path.starts_with(&r.prefix))
+            .position(|r| path.starts_with(&r.prefix) && r.takes_ns(ns.as_deref()))
         else {
             return Err(ApiError::new(
                 Code::NotFound,
@@ -303,6 +338,10 @@ impl Gateway {
         let logins = self.admit(&mut req, server, route, at).await?;
         match &route.target {
             Target::Registry(registry) => serve_registry(registry, req).await,
+            Target::Mirror(mirror) => match is_api_path(req.uri().path()) {
+                true => mirror.serve(req).await,
+                false => serve_registry(mirror.registry(), req).await,
+            },
             Target::Redirect { to, status } => Ok(redirect(&req, &route.prefix, to, *status)),
             Target::Upstream(upstream) => {
                 // Credentials checked here were wharf's: they never go upstream. Only a
@@ -341,7 +380,7 @@ impl Gateway {
     ) -> ApiResult<bool> {
         // A public route is outside the server's logins.
         let auth = self.auth[server].as_ref().filter(|_| !route.public);
-        let registry = matches!(route.target, Target::Registry(_));
+        let registry = matches!(route.target, Target::Registry(_) | Target::Mirror(_));
         // Parsed once, and only when limits, access rules or the engine need it.
         let endpoint = match auth.is_some() || registry || !route.limits.is_empty() {
             true => endpoint_of(req, &route.target),
@@ -428,6 +467,30 @@ fn caller_of<B>(req: &Request<B>, at: &Where, groups: Vec<String>) -> Caller {
     }
 }
 
+impl Route {
+    /// Whether this route serves a request with containerd's `?ns=` (`None`: without one).
+    /// Mirrors answer for their own registry only, so an unknown `ns` falls through to the
+    /// next route, or to 404, and containerd goes to the registry itself.
+    fn takes_ns(&self, ns: Option<&str>) -> bool {
+        match (&self.target, ns) {
+            (Target::Mirror(m), Some(ns)) => m.ns() == ns,
+            _ => true,
+        }
+    }
+}
+
+/// containerd's `?ns=docker.io` on requests to a `hosts.toml` mirror: the registry meant.
+fn containerd_ns<B>(req: &Request<B>) -> Option<String> {
+    let query = req.uri().query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "ns")
+        .map(|(_, v)| v.into_owned())
+}
+
+fn is_api_path(path: &str) -> bool {
+    path == "/v2" || path.starts_with("/v2/")
+}
+
 /// Who asked, and which server and route the request reached (indexes into the gateway's
 /// tables).
 struct Where {
@@ -452,7 +515,7 @@ struct Endpoint {
 /// refused. Other paths need a login, except the few the engine serves to anyone.
 fn endpoint_of<B>(req: &Request<B>, target: &Target) -> Endpoint {
     let path = req.uri().path();
-    let engine = matches!(target, Target::Registry(_));
+    let engine = matches!(target, Target::Registry(_) | Target::Mirror(_));
     let rules = |need: Need| match (need, engine) {
         (Need::Listing, false) => authz::Guard::Unfilterable,
         (need, _) => authz::Guard::Rules(need),
@@ -460,6 +523,16 @@ fn endpoint_of<B>(req: &Request<B>, target: &Target) -> Endpoint {
     if path == "/v1/search" {
         return Endpoint {
             guard: Some(rules(Need::Listing)),
+            class: Some(RequestClass::Manifests),
+            route: None,
+        };
+    }
+    if engine && wharf_api::is_api_path(path) {
+        // Guarded like the registry API: a path that does not parse needs what `/v2/` does.
+        let need =
+            wharf_api::parse(path).map_or(Need::Base, |r| wharf_api::needed(&r, req.method()));
+        return Endpoint {
+            guard: Some(authz::Guard::Rules(need)),
             class: Some(RequestClass::Manifests),
             route: None,
         };
@@ -551,7 +624,8 @@ where
     Ok(req.map(|b| http_util::limited(http_util::boxed(b), max)))
 }
 
-/// The embedded engine: the API under `/v2/`, plus the banner, `/healthz` and docker's `/v1/`.
+/// The embedded engine: the API under `/v2/`, plus the banner, `/healthz`, docker's `/v1/`
+/// and wharf's own API under `/wharf/api/`.
 async fn serve_registry<B>(registry: &Registry, req: Request<B>) -> ApiResult<Response<Body>>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -563,6 +637,9 @@ where
     }
     if path.starts_with("/v1/") {
         return registry.handle_v1(&req.into_parts().0).await;
+    }
+    if wharf_api::is_api_path(path) {
+        return registry.handle_wharf_api(req).await;
     }
     match path {
         "/" => Ok(respond::text(

@@ -36,7 +36,7 @@ impl UiSite {
                 route,
                 registry: registry.clone(),
             }),
-            Target::Upstream(_) | Target::Redirect { .. } => None,
+            Target::Upstream(_) | Target::Mirror(_) | Target::Redirect { .. } => None,
         }
     }
 }

@@ -493,6 +493,14 @@ fn location(
         rate_limits: Vec::new(),
         public: None,
         forward_user: None,
+        mirror: None,
+        ca_file: None,
+        username: None,
+        password_file: None,
+        tag_ttl: None,
+        ns: None,
+        push_to_local: None,
+        root: None,
     };
     let (mut realm, mut users, mut auth_off) = (None, None, false);
     for c in d.children() {

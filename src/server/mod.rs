@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Config, Limits, ListenerConfig, RouteTarget, StorageBackend, StorageConfig};
+use crate::config::{Config, Limits, ListenerConfig, StorageBackend, StorageConfig};
 use crate::events::metrics::EventMetrics;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::Gateway;
@@ -320,10 +320,7 @@ async fn open_registries(
         .servers
         .iter()
         .flat_map(|s| &s.routes)
-        .filter_map(|r| match &r.target {
-            RouteTarget::Registry { root } => Some(root.clone()),
-            RouteTarget::Upstream { .. } | RouteTarget::Redirect { .. } => None,
-        });
+        .filter_map(|r| r.target.root().map(Path::to_path_buf));
     let options = RegistryOptions {
         max_manifest_bytes: config.registry.max_manifest_bytes,
         manifest_cache_bytes: config.registry.manifest_cache_bytes,
@@ -340,6 +337,7 @@ async fn open_registries(
             Some(existing) => Arc::new(
                 Registry::new(existing.storage().clone(), options.clone())
                     .with_events(existing.events().clone())
+                    .sharing_catalog_of(existing)
                     .with_gc_grace(config.gc.grace),
             ),
             None => {

@@ -447,7 +447,7 @@ pub(super) fn check_route_roots(
     }
     for (i, s) in servers.iter().enumerate() {
         for (j, r) in s.routes.iter().enumerate() {
-            let super::RouteTarget::Registry { root } = &r.target else {
+            let Some(root) = r.target.root() else {
                 continue;
             };
             let ok = root.as_os_str().is_empty() || root.to_str().is_some_and(is_key_prefix);

@@ -20,7 +20,8 @@
 //!   (absolute with its authority, or an absolute path) are mapped back under the route
 //!   prefix, like nginx's `proxy_redirect default`; anything else is passed unchanged.
 //! - **Connections.** One pooled HTTP/1.1 client per upstream keeps idle connections for
-//!   [`DEFAULT_POOL_IDLE_TIMEOUT`].
+//!   [`DEFAULT_POOL_IDLE_TIMEOUT`]. `https://` upstreams are verified against the system's
+//!   roots plus the route's `ca_file` (the connector of [`crate::http_client`]).
 //! - **Timeouts.** Connecting is bounded by the connect timeout. The response timeout bounds
 //!   the time with nothing happening before the response headers arrive: it restarts each
 //!   time the upstream takes a chunk of the request body, so a long upload is not cut off
@@ -37,7 +38,6 @@ mod relay;
 pub use headers::pass_identity;
 
 use std::error::Error as StdError;
-use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -49,11 +49,13 @@ use http::uri::{Authority, Scheme};
 use http::{Extensions, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, Error as ClientError};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
+use crate::http_client::Alpn;
 use crate::http_util::Body;
 
 use self::headers::*;
@@ -65,20 +67,21 @@ use self::relay::*;
 /// of picking a connection the upstream is just closing.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One upstream, e.g. `http://10.0.0.5:5000/prefix` (http only for now). A cheap handle:
+/// One upstream, e.g. `http://10.0.0.5:5000/prefix` or `https://app.internal`. A cheap handle:
 /// clones share the connection pool.
 #[derive(Clone)]
 pub struct Upstream(Arc<Inner>);
 
 struct Inner {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     base: Uri,
+    scheme: Scheme,
     /// The base path without its trailing slash (`""` for `/`): request tails are joined to it.
     base_path: String,
     authority: Authority,
     /// The value sent as `Host`.
     host_header: HeaderValue,
-    /// The port a `Location` URL must name (or imply, as 80) to count as this upstream.
+    /// The port a `Location` URL must name (or imply, as 80 or 443) to count as this upstream.
     port: u16,
     /// Shared with response bodies, which log their own failures after `forward` returned.
     name: Arc<str>,
@@ -130,10 +133,14 @@ pub enum ProxyError {
 /// An upstream URL that cannot be used; the message says what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamUrlError {
-    #[error(
-        "upstream URL {url:?} must start with http:// (https upstreams are not supported yet)"
-    )]
+    #[error("upstream URL {url:?} must start with http:// or https://")]
     Scheme { url: String },
+    #[error("upstream {url:?}: {source}")]
+    Tls {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("upstream URL {url:?} has no host")]
     NoHost { url: String },
     #[error("upstream URL {url:?} contains credentials, which are not supported")]
@@ -150,10 +157,23 @@ impl Upstream {
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Result<Self, UpstreamUrlError> {
+        Self::with_ca(base, None, connect_timeout, response_timeout)
+    }
+
+    /// [`Upstream::new`], trusting the certificates in `ca_file` besides the system's roots
+    /// for an `https://` upstream. Reads files: call it at start-up.
+    pub fn with_ca(
+        base: Uri,
+        ca_file: Option<&std::path::Path>,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Result<Self, UpstreamUrlError> {
         let url = base.to_string();
-        if base.scheme() != Some(&Scheme::HTTP) {
-            return Err(UpstreamUrlError::Scheme { url });
-        }
+        let (scheme, default_port) = match base.scheme() {
+            Some(s) if *s == Scheme::HTTP => (Scheme::HTTP, 80),
+            Some(s) if *s == Scheme::HTTPS => (Scheme::HTTPS, 443),
+            _ => return Err(UpstreamUrlError::Scheme { url }),
+        };
         let Some(authority) = base.authority().cloned() else {
             return Err(UpstreamUrlError::NoHost { url });
         };
@@ -170,10 +190,11 @@ impl Upstream {
         let path = base.path();
         let base_path = path.strip_suffix('/').unwrap_or(path).to_owned();
 
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        // Small writes (headers, registry JSON) should not wait for Nagle.
-        connector.set_nodelay(true);
+        let connector = crate::http_client::https_connector(ca_file, connect_timeout, Alpn::Http1)
+            .map_err(|source| UpstreamUrlError::Tls {
+                url: url.clone(),
+                source,
+            })?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(DEFAULT_POOL_IDLE_TIMEOUT)
             // Without a timer the pool never expires idle connections.
@@ -182,9 +203,10 @@ impl Upstream {
 
         Ok(Self(Arc::new(Inner {
             client,
-            port: authority.port_u16().unwrap_or(80),
+            port: authority.port_u16().unwrap_or(default_port),
             name: Arc::from(url.as_str()),
             base,
+            scheme,
             base_path,
             authority,
             host_header,
@@ -312,7 +334,7 @@ impl Inner {
             path.push_str(query);
         }
         Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path)
             .build()
@@ -322,7 +344,11 @@ impl Inner {
     /// The client-facing value for a `Location` the upstream sent, or `None` to keep it.
     fn map_location(&self, value: &HeaderValue, fwd: &Forwarded) -> Option<HeaderValue> {
         let location = value.to_str().ok()?;
-        let (absolute, rest) = match strip_prefix_ignore_case(location, "http://") {
+        let own = match self.scheme == Scheme::HTTPS {
+            true => "https://",
+            false => "http://",
+        };
+        let (absolute, rest) = match strip_prefix_ignore_case(location, own) {
             Some(after) => {
                 let end = after.find(['/', '?', '#']).unwrap_or(after.len());
                 let (authority, rest) = after.split_at(end);
@@ -353,24 +379,17 @@ impl Inner {
             return false;
         };
         authority.host().eq_ignore_ascii_case(self.authority.host())
-            && authority.port_u16().unwrap_or(80) == self.port
+            && authority
+                .port_u16()
+                .unwrap_or(match self.scheme == Scheme::HTTPS {
+                    true => 443,
+                    false => 80,
+                })
+                == self.port
     }
 }
 
-/// Displays an error with its sources: `a: b: c`.
-pub(super) struct Chain<'a>(&'a (dyn StdError + 'static));
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(e) = source {
-            write!(f, ": {e}")?;
-            source = e.source();
-        }
-        Ok(())
-    }
-}
+pub(super) use crate::http_util::Chain;
 
 #[cfg(test)]
 mod tests {
@@ -395,7 +414,8 @@ mod tests {
     #[test]
     fn upstream_urls_are_checked() {
         use UpstreamUrlError as E;
-        assert!(matches!(upstream("https://up/"), Err(E::Scheme { .. })));
+        assert!(matches!(upstream("ftp://up/"), Err(E::Scheme { .. })));
+        assert_eq!(upstream("https://up/").expect("valid").0.port, 443);
         assert!(matches!(upstream("up:5000"), Err(E::Scheme { .. })));
         assert!(matches!(upstream("/just/a/path"), Err(E::Scheme { .. })));
         assert!(matches!(

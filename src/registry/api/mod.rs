@@ -5,7 +5,8 @@
 //! Handlers never touch storage; errors stay [`ApiError`]s for the gateway to answer.
 //!
 //! One file per endpoint family: `blobs.rs`, `uploads.rs`, `manifests.rs`, `listing.rs`
-//! (tags and catalog), `referrers.rs`, `search.rs` (docker's `/v1/`).
+//! (tags and catalog), `referrers.rs`, `search.rs` (docker's `/v1/`), `wharf_api.rs`
+//! (wharf's own API under `/wharf/api/`: repository delete).
 
 pub(crate) mod blobs;
 mod listing;
@@ -14,6 +15,7 @@ mod referrers;
 pub mod route;
 mod search;
 pub(crate) mod uploads;
+pub mod wharf_api;
 
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};

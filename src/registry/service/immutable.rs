@@ -6,6 +6,7 @@
 //! Two first pushes of one covered tag racing each other can both pass the check (storage
 //! has no create-if-absent for tags); the later one wins, as without the rule.
 
+use super::repositories::some_tags;
 use super::Service;
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::reference::{Digest, RepoName, Tag};
@@ -52,6 +53,21 @@ impl Service {
                 format!("tag {tag} of {repo} is immutable, so it cannot be deleted"),
             )),
             false => Ok(()),
+        }
+    }
+
+    /// Refuses to delete a whole repository while a rule covers one of its `tags`.
+    pub(super) fn check_repository_removal(&self, repo: &RepoName, tags: &[Tag]) -> ApiResult<()> {
+        let covered: Vec<&Tag> = tags.iter().filter(|t| self.is_immutable(repo, t)).collect();
+        match covered.is_empty() {
+            true => Ok(()),
+            false => Err(ApiError::new(
+                Code::TagImmutable,
+                format!(
+                    "repository {repo} has immutable tags ({}), so it cannot be deleted",
+                    some_tags(&covered)
+                ),
+            )),
         }
     }
 }

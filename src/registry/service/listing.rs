@@ -4,15 +4,16 @@ use serde_json::Value;
 
 use super::Service;
 use crate::registry::access::Visibility;
-use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::error::ApiResult;
 use crate::registry::reference::{Digest, RepoName, Tag};
 
 impl Service {
     /// Every tag of `repo`, sorted (`NAME_UNKNOWN` when there is no such repository).
     pub async fn list_tags(&self, repo: &RepoName) -> ApiResult<Vec<Tag>> {
-        self.storage.list_tags(repo).await?.ok_or_else(|| {
-            ApiError::new(Code::NameUnknown, format!("repository {repo} is unknown"))
-        })
+        self.storage
+            .list_tags(repo)
+            .await?
+            .ok_or_else(|| super::repositories::name_unknown(repo))
     }
 
     /// Every repository `visibility` lets the caller see, sorted by name: what `_catalog`

@@ -17,14 +17,18 @@
 //! - `blobs.rs`: size, read, delete.
 //! - `uploads.rs`: sessions (start, append, finish, cancel), monolithic puts and mounts.
 //! - `listing.rs`: tags, the catalog and referrers.
+//! - `repositories.rs`: deleting a whole repository.
+//! - `mirrored.rs`: storing what the pull-through cache fetched (no reference checks).
 //! - `immutable.rs`: `[[immutable]]` tags, checked by manifest push and delete.
 //! - `touch.rs`: touch records, which keep a blob a client relies on from a concurrent
 //!   garbage collection (the `gc` module docs).
+//! - `catalog.rs`: the repository index the UI lists from, kept right by [`Service::emit`].
 //! - `cache.rs`: the bounded manifest cache; `caller.rs`: [`Caller`]; `event.rs`: events.
 
 pub mod browse;
 pub mod cache;
 pub mod caller;
+pub mod catalog;
 pub mod event;
 
 mod blobs;
@@ -32,8 +36,12 @@ mod immutable;
 mod listing;
 mod manifests;
 pub mod touch;
+mod mirrored;
+mod repositories;
 mod uploads;
 
+#[cfg(test)]
+mod catalog_tests;
 #[cfg(test)]
 mod tests;
 
@@ -44,12 +52,14 @@ pub use self::blobs::BlobRead;
 pub use self::caller::{Caller, RequestId};
 pub use self::event::{Action, Event, EventSink, NoEvents, Target, TargetKind};
 pub use self::manifests::ManifestPushed;
+pub use self::repositories::RepositoryDeleted;
 pub use self::uploads::Finished;
 // The value types operations take and return, so the API layer needs nothing of storage.
 pub use crate::registry::storage::{Append, ByteStream, ChunkRange, UploadId};
 
 use self::cache::ManifestCache;
 use self::touch::Touches;
+use self::catalog::Catalog;
 use crate::config::ImmutableRule;
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::reference::RepoName;
@@ -66,6 +76,8 @@ pub struct Service {
     immutable: Arc<[ImmutableRule]>,
     /// Touch records for the blobs clients rely on (`touch.rs`).
     touches: Touches,
+    /// The repository index (`catalog.rs`), told of every effect by [`Service::emit`].
+    catalog: Arc<Catalog>,
 }
 
 impl Service {
@@ -75,12 +87,13 @@ impl Service {
         manifest_cache_bytes: u64,
     ) -> Self {
         Self {
-            storage,
             cache: ManifestCache::new(manifest_cache_bytes),
             events: Arc::new(NoEvents),
             max_manifest_bytes,
             immutable: Arc::new([]),
             touches: Touches::for_grace(crate::config::GcConfig::DEFAULT_GRACE),
+            catalog: Arc::new(Catalog::new(storage.shared())),
+            storage,
         }
     }
 
@@ -102,8 +115,20 @@ impl Service {
         self
     }
 
+    /// Shares another engine's repository index (a reload's new engine on the same storage,
+    /// while the old one finishes its requests), so both engines' changes reach it.
+    pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> Self {
+        self.catalog = catalog;
+        self
+    }
+
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// The repository index the UI lists from.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
     pub fn events(&self) -> &Arc<dyn EventSink> {
@@ -113,6 +138,8 @@ impl Service {
     /// Announces an effect that is now durable. A sink failure fails the request with 503:
     /// the effect stays, and the client's retry emits the event again (at least once).
     async fn emit(&self, caller: &Caller, action: Action, target: Target) -> ApiResult<()> {
+        // Every durable effect passes here, so the index hears of each one.
+        self.catalog.note(action, &target);
         let event = Event {
             id: uuid::Uuid::new_v4().to_string(),
             timestamp: SystemTime::now(),

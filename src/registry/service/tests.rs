@@ -323,6 +323,102 @@ async fn deletes_name_what_was_deleted() {
     assert_eq!(e.target.digest, Some(layer));
 }
 
+/// A deleted repository: no tags, no pulls, out of the catalog; one event naming only it;
+/// its blobs stay for the collector; a nested repository survives.
+/// The code of a failed operation.
+fn code<T>(r: ApiResult<T>) -> Code {
+    r.map(drop).unwrap_err().code
+}
+
+#[tokio::test]
+async fn a_repository_delete_removes_it_whole_with_one_event() {
+    let f = fixture(false);
+    let (r, nested) = (repo("team"), repo("team/app"));
+    let m = image(&f, &r).await;
+    let d = push_manifest(&f, &r, "v1", &m).await;
+    push_manifest(&f, &r, "v2", &m).await;
+    push_manifest(&f, &nested, "v1", &image(&f, &nested).await).await;
+    let v1 = Reference::parse("v1").unwrap();
+    f.service
+        .get_manifest(&alice(), &r, &v1, true)
+        .await
+        .unwrap(); // cached now
+    f.sink.take();
+
+    let gone = f.service.delete_repository(&alice(), &r).await.unwrap();
+    assert_eq!(
+        gone.tags,
+        [Tag::parse("v1").unwrap(), Tag::parse("v2").unwrap()]
+    );
+    let e = one(f.sink.take());
+    assert_eq!(
+        (e.action, e.target.kind),
+        (Action::Delete, TargetKind::Repository)
+    );
+    assert_eq!(e.target.repository, r);
+    assert_eq!((e.target.digest, e.target.tag), (None, None));
+    assert_eq!(e.actor.name.as_deref(), Some("alice"));
+
+    let everyone = crate::registry::access::Visibility(Arc::new(|_| true));
+    let listed = f
+        .service
+        .visible_repositories(Some(&everyone))
+        .await
+        .unwrap();
+    assert_eq!(listed, ["team/app"]);
+    assert_eq!(code(f.service.list_tags(&r).await), Code::NameUnknown);
+    let by_tag = f.service.get_manifest(&alice(), &r, &v1, true).await;
+    assert_eq!(
+        code(by_tag),
+        Code::ManifestUnknown,
+        "not from the cache either"
+    );
+    let by_digest = Reference::Digest(d.clone());
+    let by_digest = f.service.get_manifest(&alice(), &r, &by_digest, true).await;
+    assert_eq!(code(by_digest), Code::ManifestUnknown);
+    assert!(
+        f.service.storage().blob_size(&d).await.unwrap().is_some(),
+        "bytes stay for GC"
+    );
+    let nested_v1 = f.service.get_manifest(&alice(), &nested, &v1, true).await;
+    assert!(nested_v1.is_ok());
+
+    let again = f.service.delete_repository(&alice(), &r).await;
+    assert_eq!(code(again), Code::NameUnknown);
+    assert!(
+        f.sink.take().is_empty(),
+        "nothing deleted, nothing announced"
+    );
+    push_manifest(&f, &r, "v1", &image(&f, &r).await).await;
+    assert_eq!(
+        f.service.list_tags(&r).await.unwrap(),
+        [Tag::parse("v1").unwrap()]
+    );
+}
+
+#[tokio::test]
+async fn a_repository_with_an_immutable_tag_is_not_deleted() {
+    let mut f = fixture(false);
+    let rule = crate::config::ImmutableRule {
+        repos: crate::config::RepoPattern::parse("prod/*").unwrap(),
+        tags: vec![crate::config::TagPattern::parse("v*").unwrap()],
+    };
+    f.service = Service::new(f.service.storage().clone(), 1 << 20, 1 << 20)
+        .with_immutable(&[rule])
+        .with_events(f.sink.clone());
+    let r = repo("prod/app");
+    push_manifest(&f, &r, "v1", &image(&f, &r).await).await;
+    f.sink.take();
+    let refused = f.service.delete_repository(&alice(), &r).await.unwrap_err();
+    assert_eq!(refused.code, Code::TagImmutable);
+    assert!(refused.message.contains("v1"), "{}", refused.message);
+    assert!(f.sink.take().is_empty());
+    assert_eq!(
+        f.service.list_tags(&r).await.unwrap(),
+        [Tag::parse("v1").unwrap()]
+    );
+}
+
 #[tokio::test]
 async fn pulls_are_announced_only_to_a_sink_that_wants_them() {
     for wanted in [false, true] {

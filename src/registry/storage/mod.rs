@@ -38,6 +38,12 @@
 //!   deleted. A blob deleted by [`Storage::delete_blob`] is forgotten by that backend's
 //!   caches at once. A backend that cannot enumerate answers with an `Unsupported` I/O
 //!   error, so the collector refuses rather than collecting on a partial view.
+//! - **Deleting a repository** ([`Storage::delete_repository`]) removes its tags, manifest
+//!   revisions, layer links and referrer records, never a blob (others may share it; the
+//!   collector decides) and never another repository nested under its name (`team/app`
+//!   when `team` goes). Tags go first, so no pull resolves once it has begun; the catalog
+//!   stops listing the repository when it returns. Interrupted, it leaves a repository with
+//!   fewer parts, and deleting again finishes. A push racing it may recreate the repository.
 //!
 //! Errors are [`StorageError`]s; they carry the internal cause for the log, never for the client.
 
@@ -47,7 +53,7 @@ pub mod records;
 
 use std::io;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -312,6 +318,16 @@ pub trait Storage: Send + Sync + 'static {
         -> StorageResult<bool>;
 
     async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>>;
+    /// What a tag points at, and when it was last written (pushed) as storage dates the
+    /// tag's `current/link` (a file's modification time, an object's last-modified), so
+    /// registry:2's tags are dated too; `None` for a backend that cannot tell.
+    async fn read_tag_dated(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> StorageResult<Option<(Digest, Option<SystemTime>)>> {
+        Ok(self.read_tag(repo, tag).await?.map(|d| (d, None)))
+    }
     /// Points `tag` at `digest` (and, as registry:2 does, records in the tag's index that
     /// it did).
     async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()>;
@@ -339,6 +355,16 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Every repository, sorted by name.
     async fn list_repositories(&self) -> StorageResult<Vec<RepoName>>;
+    /// Removes a repository's tags, links and referrers (see the contract); `false` when
+    /// there was no such repository. Every backend has it; the default only spares test
+    /// doubles from writing it.
+    async fn delete_repository(&self, repo: &RepoName) -> StorageResult<bool> {
+        let _ = repo;
+        Err(StorageError::Io {
+            op: "delete repository",
+            source: io::Error::new(io::ErrorKind::Unsupported, "not on this backend"),
+        })
+    }
 
     /// Opens an empty upload session owned by `owner`.
     async fn create_upload(

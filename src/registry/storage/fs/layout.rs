@@ -108,8 +108,15 @@ impl Layout {
     }
 
     pub fn referrers(&self, repo: &RepoName, subject: &Digest) -> PathBuf {
-        let base = self.wharf.join("referrers").join(repo.as_str());
-        digest_dir(base.join("_subjects"), subject)
+        digest_dir(self.repo_referrers(repo), subject)
+    }
+
+    /// Every referrer record of a repository (`wharf/referrers/<name>/_subjects`).
+    pub fn repo_referrers(&self, repo: &RepoName) -> PathBuf {
+        self.wharf
+            .join("referrers")
+            .join(repo.as_str())
+            .join("_subjects")
     }
 
     pub fn referrer(&self, repo: &RepoName, subject: &Digest, referrer: &Digest) -> PathBuf {

@@ -6,6 +6,7 @@ mod atomic;
 mod enumerate;
 mod layout;
 mod records;
+mod repo_delete;
 mod root_lock;
 mod stream;
 mod uploads;
@@ -278,6 +279,31 @@ impl Storage for FsStorage {
         }
     }
 
+    async fn read_tag_dated(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> StorageResult<Option<(Digest, Option<SystemTime>)>> {
+        let path = self.layout.tag(repo, tag);
+        let p = path.clone();
+        let read = blocking("read tag", move || {
+            let mut file = match fs::File::open(&p) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut file, &mut bytes)?;
+            // Tags are written by rename, so the file's time is the push's.
+            Ok(Some((bytes, file.metadata()?.modified().ok())))
+        })
+        .await?;
+        match read {
+            None => Ok(None),
+            Some((bytes, at)) => Ok(Some((parse_digest_file(path, &bytes)?, at))),
+        }
+    }
+
     async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
         let tmp = self.layout.tmp();
         let (index, current) = (
@@ -320,7 +346,9 @@ impl Storage for FsStorage {
     async fn list_tags(&self, repo: &RepoName) -> StorageResult<Option<Vec<Tag>>> {
         let (repo_dir, tags_dir) = (self.layout.repo(repo), self.layout.tags(repo));
         blocking("list tags", move || {
-            if !repo_dir.is_dir() {
+            // As the catalog sees it: a directory that only holds other repositories
+            // (`team` of `team/app`) is none.
+            if !(repo_dir.join("_layers").is_dir() || repo_dir.join("_manifests").is_dir()) {
                 return Ok(None);
             }
             let tags = sorted_names(&tags_dir)?
@@ -385,6 +413,14 @@ impl Storage for FsStorage {
             walk_repositories(&base, "", &mut out)?;
             out.sort();
             Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_repository(&self, repo: &RepoName) -> StorageResult<bool> {
+        let (layout, repo) = (self.layout.clone(), repo.clone());
+        blocking("delete repository", move || {
+            repo_delete::delete_repository(&layout, &repo)
         })
         .await
     }

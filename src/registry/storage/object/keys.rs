@@ -99,6 +99,17 @@ impl Keys {
         self.repo_named(repo.as_str())
     }
 
+    /// One `_`-prefixed part of a repository (`_manifests`, `_layers`, `_uploads`): a
+    /// repository is its parts, since its name's prefix may hold others (`team/app`).
+    pub fn repo_part(&self, repo: &RepoName, part: &str) -> Path {
+        self.at(&format!("{V2}/repositories/{repo}/{part}"))
+    }
+
+    /// Every referrer record of a repository.
+    pub fn repo_referrers(&self, repo: &RepoName) -> Path {
+        self.at(&format!("wharf/referrers/{repo}/_subjects"))
+    }
+
     pub fn link(&self, repo: &RepoName, kind: LinkKind, d: &Digest) -> Path {
         Path::from(format!("{}/{}/link", self.links(repo, kind), digest_dir(d)))
     }

@@ -23,12 +23,13 @@ mod monolithic;
 mod part_copy;
 mod publish;
 mod records;
+mod repo_delete;
 mod s3;
 mod uploads;
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -339,6 +340,22 @@ impl Storage for ObjectStorage {
         }
     }
 
+    async fn read_tag_dated(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> StorageResult<Option<(Digest, Option<SystemTime>)>> {
+        let key = self.keys.tag(repo, tag);
+        let got = match self.store.get(&key).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(unavailable("read tag")(e)),
+        };
+        let at = SystemTime::from(got.meta.last_modified);
+        let bytes = got.bytes().await.map_err(unavailable("read tag"))?;
+        Ok(Some((parse_digest(&key, &bytes)?, Some(at))))
+    }
+
     async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
         let value = Bytes::from(digest.to_string());
         // The index first: whatever the tag points at is always in its index.
@@ -432,6 +449,10 @@ impl Storage for ObjectStorage {
         }
         out.sort();
         Ok(out)
+    }
+
+    async fn delete_repository(&self, repo: &RepoName) -> StorageResult<bool> {
+        repo_delete::delete_repository(self, repo).await
     }
 
     async fn create_upload(

@@ -1,0 +1,118 @@
+//! wharf's own HTTP API, beside the registry's, under `/wharf/api/v1/`: what the OCI
+//! Distribution spec has no endpoint for. A prefix of its own, not `/v2/<name>/`, because
+//! every path under `/v2/` may be a repository name's (a repository may be called
+//! `team/repositories`), and a future version of the spec may claim more of `/v2/`.
+//!
+//! - `DELETE /wharf/api/v1/repositories/<name>`: deletes a whole repository (needs the
+//!   `delete` permission on it, and deletes being on, as for a manifest delete). Answers
+//!   200 with `{"repository": name, "tags": [...]}`, the tags it had.
+//!
+//! Errors are the registry's JSON envelope, with the same codes (401 with a challenge,
+//! 403 `DENIED`, 404 `NAME_UNKNOWN`, 405 `UNSUPPORTED` when deletes are off).
+
+use http::{Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::http_util::{Body, Reply};
+use crate::registry::access::{Action, Need};
+use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::reference::RepoName;
+use crate::registry::service::Caller;
+use crate::registry::Registry;
+
+const PREFIX: &str = "/wharf/api/";
+const REPOSITORIES: &str = "/wharf/api/v1/repositories/";
+
+/// A parsed path of wharf's API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminRoute {
+    /// `/wharf/api/v1/repositories/<name>`
+    Repository(RepoName),
+}
+
+/// Whether `path` belongs to wharf's API (its errors are JSON, like the registry's).
+pub fn is_api_path(path: &str) -> bool {
+    path.starts_with(PREFIX)
+}
+
+/// Parses a path under `/wharf/api/` (still percent-encoded).
+pub fn parse(path: &str) -> ApiResult<AdminRoute> {
+    if let Some(name) = path.strip_prefix(REPOSITORIES) {
+        let name = percent_encoding::percent_decode_str(name.trim_end_matches('/'))
+            .decode_utf8_lossy()
+            .into_owned();
+        return RepoName::parse(&name)
+            .map(AdminRoute::Repository)
+            .map_err(|why| ApiError::new(Code::NameInvalid, why));
+    }
+    Err(ApiError::new(
+        Code::NotFound,
+        format!("no API endpoint at {path:?}"),
+    ))
+}
+
+/// What `method` on `route` needs of the access rules.
+pub fn needed(route: &AdminRoute, method: &Method) -> Need {
+    match route {
+        AdminRoute::Repository(repo) => Need::Repo {
+            repo: repo.as_str().to_owned(),
+            action: match *method {
+                Method::GET | Method::HEAD => Action::Pull,
+                _ => Action::Delete,
+            },
+        },
+    }
+}
+
+impl Registry {
+    /// Serves one request under `/wharf/api/`.
+    pub async fn handle_wharf_api<B>(&self, req: Request<B>) -> ApiResult<Response<Body>> {
+        let route = parse(req.uri().path())?;
+        let caller = req
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default();
+        match (route, req.method()) {
+            (AdminRoute::Repository(repo), &Method::DELETE) => {
+                let gone = self.service().delete_repository(&caller, &repo).await?;
+                let tags: Vec<&str> = gone.tags.iter().map(|t| t.as_str()).collect();
+                Ok(Reply::new(StatusCode::OK).json(&json!({
+                    "repository": repo.as_str(),
+                    "tags": tags,
+                })))
+            }
+            (_, method) => Err(ApiError::new(
+                Code::MethodNotAllowed,
+                format!("{method} is not supported on this endpoint"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_paths_parse_and_need_delete() {
+        let r = parse("/wharf/api/v1/repositories/team/app").unwrap();
+        assert_eq!(
+            r,
+            AdminRoute::Repository(RepoName::parse("team/app").unwrap())
+        );
+        assert_eq!(parse("/wharf/api/v1/repositories/team%2Fapp/").unwrap(), r);
+        assert_eq!(
+            needed(&r, &Method::DELETE),
+            Need::Repo {
+                repo: "team/app".into(),
+                action: Action::Delete
+            }
+        );
+        let code = |p: &str| parse(p).unwrap_err().code;
+        assert_eq!(code("/wharf/api/v1/repositories/../etc"), Code::NameInvalid);
+        assert_eq!(code("/wharf/api/v1/repositories/"), Code::NameInvalid);
+        assert_eq!(code("/wharf/api/v1/other"), Code::NotFound);
+        assert!(is_api_path("/wharf/api/v1/usage") && !is_api_path("/wharf/apiary"));
+    }
+}

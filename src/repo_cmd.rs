@@ -1,0 +1,116 @@
+//! Repository operations from the command line (`wharf repo delete`), run through the same
+//! repository service as the HTTP API, so they are checked the same way (`[[immutable]]`)
+//! and announced the same way: events go to the notifications outbox, which the server's
+//! workers deliver.
+//!
+//! On the filesystem the command takes the root's lock, so it runs with the server stopped
+//! (or use the HTTP API); on S3 and Azure it runs beside the servers, which read tags and
+//! links from the bucket on every request.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Subcommand;
+use http::{HeaderValue, Method};
+use wharf::config::{Config, RouteTarget, StorageBackend};
+use wharf::events::Notifications;
+use wharf::registry::reference::RepoName;
+use wharf::registry::service::{Caller, RequestId, Service};
+use wharf::registry::storage::fs::FsStorage;
+use wharf::registry::storage::Storage;
+use wharf::server::{describe_root, open_storage};
+
+#[derive(Subcommand)]
+pub enum RepoCommand {
+    /// Delete a whole repository: its tags, manifests and links (blobs are left to `wharf
+    /// gc`). On the filesystem, stop the server first or use the HTTP API
+    /// (`DELETE /wharf/api/v1/repositories/<name>`).
+    Delete {
+        /// The repository, like team/app.
+        name: String,
+        /// Config file (default: what `serve` would use).
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+pub async fn run(command: RepoCommand) -> anyhow::Result<()> {
+    match command {
+        RepoCommand::Delete { name, config } => delete(&name, config).await,
+    }
+}
+
+async fn delete(name: &str, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let repo = RepoName::parse(name).map_err(|why| anyhow::anyhow!("{name:?}: {why}"))?;
+    let (config, _) = Config::load(path.as_deref())?;
+    let caller = cli_caller(Method::DELETE, "wharf repo delete");
+    let mut found = false;
+    for engine in services(&config).await? {
+        match engine.service.delete_repository(&caller, &repo).await {
+            Ok(gone) => {
+                found = true;
+                println!(
+                    "{}: deleted repository {repo} ({} tags); run `wharf gc` to free its blobs",
+                    engine.place,
+                    gone.tags.len()
+                );
+            }
+            Err(e) if e.code == wharf::registry::error::Code::NameUnknown => {
+                println!("{}: no repository {repo}", engine.place);
+            }
+            Err(e) => anyhow::bail!("{}: {}", engine.place, e.message),
+        }
+    }
+    anyhow::ensure!(found, "no storage root holds a repository {repo}");
+    Ok(())
+}
+
+/// The repository service of one storage root, as a command gets it.
+pub struct Engine {
+    /// The root as people name it (a directory, `s3://bucket/prefix`).
+    pub place: String,
+    pub service: Service,
+}
+
+/// One service per storage root the config's routes name, with the config's immutable
+/// rules and the root's notifications outbox.
+pub async fn services(config: &Config) -> anyhow::Result<Vec<Engine>> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    for route in config.servers.iter().flat_map(|s| &s.routes) {
+        if let RouteTarget::Registry { root } = &route.target {
+            if !roots.contains(root) {
+                roots.push(root.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for root in roots {
+        let place = describe_root(&config.storage.backend, &root);
+        let storage: Arc<dyn Storage> = match &config.storage.backend {
+            StorageBackend::Filesystem => Arc::new(FsStorage::open(&root).map_err(|e| {
+                anyhow::anyhow!("{e} (stop the server on {place}, or use the HTTP API)")
+            })?),
+            backend => open_storage(backend, &root).await?,
+        };
+        let events = Notifications::outbox_only(&config.notifications, storage.clone())?;
+        let service = Service::new(
+            storage,
+            config.registry.max_manifest_bytes,
+            config.registry.manifest_cache_bytes,
+        )
+        .with_immutable(&config.immutable)
+        .with_events(events);
+        out.push(Engine { place, service });
+    }
+    Ok(out)
+}
+
+/// The caller a command's events name: no user, no address, the command as user agent.
+pub fn cli_caller(method: Method, command: &'static str) -> Caller {
+    Caller {
+        method,
+        user_agent: Some(HeaderValue::from_static(command)),
+        request_id: RequestId::next(),
+        ..Caller::default()
+    }
+}
