@@ -48,6 +48,7 @@ mod referrers;
 mod registry2_env;
 mod registry2_interop;
 mod repo_delete;
+mod retention;
 mod route_auth;
 mod shipped_files;
 mod store_requests;
