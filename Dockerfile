@@ -16,8 +16,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/wharf /usr/local/bin/wharf
 COPY conf/container.toml /etc/wharf/wharf.toml
-# REGISTRY_* variables given to the container apply over this file.
+# Where registry:2's image keeps its config.yml: a user's own, mounted here, is read over
+# wharf.toml (this one sets nothing), and REGISTRY_* variables apply over both.
+COPY conf/registry-config.yml /etc/docker/registry/config.yml
 ENV WHARF_CONFIG=/etc/wharf/wharf.toml
+ENV REGISTRY_CONFIGURATION_PATH=/etc/docker/registry/config.yml
 # Run in / as registry:2 does, so relative paths in variables mean the same.
 WORKDIR /
 VOLUME ["/var/lib/registry"]

@@ -25,6 +25,10 @@ enum Command {
         /// Config file; without it conf/wharf.toml is used when present, else the built-in default.
         #[arg(long, short, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
+        /// registry:2's config.yml, as `registry serve config.yml` takes it (or
+        /// $REGISTRY_CONFIGURATION_PATH): its settings apply over the config file's, and
+        /// REGISTRY_* variables over both. A setting wharf cannot carry over is an error.
+        registry_yml: Option<PathBuf>,
     },
     /// Validate a config file and exit non-zero, naming the key and the fix, when it is wrong.
     CheckConfig {
@@ -91,7 +95,10 @@ enum Command {
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve { config } => serve(config).await,
+            Command::Serve {
+                config,
+                registry_yml,
+            } => serve(config, registry_yml).await,
             Command::CheckConfig { file } => check_config(file).await,
             Command::Cert { command } => crate::cert_cmd::run(command),
             Command::Htpasswd(args) => crate::htpasswd_cmd::run(args).await,
@@ -110,8 +117,8 @@ impl Cli {
     }
 }
 
-async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let (config, origin) = Config::load(path.as_deref())?;
+async fn serve(path: Option<PathBuf>, registry_yml: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, origin) = Config::load_with(path.as_deref(), registry_yml.as_deref())?;
     init_logging(&config);
     tracing::info!(config = %origin, storage = %config.storage.root.display(), "starting wharf");
     for line in registry_env_report(&config) {
@@ -120,7 +127,7 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let server = Server::bind(config.clone()).await?;
     // Signals are taken before saying we are up: until then, SIGHUP or SIGTERM would kill
     // the process instead of reloading or draining it.
-    let reloads = reload_on_sighup(server.reloader(), path);
+    let reloads = reload_on_sighup(server.reloader(), path, registry_yml);
     let stop = shutdown_signal();
     // Before "listening on", so that whoever waits for that line has the hints too.
     print_trust_hints(&config, &server.local_addrs());
@@ -184,6 +191,7 @@ fn print_trust_hints(config: &Config, addrs: &[std::net::SocketAddr]) {
 fn reload_on_sighup(
     reloader: wharf::server::Reloader,
     path: Option<PathBuf>,
+    registry_yml: Option<PathBuf>,
 ) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
@@ -195,7 +203,7 @@ fn reload_on_sighup(
                 return;
             };
             while hup.recv().await.is_some() {
-                let outcome = match Config::load(path.as_deref()) {
+                let outcome = match Config::load_with(path.as_deref(), registry_yml.as_deref()) {
                     Ok((config, origin)) => reloader
                         .reload(config)
                         .await
@@ -212,7 +220,7 @@ fn reload_on_sighup(
             }
         }
         #[cfg(not(unix))]
-        let _ = (reloader, path);
+        let _ = (reloader, path, registry_yml);
     }
 }
 

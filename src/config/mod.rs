@@ -125,6 +125,9 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
+    /// Several errors at once (every registry:2 setting wharf cannot carry over), one a line.
+    #[error("{}", several(.0))]
+    Several(Vec<ConfigError>),
     #[error("config {origin}: `{key}` {problem}; fix: {fix}")]
     Invalid {
         origin: String,
@@ -155,15 +158,16 @@ impl Config {
         Self::from_toml_with(text, origin, Vec::new())
     }
 
-    /// [`Config::from_toml`] with registry:2's settings (`REGISTRY_*` variables) applied
-    /// over the file's keys. An error about a key a setting set names the setting.
+    /// [`Config::from_toml`] with registry:2's settings (a config.yml's keys, then
+    /// `REGISTRY_*` variables) applied over the file's keys. An error about a key a setting
+    /// set names the setting; settings wharf cannot carry over are refused, all named.
     pub fn from_toml_with(
         text: &str,
         origin: &str,
         settings: Vec<registry_env::Setting>,
     ) -> Result<Self, ConfigError> {
         let mut raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(text, origin, &e))?;
-        let applied = registry_env::apply(&mut raw, settings, registry_env::Origin::Environment)?;
+        let applied = registry_env::apply(&mut raw, settings, registry_env::Unsupported::Refuse)?;
         let mut config = validate(raw, origin).map_err(|e| {
             match registry_env::setter_of(&applied, e.key().unwrap_or_default()) {
                 Some(label) => e.set_by(label),
@@ -187,30 +191,70 @@ impl Config {
     }
 
     /// `--config`/`WHARF_CONFIG` when given, else `conf/wharf.toml` when it exists, else
-    /// the built-in default; then the `REGISTRY_*` variables of the environment over it.
-    /// Returns where the config came from, for the log.
+    /// the built-in default; then registry:2's config.yml named by
+    /// `REGISTRY_CONFIGURATION_PATH`, if set; then the `REGISTRY_*` variables of the
+    /// environment over it. Returns where the config came from, for the log.
     pub fn load(explicit: Option<&Path>) -> Result<(Self, String), ConfigError> {
-        let env = registry_env::from_environment()?;
+        Self::load_with(explicit, None)
+    }
+
+    /// [`Config::load`] with registry:2's config.yml given as `wharf serve <config.yml>`
+    /// (as `registry serve <config.yml>`), which wins over `REGISTRY_CONFIGURATION_PATH`.
+    pub fn load_with(
+        explicit: Option<&Path>,
+        registry_yml: Option<&Path>,
+    ) -> Result<(Self, String), ConfigError> {
+        let mut env = registry_env::from_environment()?;
+        // Not a setting but where registry:2's settings are: read, never applied.
+        let named = env
+            .iter()
+            .position(|s| s.name == registry_env::CONFIGURATION_PATH)
+            .map(|at| PathBuf::from(env.remove(at).value));
+        let yml = registry_yml.map(Path::to_path_buf).or(named);
         let path = match explicit {
             Some(p) => Some(p),
             None if Path::new(DEFAULT_PATH).exists() => Some(Path::new(DEFAULT_PATH)),
             None => None,
         };
-        match path {
+        let (text, mut origin) = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|cause| ConfigError::Read {
                     path: p.to_owned(),
                     cause,
                 })?;
-                let origin = p.display().to_string();
-                Ok((Self::from_toml_with(&text, &origin, env)?, origin))
+                (text, p.display().to_string())
             }
-            None => {
-                let origin = "built-in default".to_owned();
-                Ok((Self::from_toml_with("", &origin, env)?, origin))
-            }
+            None => (String::new(), "built-in default".to_owned()),
+        };
+        let mut settings = Vec::new();
+        if let Some(yml) = &yml {
+            settings = registry_yml_settings(yml)?;
+            origin = format!("{origin} with registry:2's {}", yml.display());
         }
+        settings.extend(env);
+        Ok((Self::from_toml_with(&text, &origin, settings)?, origin))
     }
+}
+
+/// The settings of registry:2's config.yml at `path`.
+fn registry_yml_settings(path: &Path) -> Result<Vec<registry_env::Setting>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+        path: path.to_owned(),
+        cause,
+    })?;
+    registry_env::yml::settings(&text).map_err(|message| ConfigError::Parse {
+        path: path.display().to_string(),
+        message,
+    })
+}
+
+/// [`ConfigError::Several`]'s message: a count, then one error a line.
+fn several(errors: &[ConfigError]) -> String {
+    let mut text = format!("{} problems:", errors.len());
+    for e in errors {
+        text.push_str(&format!("\n  - {e}"));
+    }
+    text
 }
 
 impl ConfigError {

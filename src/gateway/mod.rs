@@ -210,10 +210,17 @@ impl Gateway {
             Ok(r) => r,
             Err(e) => respond::error(&e, is_api),
         };
-        if is_v2 {
-            response
-                .headers_mut()
-                .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+        if is_api {
+            let headers = response.headers_mut();
+            if is_v2 {
+                headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            }
+            // What registry:2's stock config.yml adds (`http.headers`), so a browser never
+            // runs a blob or an error served here as something else.
+            headers.insert(
+                http::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
         }
         // A HEAD answer has headers only. hyper drops the body on HTTP/1.1 but not on h2,
         // where sending one is a protocol error; every handler's headers (Content-Length

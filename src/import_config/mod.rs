@@ -7,11 +7,10 @@
 
 mod nginx_front;
 mod nginx_parse;
-mod registry_yml;
 mod write;
 
 use crate::config::raw::RawConfig;
-use crate::config::registry_env::{self, Effect, Origin};
+use crate::config::registry_env::{self, Effect, Unsupported};
 pub use write::{Anchor, Note};
 
 /// The inputs, as text, with the names to give them in messages.
@@ -39,9 +38,9 @@ pub fn convert(inputs: &Inputs<'_>) -> Result<Converted, ImportError> {
         file: file.to_owned(),
         message,
     };
-    let settings = registry_yml::settings(yml).map_err(|m| fail(yml_name, m))?;
+    let settings = registry_env::yml::settings(yml).map_err(|m| fail(yml_name, m))?;
     let mut raw = RawConfig::default();
-    let applied = registry_env::apply(&mut raw, settings, Origin::File)
+    let applied = registry_env::apply(&mut raw, settings, Unsupported::Report)
         .map_err(|e| fail(yml_name, e.to_string().replace("registry:2 setting: ", "")))?;
     let mut notes = grouped_notes(&applied);
     if let Some((nginx_name, nginx)) = inputs.nginx {

@@ -57,7 +57,9 @@ fn the_image_default_is_a_plain_registry_on_5000() {
     let c = accepted(&out, tempfile::tempdir().unwrap().path());
     assert_eq!(c.listeners[0].address.to_string(), "0.0.0.0:5000");
     assert!(c.storage.root.ends_with("var/lib/registry"));
-    assert!(out.contains("NOT CARRIED OVER: registry:2's http.headers.X-Content-Type-Options"));
+    // wharf sends registry:2's stock header by itself.
+    assert!(out.contains("registry:2's http.headers.X-Content-Type-Options: not needed"));
+    assert!(!out.contains("NOT CARRIED OVER:"), "{out}");
     assert!(out.contains("health.storagedriver.enabled, health.storagedriver.interval"));
 }
 
@@ -131,7 +133,16 @@ fn a_ui_outside_registry_logins_stays_public_and_port_80_redirects() {
     };
     assert_eq!((s3.prefix.as_str(), s3.part_size), ("docker", 10485760));
     assert!(out.contains("nginx also listened on [::]:443"));
-    assert!(out.contains("NOT CARRIED OVER: registry:2's notifications.endpoints.0.backoff"));
+    // registry:2's endpoint, in its envelope, with every action as registry:2 sends them.
+    let hook = &c.notifications.endpoints[0];
+    assert_eq!(
+        (hook.name.as_str(), hook.url.to_string().as_str()),
+        ("ci-listener", "https://ci.example.com/registry-events")
+    );
+    assert_eq!(hook.format, crate::config::EventFormat::Distribution);
+    assert!(hook.pulls && hook.actions.len() == 4);
+    assert_eq!(hook.timeout, std::time::Duration::from_millis(500));
+    assert!(out.contains("registry:2's notifications.endpoints.0.threshold: not needed"));
 }
 
 #[test]

@@ -51,6 +51,10 @@ impl Mirror {
         if !with_body {
             return self.head_upstream(names, digest, &path).await;
         }
+        if self.shared_layer(caller, names, digest, &path).await? {
+            self.metrics.hit(&self.config.ns);
+            return self.local(parts, route, caller).await;
+        }
         let key = format!("blob {} {digest}", names.local);
         let leader = match self.flights.join(&key) {
             Joined::Leader(leader) => leader,
@@ -64,7 +68,22 @@ impl Mirror {
             leader.end(State::Done);
             return self.local(parts, route, caller).await;
         }
+        self.fetch(caller, names, digest, parts, leader).await
+    }
+
+    /// The leader's part: GET the blob upstream and hand it to a [`Transfer`] task; the
+    /// client gets the bytes as they arrive (a ranged request waits for the whole blob,
+    /// then gets its range from storage).
+    async fn fetch(
+        &self,
+        caller: &Caller,
+        names: &Names,
+        digest: &Digest,
+        parts: &Parts,
+        leader: Leader,
+    ) -> ApiResult<Response<Body>> {
         self.metrics.miss(&self.config.ns);
+        let path = format!("/v2/{}/blobs/{digest}", names.remote);
         let response = self
             .upstream
             .request(Method::GET, &path, &[], names.remote.as_str())
@@ -83,14 +102,12 @@ impl Mirror {
             }
         };
         let length = content_length(response.headers());
-        // A ranged first request waits for the whole blob, then gets its range.
-        let whole = !parts.headers.contains_key(RANGE);
-        let (tx, rx) = match whole {
-            true => {
+        let (tx, rx) = match parts.headers.contains_key(RANGE) {
+            false => {
                 let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
                 (Some(tx), Some(rx))
             }
-            false => (None, None),
+            true => (None, None),
         };
         let done = leader.subscribe();
         let transfer = Transfer {
@@ -104,6 +121,7 @@ impl Mirror {
         };
         tokio::spawn(transfer.run(response.into_body(), tx, leader));
         let Some(rx) = rx else {
+            let route = Route::Blob(names.local.clone(), digest.clone());
             let state = flight::outcome(done).await;
             return self.after(state, parts, route, caller).await;
         };
@@ -126,6 +144,38 @@ impl Mirror {
             Ok(_) => Ok(true),
             Err(e) if e.code == Code::BlobUnknown => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// A layer stored for another repository (base layers are shared by many images) is
+    /// linked into this one when the upstream confirms, with a HEAD, that its repository
+    /// has it: no bytes move. Any failure just means fetching it.
+    async fn shared_layer(
+        &self,
+        caller: &Caller,
+        names: &Names,
+        digest: &Digest,
+        path: &str,
+    ) -> ApiResult<bool> {
+        let service = self.registry.service();
+        if !service.blob_stored(digest).await? {
+            return Ok(false);
+        }
+        let head = self
+            .upstream
+            .request(Method::HEAD, path, &[], names.remote.as_str())
+            .await;
+        match head {
+            Ok(r) if r.status() == StatusCode::OK => {
+                service
+                    .link_fetched_blob(caller, &names.local, digest)
+                    .await
+            }
+            Ok(_) => Ok(false),
+            Err(e) => {
+                self.upstream_failed("blob HEAD", &e);
+                Ok(false)
+            }
         }
     }
 

@@ -23,7 +23,9 @@
 //!   clients ask at once. For a blob (`blobs.rs`), the fetch runs in its own task, streaming
 //!   into storage and, chunk by chunk, to the client who started it; the others wait for it
 //!   to be stored and then read it from storage. No blob is held in memory. The task
-//!   carries on if its client goes away, so the followers still get the blob.
+//!   carries on if its client goes away, so the followers still get the blob. A layer
+//!   already stored for another repository is linked once the upstream confirms (HEAD) that
+//!   this repository has it: shared base layers cross the network once.
 //! - **Upstream** (`upstream.rs`, `token.rs`, `challenge.rs`): https with the system's
 //!   roots plus `ca_file`; anonymous, Basic, or the Docker token flow, each as the
 //!   registry's `WWW-Authenticate` challenge asks; tokens cached per scope until they

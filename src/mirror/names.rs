@@ -44,7 +44,9 @@ pub fn map(config: &MirrorConfig, name: &RepoName) -> Mapped {
         true => format!("library/{rest}"),
         false => rest.to_owned(),
     };
-    let local = format!("{}/{remote}", config.ns);
+    // A port's colon cannot be in a repository name: `r.example:5000` keeps its cache under
+    // `r.example_5000/`.
+    let local = format!("{}/{remote}", config.ns.replace(':', "_"));
     match (RepoName::parse(&remote), RepoName::parse(&local)) {
         (Ok(remote), Ok(local)) => Mapped::Mirrored(Names { remote, local }),
         _ => Mapped::Invalid("the name is too long once the mirror's namespace is added"),
@@ -97,6 +99,8 @@ mod tests {
     fn other_registries_keep_single_names() {
         let c = config("/", "ns = \"ghcr.io\"");
         assert_eq!(mapped(&c, "alpine"), names("alpine", "ghcr.io/alpine"));
+        let c = config("/", "ns = \"r.example:5000\"");
+        assert_eq!(mapped(&c, "a/b"), names("a/b", "r.example_5000/a/b"));
     }
 
     #[test]

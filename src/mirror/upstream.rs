@@ -21,6 +21,10 @@ use crate::config::MirrorConfig;
 use crate::http_client::HttpClient;
 use crate::http_util::Chain;
 
+/// Requests per call at most: without credentials (or with cached ones), with what the
+/// challenge asked for, and with a renewed token.
+const MAX_SENDS: usize = 3;
+
 const WHARF_AGENT: &str = concat!("wharf/", env!("CARGO_PKG_VERSION"), " (mirror)");
 
 /// Why the upstream could not answer. Logged where it happens; clients get a generic error.
@@ -99,11 +103,15 @@ impl UpstreamRegistry {
     ) -> Result<Response<Incoming>, UpstreamError> {
         let scope = format!("repository:{remote}:pull");
         let mut auth = self.known_auth(&scope).await?;
-        let mut renewed = false;
-        loop {
+        // The answer to a challenge, then once more: a token the registry refuses (expired
+        // early, revoked, or cached across a change) is replaced by a new one, once.
+        for tries_left in (0..MAX_SENDS).rev() {
             let response = self.send(&method, path, accept, auth.as_deref()).await?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
+            }
+            if tries_left == 0 {
+                break;
             }
             let challenges: Vec<Challenge> = response
                 .headers()
@@ -112,13 +120,6 @@ impl UpstreamRegistry {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(challenge::parse)
                 .collect();
-            if renewed {
-                return Err(UpstreamError::Auth(format!(
-                    "{} refused the credentials for {path}",
-                    self.base
-                )));
-            }
-            renewed = true;
             let bearer = challenges.iter().find(|c| c.scheme == "bearer");
             let basic = challenges.iter().find(|c| c.scheme == "basic");
             auth = match (bearer, basic) {
@@ -147,6 +148,10 @@ impl UpstreamRegistry {
                 }
             };
         }
+        Err(UpstreamError::Auth(format!(
+            "{} refused the credentials for {path}",
+            self.base
+        )))
     }
 
     fn remember(&self, c: &Challenge) {

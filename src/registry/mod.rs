@@ -70,6 +70,13 @@ impl Registry {
         self
     }
 
+    /// Shares `other`'s repository index (`service/catalog.rs`): for a new engine on the
+    /// same storage, so that changes through either engine reach the one index.
+    pub fn sharing_catalog_of(mut self, other: &Registry) -> Self {
+        self.service = self.service.with_catalog(other.service().catalog().clone());
+        self
+    }
+
     pub fn storage(&self) -> &Arc<dyn Storage> {
         self.service.storage()
     }

@@ -336,7 +336,8 @@ async fn open_registries(
             // announcing its events where the old one did.
             Some(existing) => Arc::new(
                 Registry::new(existing.storage().clone(), options.clone())
-                    .with_events(existing.events().clone()),
+                    .with_events(existing.events().clone())
+                    .sharing_catalog_of(existing),
             ),
             None => {
                 let storage = open_storage(&config.storage.backend, &root).await?;

@@ -1,7 +1,7 @@
 //! How long the UI takes server-side on a big registry: the repository list of 10,000
-//! repositories and the page of a 100-layer image. Storage is the filesystem, except that
-//! the repository listing names 10,000 synthetic repositories (making them for real would
-//! take minutes of fsyncs), each with one tag; the image is stored for real.
+//! repositories and the page of a 100-layer image, all on the filesystem as registry:2's
+//! layout has them. One repository is pushed through storage; the other 10,000 are copies
+//! of its directory (pushing each would take minutes of fsyncs; the files are the same).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,138 +16,13 @@ use crate::http_util::{empty, Body};
 use crate::registry::access::Visibility;
 use crate::registry::reference::{Digest, RepoName, Tag};
 use crate::registry::storage::fs::FsStorage;
-use crate::registry::storage::*;
+use crate::registry::storage::{LinkKind, Storage};
 use crate::registry::{Registry, RegistryOptions};
 
 const REPOS: usize = 10_000;
-/// The figure. A debug build measured 5-11 ms here (medians of five), so a busy
-/// machine has a tenfold margin; the figures are printed.
+/// The figure, for a page view once the repository index is built; the figures are
+/// printed.
 const BOUND: Duration = Duration::from_millis(100);
-
-/// The filesystem, plus 10,000 repositories in the listing.
-struct Many {
-    inner: FsStorage,
-    repos: Vec<RepoName>,
-}
-
-#[async_trait]
-impl Storage for Many {
-    async fn list_repositories(&self) -> StorageResult<Vec<RepoName>> {
-        let mut all = self.inner.list_repositories().await?;
-        all.extend(self.repos.iter().cloned());
-        all.sort();
-        Ok(all)
-    }
-    async fn list_tags(&self, r: &RepoName) -> StorageResult<Option<Vec<Tag>>> {
-        match self.repos.binary_search(r) {
-            Ok(_) => Ok(Tag::parse("1").ok().map(|t| vec![t])),
-            Err(_) => self.inner.list_tags(r).await,
-        }
-    }
-    async fn is_linked(&self, r: &RepoName, k: LinkKind, d: &Digest) -> StorageResult<bool> {
-        self.inner.is_linked(r, k, d).await
-    }
-    async fn blob_size(&self, d: &Digest) -> StorageResult<Option<u64>> {
-        self.inner.blob_size(d).await
-    }
-    async fn read_blob(&self, d: &Digest, o: u64, l: u64) -> StorageResult<Option<ByteStream>> {
-        self.inner.read_blob(d, o, l).await
-    }
-    async fn read_small_blob(&self, d: &Digest) -> StorageResult<Option<Bytes>> {
-        self.inner.read_small_blob(d).await
-    }
-    async fn put_small_blob(&self, d: &Digest, b: Bytes) -> StorageResult<()> {
-        self.inner.put_small_blob(d, b).await
-    }
-    async fn link(&self, r: &RepoName, k: LinkKind, d: &Digest) -> StorageResult<()> {
-        self.inner.link(r, k, d).await
-    }
-    async fn unlink(&self, r: &RepoName, k: LinkKind, d: &Digest) -> StorageResult<bool> {
-        self.inner.unlink(r, k, d).await
-    }
-    async fn read_tag(&self, r: &RepoName, t: &Tag) -> StorageResult<Option<Digest>> {
-        self.inner.read_tag(r, t).await
-    }
-    async fn write_tag(&self, r: &RepoName, t: &Tag, d: &Digest) -> StorageResult<()> {
-        self.inner.write_tag(r, t, d).await
-    }
-    async fn delete_tag(&self, r: &RepoName, t: &Tag) -> StorageResult<bool> {
-        self.inner.delete_tag(r, t).await
-    }
-    async fn add_referrer(
-        &self,
-        r: &RepoName,
-        s: &Digest,
-        f: &Digest,
-        d: &[u8],
-    ) -> StorageResult<()> {
-        self.inner.add_referrer(r, s, f, d).await
-    }
-    async fn remove_referrer(&self, r: &RepoName, s: &Digest, f: &Digest) -> StorageResult<()> {
-        self.inner.remove_referrer(r, s, f).await
-    }
-    async fn list_referrers(&self, r: &RepoName, s: &Digest) -> StorageResult<Vec<Bytes>> {
-        self.inner.list_referrers(r, s).await
-    }
-    async fn create_upload(&self, o: &UploadOwner, k: SessionKind) -> StorageResult<UploadId> {
-        self.inner.create_upload(o, k).await
-    }
-    async fn upload_size(&self, o: &UploadOwner, id: UploadId) -> StorageResult<Option<u64>> {
-        self.inner.upload_size(o, id).await
-    }
-    async fn append_upload(
-        &self,
-        o: &UploadOwner,
-        id: UploadId,
-        r: Option<ChunkRange>,
-        b: ByteStream,
-    ) -> StorageResult<Append> {
-        self.inner.append_upload(o, id, r, b).await
-    }
-    async fn finish_upload(
-        &self,
-        o: &UploadOwner,
-        id: UploadId,
-        d: &Digest,
-    ) -> StorageResult<Finish> {
-        self.inner.finish_upload(o, id, d).await
-    }
-    async fn cancel_upload(&self, o: &UploadOwner, id: UploadId) -> StorageResult<bool> {
-        self.inner.cancel_upload(o, id).await
-    }
-    async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize> {
-        self.inner.purge_uploads(max_age).await
-    }
-    async fn purge_orphans(&self) -> StorageResult<usize> {
-        self.inner.purge_orphans().await
-    }
-    async fn check_writable(&self) -> StorageResult<()> {
-        self.inner.check_writable().await
-    }
-    async fn put_record(&self, k: &RecordKey, b: Bytes) -> StorageResult<()> {
-        self.inner.put_record(k, b).await
-    }
-    async fn create_record(&self, k: &RecordKey, b: Bytes) -> StorageResult<bool> {
-        self.inner.create_record(k, b).await
-    }
-    async fn replace_record(
-        &self,
-        k: &RecordKey,
-        b: Bytes,
-        v: &RecordVersion,
-    ) -> StorageResult<bool> {
-        self.inner.replace_record(k, b, v).await
-    }
-    async fn read_record(&self, k: &RecordKey) -> StorageResult<Option<(Bytes, RecordVersion)>> {
-        self.inner.read_record(k).await
-    }
-    async fn list_records(&self, p: &RecordKey) -> StorageResult<Vec<RecordKey>> {
-        self.inner.list_records(p).await
-    }
-    async fn delete_record(&self, k: &RecordKey) -> StorageResult<bool> {
-        self.inner.delete_record(k).await
-    }
-}
 
 struct Everyone;
 
@@ -217,37 +92,73 @@ async fn store_big_image(storage: &dyn Storage) {
         .unwrap();
 }
 
+/// How long one request for `path` took, and its answer's body.
+async fn time_once(ui: &Ui, cx: &Context<'_>, path: &str) -> (Duration, String) {
+    let req: Request<Body> = Request::get(path).body(empty()).unwrap();
+    let started = Instant::now();
+    let response = ui.handle(req, cx).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    (took, String::from_utf8(bytes.to_bytes().to_vec()).unwrap())
+}
+
 /// The median time of five requests for `path`, and the last answer's body.
 async fn time(ui: &Ui, cx: &Context<'_>, path: &str) -> (Duration, String) {
     let mut times = Vec::new();
     let mut body = String::new();
     for _ in 0..5 {
-        let req: Request<Body> = Request::get(path).body(empty()).unwrap();
-        let started = Instant::now();
-        let response = ui.handle(req, cx).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        let bytes = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .unwrap();
-        times.push(started.elapsed());
-        body = String::from_utf8(bytes.to_bytes().to_vec()).unwrap();
+        let (took, b) = time_once(ui, cx, path).await;
+        times.push(took);
+        body = b;
     }
     times.sort();
     (times[2], body)
 }
 
+/// Copies the directory tree `from` to `to` (link files only: small).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        match entry.file_type().unwrap().is_dir() {
+            true => copy_tree(&entry.path(), &target),
+            false => drop(std::fs::copy(entry.path(), target).unwrap()),
+        }
+    }
+}
+
+fn repo_name(i: usize) -> String {
+    format!("team{}/app{i:05}", i % 100)
+}
+
+/// `REPOS` repositories `team<N>/app<NNNNN>`, each a copy of `big/app` (one tag, `1`).
+fn copy_repositories(root: &std::path::Path) {
+    let repos = root.join("docker/registry/v2/repositories");
+    let seed = repos.join("big/app");
+    for i in 0..REPOS {
+        copy_tree(&seed, &repos.join(repo_name(i)));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_listings_and_big_images_render_quickly() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut repos: Vec<RepoName> = (0..REPOS)
-        .map(|i| RepoName::parse(&format!("team{}/app{i:05}", i % 100)).unwrap())
-        .collect();
-    repos.sort();
-    let storage = Arc::new(Many {
-        inner: FsStorage::open(dir.path()).unwrap(),
-        repos,
-    });
+    // In memory where there is a tmpfs: 10,000 repositories are 160,000 files and
+    // directories, which a busy disk takes minutes to make and remove. Once read, a disk's
+    // are in the page cache as well; `scripts/bench` measures on the disk.
+    let dir = match std::path::Path::new("/dev/shm").is_dir() {
+        true => tempfile::tempdir_in("/dev/shm").unwrap(),
+        false => tempfile::tempdir().unwrap(),
+    };
+    let storage = Arc::new(FsStorage::open(dir.path()).unwrap());
     store_big_image(storage.as_ref()).await;
+    let root = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || copy_repositories(&root))
+        .await
+        .unwrap();
     let options = RegistryOptions {
         max_manifest_bytes: 4 << 20,
         manifest_cache_bytes: 1 << 20,
@@ -262,13 +173,22 @@ async fn big_listings_and_big_images_render_quickly() {
         tls: false,
         caller: Default::default(),
     };
+    // The first view after start-up reads the whole catalog from disk: printed, not bound.
+    let started = Instant::now();
+    let (_, body) = time_once(&ui, &cx, "/ui/?page=200").await;
+    let first = started.elapsed();
+    assert!(body.contains("10001 repositories"), "{body}");
     let (list, body) = time(&ui, &cx, "/ui/?page=150").await;
     assert!(body.contains("10001 repositories") && body.contains("Page 150 of 201"));
+    let mut names: Vec<_> = (0..REPOS).map(repo_name).collect();
+    names.push("big/app".to_owned());
+    names.sort();
+    assert!(body.contains(&names[149 * 50]) && body.contains("1 tag"));
     let (search, body) = time(&ui, &cx, "/ui/?q=app0777").await;
     assert!(body.contains("10 repositories"), "app07770..app07779");
     let (image, body) = time(&ui, &cx, "/ui/image/big/app:1").await;
     assert!(body.contains("100 layers") && body.contains("RUN step 99"));
-    eprintln!("UI server-side, median of 5: list page 150 of 10,001 repositories {list:?}, search {search:?}, 100-layer image {image:?}");
+    eprintln!("UI server-side on 10,001 repositories on the filesystem: first list view {first:?}; median of 5: list page 150 {list:?}, search {search:?}, 100-layer image {image:?}");
     for (what, took) in [("list", list), ("search", search), ("image", image)] {
         assert!(took < BOUND, "{what} took {took:?}");
     }

@@ -16,7 +16,7 @@ fn wharf_with_env(cwd: &Path, vars: &[(&str, String)]) -> Command {
 }
 
 /// `wharf ARGS` in `cwd` with exactly these `REGISTRY_*` variables.
-fn wharf_run(cwd: &Path, args: &[&str], vars: &[(&str, String)]) -> Command {
+pub(crate) fn wharf_run(cwd: &Path, args: &[&str], vars: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
     cmd.args(args)
         .current_dir(cwd)
@@ -31,7 +31,7 @@ fn wharf_run(cwd: &Path, args: &[&str], vars: &[(&str, String)]) -> Command {
     cmd
 }
 
-fn spawn(cmd: &mut Command) -> WharfProcess {
+pub(crate) fn spawn(cmd: &mut Command) -> WharfProcess {
     use std::io::{BufRead, BufReader};
     let mut child = cmd
         .stdout(Stdio::piped())

@@ -9,10 +9,10 @@ use crate::config::raw::{
 use crate::config::ConfigError;
 
 /// What `apply` records as it goes.
-struct Record(Vec<Applied>);
+pub(super) struct Record(pub Vec<Applied>);
 
 impl Record {
-    fn set(&mut self, s: &Setting, key: &str, shown: impl Into<String>) {
+    pub fn set(&mut self, s: &Setting, key: &str, shown: impl Into<String>) {
         self.0.push(Applied {
             label: s.label.clone(),
             effect: Effect::Set {
@@ -27,14 +27,10 @@ fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
 
-pub(super) fn apply(
-    raw: &mut RawConfig,
-    w: Registry2,
-    origin: Origin,
-) -> Result<Vec<Applied>, ConfigError> {
+pub(super) fn apply(raw: &mut RawConfig, w: Registry2) -> Result<Vec<Applied>, ConfigError> {
     let mut rec = Record(Vec::new());
     http(raw, &w, &mut rec)?;
-    storage(raw, &w, origin, &mut rec)?;
+    storage(raw, &w, &mut rec)?;
     if let Some(s) = &w.delete_enabled {
         let on = boolean(s)?;
         raw.registry.delete = Some(on);
@@ -42,11 +38,12 @@ pub(super) fn apply(
     }
     auth(raw, &w, &mut rec)?;
     log(raw, &w, &mut rec)?;
+    super::notifications::apply(raw, &w.endpoints, &mut rec)?;
     Ok(rec.0)
 }
 
 /// YAML's booleans, as registry:2 reads every value.
-fn boolean(s: &Setting) -> Result<bool, ConfigError> {
+pub(super) fn boolean(s: &Setting) -> Result<bool, ConfigError> {
     match s.value.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "y" => Ok(true),
         "false" | "no" | "off" | "n" => Ok(false),
@@ -339,12 +336,7 @@ fn log(raw: &mut RawConfig, w: &Registry2, rec: &mut Record) -> Result<(), Confi
 }
 
 /// `storage`: the filesystem or S3, and what the rest of `storage.*` says.
-fn storage(
-    raw: &mut RawConfig,
-    w: &Registry2,
-    origin: Origin,
-    rec: &mut Record,
-) -> Result<(), ConfigError> {
+fn storage(raw: &mut RawConfig, w: &Registry2, rec: &mut Record) -> Result<(), ConfigError> {
     if let Some(s) = &w.upload_max_age {
         raw.storage.upload_max_age = Some(s.value.trim().to_owned());
         rec.set(
@@ -433,17 +425,12 @@ fn storage(
         );
     }
     if name == "s3" {
-        s3(
-            raw.storage.s3.get_or_insert_with(RawS3::default),
-            w,
-            origin,
-            rec,
-        )?;
+        s3(raw.storage.s3.get_or_insert_with(RawS3::default), w, rec)?;
     }
     Ok(())
 }
 
-fn s3(t: &mut RawS3, w: &Registry2, origin: Origin, rec: &mut Record) -> Result<(), ConfigError> {
+fn s3(t: &mut RawS3, w: &Registry2, rec: &mut Record) -> Result<(), ConfigError> {
     let s = &w.s3;
     let text = |s: &Setting| s.value.trim().to_owned();
     if let Some(v) = &s.bucket {
@@ -522,13 +509,12 @@ fn s3(t: &mut RawS3, w: &Registry2, origin: Origin, rec: &mut Record) -> Result<
             format!("storage.s3.part_size = {size}"),
         );
     }
-    credentials(t, s, origin, rec)
+    credentials(t, s, rec)
 }
 
 fn credentials(
     t: &mut RawS3,
     s: &super::collect::S3Settings,
-    origin: Origin,
     rec: &mut Record,
 ) -> Result<(), ConfigError> {
     match (&s.access_key, &s.secret_key) {
@@ -556,7 +542,7 @@ fn credentials(
                 t.secret_access_key_env,
             ) = (None, None, None);
             (t.credentials_file, t.profile) = (None, None);
-            match origin {
+            match secret.origin {
                 // The secret stays in its variable: the config only names it.
                 Origin::Environment => {
                     t.secret_access_key_env = Some(secret.name.clone());

@@ -1,29 +1,44 @@
 //! registry:2's settings, given the way registry:2 takes them: `REGISTRY_*` environment
 //! variables (`REGISTRY_HTTP_ADDR`, `REGISTRY_STORAGE_S3_BUCKET`, ...), or the keys of its
-//! `config.yml` flattened to the same names (`wharf import-config`).
+//! `config.yml` flattened to the same names (`yml.rs`; for `wharf serve <config.yml>`,
+//! `REGISTRY_CONFIGURATION_PATH` and `wharf import-config`).
 //!
 //! They are applied to the raw config before validation: over the file's keys, or over the
-//! built-in default when there is no file, so a variable always wins, as on registry:2.
-//! Every setting ends up as something applied, something wharf needs nothing for (with the
-//! reason), or an error naming it and what to do: none is silently ignored.
+//! built-in default when there is no file; a config.yml's settings come first and the
+//! variables after them, so a variable always wins, as on registry:2. Every setting ends up
+//! as something applied, something wharf needs nothing for (with the reason), or an error
+//! naming it and what to do: none is silently ignored.
 
 mod apply;
 mod collect;
+mod notifications;
 #[cfg(test)]
 mod tests;
+pub mod yml;
+
+/// registry:2's variable naming its config.yml (when `registry serve` is given no file).
+pub const CONFIGURATION_PATH: &str = "REGISTRY_CONFIGURATION_PATH";
 
 use super::raw::RawConfig;
 use super::ConfigError;
 
-/// Where the settings come from.
+/// Where a setting comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// The process environment: secrets stay in their variables (the config names the
     /// variable, never the value), and Kubernetes service links are passed over.
     Environment,
-    /// A registry:2 `config.yml` being converted: secrets are copied, and unsupported
-    /// settings are reported rather than refused, to become comments.
+    /// A registry:2 `config.yml`: secrets are copied from it.
     File,
+}
+
+/// What [`apply`] does with settings wharf cannot carry over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsupported {
+    /// Refuse the whole configuration, naming every one of them (`wharf serve`).
+    Refuse,
+    /// Report them as [`Effect::Unsupported`], to become comments (`wharf import-config`).
+    Report,
 }
 
 /// One registry:2 setting.
@@ -34,6 +49,7 @@ pub struct Setting {
     /// What to call it in messages: the variable, or the `config.yml` key (`storage.s3.bucket`).
     pub label: String,
     pub value: String,
+    pub origin: Origin,
 }
 
 impl Setting {
@@ -43,6 +59,7 @@ impl Setting {
             name: name.to_owned(),
             label: name.to_owned(),
             value: value.to_owned(),
+            origin: Origin::Environment,
         }
     }
 }
@@ -86,20 +103,22 @@ pub fn from_environment() -> Result<Vec<Setting>, ConfigError> {
     Ok(settings)
 }
 
-/// Applies the settings to `raw` and says what became of each.
+/// Applies the settings to `raw`, in order (a later one replaces an earlier one of the same
+/// name), and says what became of each.
 pub fn apply(
     raw: &mut RawConfig,
     settings: Vec<Setting>,
-    origin: Origin,
+    unsupported: Unsupported,
 ) -> Result<Vec<Applied>, ConfigError> {
     let mut wanted = collect::Registry2::default();
     let mut out = Vec::new();
+    let mut refused = Vec::new();
     for setting in settings {
         let Some(rest) = setting.name.strip_prefix("REGISTRY_").map(str::to_owned) else {
             continue;
         };
         let label = setting.label.clone();
-        if collect::kubernetes_service_link(&setting.name, origin) {
+        if collect::kubernetes_service_link(&setting.name, setting.origin) {
             let why = "a Kubernetes service link, made for a Service named registry; not a setting";
             out.push(Applied {
                 label,
@@ -113,16 +132,22 @@ pub fn apply(
                 label,
                 effect: Effect::NotNeeded(why.into()),
             }),
-            collect::Kind::Unsupported(problem, fix) => match origin {
-                Origin::Environment => return Err(env_error(&label, &problem, &fix)),
-                Origin::File => out.push(Applied {
+            collect::Kind::Unsupported(problem, fix) => match unsupported {
+                Unsupported::Refuse => refused.push(env_error(&label, &problem, &fix)),
+                Unsupported::Report => out.push(Applied {
                     label,
                     effect: Effect::Unsupported { problem, fix },
                 }),
             },
         }
     }
-    out.extend(apply::apply(raw, wanted, origin)?);
+    // Every setting that cannot be carried over at once, so one try lists them all.
+    match refused.len() {
+        0 => {}
+        1 => return Err(refused.remove(0)),
+        _ => return Err(ConfigError::Several(refused)),
+    }
+    out.extend(apply::apply(raw, wanted)?);
     // In the settings' order (the environment's is sorted by name), each one's lines together.
     out.sort_by(|a, b| a.label.cmp(&b.label));
     Ok(out)

@@ -1,6 +1,6 @@
 //! The registry:2 settings' rules, one test each.
 
-use super::{Applied, Effect, Origin, Setting};
+use super::{Applied, Effect, Setting, Unsupported};
 use crate::config::raw::RawConfig;
 use crate::config::{Config, ProviderConfig, RouteTarget, ServerTls, StorageBackend, TlsMode};
 
@@ -224,7 +224,7 @@ fn s3_settings_make_an_s3_backend_over_the_files_directory() {
         .iter()
         .map(|(n, v)| Setting::variable(n, v))
         .collect();
-    let applied = super::apply(&mut raw, settings, Origin::Environment).unwrap();
+    let applied = super::apply(&mut raw, settings, Unsupported::Refuse).unwrap();
     assert_eq!(raw.storage.backend.as_deref(), Some("s3"));
     assert_eq!(raw.storage.root, None);
     let s3 = raw.storage.s3.unwrap();
@@ -337,4 +337,87 @@ fn every_applied_setting_is_reported() {
             "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"
         ]
     );
+}
+
+/// A config.yml's settings, then the variables, as `Config::load_with` puts them together.
+fn yml_then_env(yml: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
+    let mut settings = super::yml::settings(yml).unwrap();
+    settings.extend(vars.iter().map(|(n, v)| Setting::variable(n, v)));
+    Config::from_toml_with("", "test", settings).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_variable_wins_over_the_config_yml_key_of_the_same_name() {
+    let yml = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /from/yml\nhttp:\n  addr: :5001\n";
+    let c = yml_then_env(yml, &[("REGISTRY_HTTP_ADDR", "127.0.0.1:5002")]).unwrap();
+    assert_eq!(c.listeners[0].address.to_string(), "127.0.0.1:5002");
+    assert_eq!(c.storage.root, std::path::PathBuf::from("/from/yml"));
+}
+
+#[test]
+fn registry2s_stock_config_yml_is_taken_whole() {
+    // What registry:2's image ships as /etc/docker/registry/config.yml.
+    let stock = "version: 0.1\nlog:\n  fields:\n    service: registry\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: /var/lib/registry\nhttp:\n  addr: :5000\n  headers:\n    X-Content-Type-Options: [nosniff]\nhealth:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 3\n";
+    let c = yml_then_env(stock, &[]).unwrap();
+    assert_eq!(c.listeners[0].address.to_string(), "0.0.0.0:5000");
+    assert_eq!(
+        c.storage.root,
+        std::path::PathBuf::from("/var/lib/registry")
+    );
+}
+
+#[test]
+fn every_setting_that_cannot_be_carried_over_is_named_at_once() {
+    let yml = "version: 0.1\nhttp:\n  headers:\n    X-Frame-Options: [DENY]\nproxy:\n  remoteurl: https://registry-1.docker.io\n";
+    let e = yml_then_env(yml, &[("REGISTRY_AUTH_TOKEN_REALM", "https://a/token")]).unwrap_err();
+    assert!(e.starts_with("3 problems:"), "{e}");
+    for named in [
+        "`http.headers.X-Frame-Options`",
+        "`proxy.remoteurl`",
+        "`REGISTRY_AUTH_TOKEN_REALM`",
+    ] {
+        assert!(e.contains(named), "{named}: {e}");
+    }
+}
+
+#[test]
+fn a_secret_from_a_config_yml_is_copied_and_one_from_a_variable_is_not() {
+    let yml = "storage:\n  s3:\n    bucket: b\n    region: us-east-1\n    accesskey: AKIA\n    secretkey: from-the-file\n";
+    let mut raw = RawConfig::default();
+    super::apply(
+        &mut raw,
+        super::yml::settings(yml).unwrap(),
+        Unsupported::Refuse,
+    )
+    .unwrap();
+    let s3 = raw.storage.s3.unwrap();
+    assert_eq!(s3.secret_access_key.as_deref(), Some("from-the-file"));
+    assert_eq!(s3.secret_access_key_env, None);
+}
+
+#[test]
+fn notification_endpoints_become_wharf_endpoints_in_registry2s_envelope() {
+    let yml = "notifications:\n  endpoints:\n    - name: Audit Log\n      url: https://audit.example.com/events\n      \
+               headers:\n        X-Token: [abc]\n      ignore:\n        mediatypes: [application/octet-stream]\n        \
+               actions: [pull, mount]\n    - name: off\n      disabled: true\n      url: https://off.example.com/\n";
+    let c = yml_then_env(yml, &[]).unwrap();
+    assert_eq!(
+        c.notifications.endpoints.len(),
+        1,
+        "the disabled one is left out"
+    );
+    let e = &c.notifications.endpoints[0];
+    assert_eq!(e.name, "audit-log");
+    assert_eq!(e.format, crate::config::EventFormat::Distribution);
+    assert_eq!(e.actions, ["push", "delete"]);
+    assert!(!e.pulls);
+    assert_eq!(e.ignore_media_types, ["application/octet-stream"]);
+    assert_eq!(e.headers[0].0.as_str(), "x-token");
+}
+
+#[test]
+fn an_unknown_notification_endpoint_key_is_named() {
+    let yml = "notifications:\n  endpoints:\n    - name: a\n      url: https://a.example.com/\n      retries: 3\n";
+    let e = yml_then_env(yml, &[]).unwrap_err();
+    assert!(e.contains("`notifications.endpoints.0.retries`"), "{e}");
 }

@@ -5,13 +5,18 @@
 //!
 //! Everything here reads through [`Storage`](crate::registry::storage::Storage) and
 //! [`manifest`](crate::registry::manifest); nothing is written. Work is bounded by what one
-//! page shows: a listing of 10,000 repositories asks storage for the tags of one page only.
+//! page shows: a listing of 10,000 repositories takes the names from the repository index
+//! (`catalog.rs`) and asks storage at most for the figures of one page.
+
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::catalog::RepoStats;
 use super::Caller;
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::manifest::media_type_of;
@@ -44,11 +49,13 @@ impl<T> Page<T> {
 #[derive(Debug)]
 pub struct RepoSummary {
     pub name: String,
-    pub tags: usize,
+    /// Tag count, size and last push, from the repository index.
+    pub figures: Arc<RepoStats>,
 }
 
 /// Repositories `visible` allows whose name contains `query` (case-insensitive), sorted,
-/// page `page` of `per_page`; only that page's tags are counted.
+/// page `page` of `per_page`. Names and figures come from the repository index
+/// (`catalog.rs`), so storage is read only for what the index does not hold yet.
 pub async fn repositories(
     registry: &Registry,
     visible: &(dyn Fn(&str) -> bool + Send + Sync),
@@ -57,29 +64,28 @@ pub async fn repositories(
     per_page: usize,
 ) -> ApiResult<Page<RepoSummary>> {
     let query = query.trim().to_lowercase();
-    let names: Vec<RepoName> = registry
-        .storage()
-        .list_repositories()
-        .await?
+    let (catalog, storage) = (registry.service().catalog(), registry.storage());
+    let all = catalog.names(storage).await?;
+    let mut total = 0;
+    let mut shown = Vec::with_capacity(per_page);
+    for name in all.iter() {
+        if !(name.as_str().contains(&query) && visible(name.as_str())) {
+            continue;
+        }
+        if total >= page * per_page && shown.len() < per_page {
+            shown.push(name.clone());
+        }
+        total += 1;
+    }
+    let figures = catalog.figures(storage, &shown).await?;
+    let items = shown
         .into_iter()
-        .filter(|r| r.as_str().contains(&query) && visible(r.as_str()))
-        .collect();
-    let total = names.len();
-    let shown = names.into_iter().skip(page * per_page).take(per_page);
-    let storage = registry.storage();
-    let items = futures_util::stream::iter(shown)
-        .map(|name| async move {
-            let tags = storage.list_tags(&name).await?.map_or(0, |t| t.len());
-            ApiResult::Ok(RepoSummary {
-                name: name.as_str().to_owned(),
-                tags,
-            })
+        .zip(figures)
+        .map(|(name, figures)| RepoSummary {
+            name: name.as_str().to_owned(),
+            figures,
         })
-        .buffered(CONCURRENT_READS)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect();
     Ok(Page {
         items,
         total,
@@ -99,6 +105,9 @@ pub struct TagRow {
     pub size: u64,
     /// The config's `created`, as the image says (not verified by anyone).
     pub created: Option<String>,
+    /// When the tag was last pushed: its link's write time in storage (registry:2's layout
+    /// has no other record, and this one dates registry:2's pushes too).
+    pub pushed: Option<SystemTime>,
     /// `os/architecture[/variant]` of an index's images, or of the image itself.
     pub platforms: Vec<String>,
 }
@@ -132,7 +141,10 @@ pub async fn tags(
 
 /// One tag's row; `None` when it vanished (deleted) since the listing.
 async fn tag_row(registry: &Registry, repo: &RepoName, tag: Tag) -> ApiResult<Option<TagRow>> {
-    let Some(m) = read_manifest(registry, repo, &Reference::Tag(tag.clone())).await? else {
+    let Some((digest, pushed)) = registry.storage().read_tag_dated(repo, &tag).await? else {
+        return Ok(None);
+    };
+    let Some(m) = read_manifest(registry, repo, &Reference::Digest(digest)).await? else {
         return Ok(None);
     };
     let config = match &m.body {
@@ -150,6 +162,7 @@ async fn tag_row(registry: &Registry, repo: &RepoName, tag: Tag) -> ApiResult<Op
         media_type: m.media_type.clone(),
         size: m.total_size(),
         created: config.and_then(|c| c.created),
+        pushed,
         platforms,
     }))
 }
@@ -231,12 +244,12 @@ impl StoredManifest {
 /// The raw shape shared by image manifests and indexes; fields a kind lacks stay empty.
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-struct RawManifest {
-    config: Option<Descriptor>,
-    layers: Vec<Descriptor>,
-    manifests: Option<Vec<Descriptor>>,
-    subject: Option<Descriptor>,
-    annotations: std::collections::BTreeMap<String, String>,
+pub(super) struct RawManifest {
+    pub config: Option<Descriptor>,
+    pub layers: Vec<Descriptor>,
+    pub manifests: Option<Vec<Descriptor>>,
+    pub subject: Option<Descriptor>,
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// The manifest `reference` names in `repo`, or `None`: the same lookup as a pull (tag,

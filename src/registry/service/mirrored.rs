@@ -10,6 +10,7 @@ use super::{target, Action, Caller, Service, TargetKind};
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::manifest::Manifest;
 use crate::registry::reference::{Digest, RepoName, Tag};
+use crate::registry::storage::LinkKind;
 
 impl Service {
     /// Stores `bytes` (the upstream's `content_type`) as a manifest of `repo` and, with a
@@ -42,9 +43,7 @@ impl Service {
         }
         let manifest = Manifest::parse(&bytes, content_type)?;
         self.storage.put_small_blob(digest, bytes.clone()).await?;
-        self.storage
-            .link(repo, super::super::storage::LinkKind::Manifest, digest)
-            .await?;
+        self.storage.link(repo, LinkKind::Manifest, digest).await?;
         if let Some(subject) = &manifest.subject {
             let descriptor = manifest.referrer_descriptor(digest, bytes.len());
             let descriptor = serde_json::to_vec(&descriptor).unwrap_or_default();
@@ -62,5 +61,32 @@ impl Service {
         t.size = Some(bytes.len() as u64);
         t.tag = tag.cloned();
         self.emit(caller, Action::Push, t).await
+    }
+}
+
+impl Service {
+    /// Whether the blob's bytes are stored at all (for any repository).
+    pub async fn blob_stored(&self, digest: &Digest) -> ApiResult<bool> {
+        Ok(self.storage.blob_size(digest).await?.is_some())
+    }
+
+    /// Links a stored blob into the cache's `repo`, once the upstream confirmed that its
+    /// repository has it (the bytes are the same: they are addressed by their digest).
+    /// `false` when the bytes are not (or no longer) stored.
+    pub async fn link_fetched_blob(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> ApiResult<bool> {
+        let Some(size) = self.storage.blob_size(digest).await? else {
+            return Ok(false);
+        };
+        self.storage.link(repo, LinkKind::Layer, digest).await?;
+        let mut t = target(TargetKind::Blob, repo);
+        t.digest = Some(digest.clone());
+        t.size = Some(size);
+        self.emit(caller, Action::Push, t).await?;
+        Ok(true)
     }
 }

@@ -20,11 +20,13 @@
 //! - `repositories.rs`: deleting a whole repository.
 //! - `mirrored.rs`: storing what the pull-through cache fetched (no reference checks).
 //! - `immutable.rs`: `[[immutable]]` tags, checked by manifest push and delete.
+//! - `catalog.rs`: the repository index the UI lists from, kept right by [`Service::emit`].
 //! - `cache.rs`: the bounded manifest cache; `caller.rs`: [`Caller`]; `event.rs`: events.
 
 pub mod browse;
 pub mod cache;
 pub mod caller;
+pub mod catalog;
 pub mod event;
 
 mod blobs;
@@ -35,6 +37,8 @@ mod mirrored;
 mod repositories;
 mod uploads;
 
+#[cfg(test)]
+mod catalog_tests;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +55,7 @@ pub use self::uploads::Finished;
 pub use crate::registry::storage::{Append, ByteStream, ChunkRange, UploadId};
 
 use self::cache::ManifestCache;
+use self::catalog::Catalog;
 use crate::config::ImmutableRule;
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::reference::RepoName;
@@ -65,6 +70,8 @@ pub struct Service {
     max_manifest_bytes: u64,
     /// `[[immutable]]`: tags that never move once pushed (`immutable.rs`).
     immutable: Arc<[ImmutableRule]>,
+    /// The repository index (`catalog.rs`), told of every effect by [`Service::emit`].
+    catalog: Arc<Catalog>,
 }
 
 impl Service {
@@ -74,11 +81,12 @@ impl Service {
         manifest_cache_bytes: u64,
     ) -> Self {
         Self {
-            storage,
             cache: ManifestCache::new(manifest_cache_bytes),
             events: Arc::new(NoEvents),
             max_manifest_bytes,
             immutable: Arc::new([]),
+            catalog: Arc::new(Catalog::new(storage.shared())),
+            storage,
         }
     }
 
@@ -94,8 +102,20 @@ impl Service {
         self
     }
 
+    /// Shares another engine's repository index (a reload's new engine on the same storage,
+    /// while the old one finishes its requests), so both engines' changes reach it.
+    pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> Self {
+        self.catalog = catalog;
+        self
+    }
+
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// The repository index the UI lists from.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
     pub fn events(&self) -> &Arc<dyn EventSink> {
@@ -105,6 +125,8 @@ impl Service {
     /// Announces an effect that is now durable. A sink failure fails the request with 503:
     /// the effect stays, and the client's retry emits the event again (at least once).
     async fn emit(&self, caller: &Caller, action: Action, target: Target) -> ApiResult<()> {
+        // Every durable effect passes here, so the index hears of each one.
+        self.catalog.note(action, &target);
         let event = Event {
             id: uuid::Uuid::new_v4().to_string(),
             timestamp: SystemTime::now(),

@@ -53,7 +53,7 @@ pub mod records;
 
 use std::io;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -328,6 +328,16 @@ pub trait Storage: Send + Sync + 'static {
         -> StorageResult<bool>;
 
     async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>>;
+    /// What a tag points at, and when it was last written (pushed) as storage dates the
+    /// tag's `current/link` (a file's modification time, an object's last-modified), so
+    /// registry:2's tags are dated too; `None` for a backend that cannot tell.
+    async fn read_tag_dated(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> StorageResult<Option<(Digest, Option<SystemTime>)>> {
+        Ok(self.read_tag(repo, tag).await?.map(|d| (d, None)))
+    }
     /// Points `tag` at `digest` (and, as registry:2 does, records in the tag's index that
     /// it did).
     async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()>;

@@ -14,7 +14,7 @@ mod uploads;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -272,6 +272,31 @@ impl Storage for FsStorage {
         match blocking("read tag", move || atomic::read_optional(&p)).await? {
             None => Ok(None),
             Some(bytes) => parse_digest_file(path, &bytes).map(Some),
+        }
+    }
+
+    async fn read_tag_dated(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> StorageResult<Option<(Digest, Option<SystemTime>)>> {
+        let path = self.layout.tag(repo, tag);
+        let p = path.clone();
+        let read = blocking("read tag", move || {
+            let mut file = match fs::File::open(&p) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut file, &mut bytes)?;
+            // Tags are written by rename, so the file's time is the push's.
+            Ok(Some((bytes, file.metadata()?.modified().ok())))
+        })
+        .await?;
+        match read {
+            None => Ok(None),
+            Some((bytes, at)) => Ok(Some((parse_digest_file(path, &bytes)?, at))),
         }
     }
 

@@ -30,7 +30,7 @@ mod uploads;
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -330,6 +330,22 @@ impl Storage for ObjectStorage {
             None => Ok(None),
             Some(bytes) => parse_digest(&key, &bytes).map(Some),
         }
+    }
+
+    async fn read_tag_dated(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> StorageResult<Option<(Digest, Option<SystemTime>)>> {
+        let key = self.keys.tag(repo, tag);
+        let got = match self.store.get(&key).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(unavailable("read tag")(e)),
+        };
+        let at = SystemTime::from(got.meta.last_modified);
+        let bytes = got.bytes().await.map_err(unavailable("read tag"))?;
+        Ok(Some((parse_digest(&key, &bytes)?, Some(at))))
     }
 
     async fn write_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {

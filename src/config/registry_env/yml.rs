@@ -1,10 +1,10 @@
 //! registry:2's `config.yml`, flattened into the names its environment variables have
 //! (`storage.s3.bucket` is `REGISTRY_STORAGE_S3_BUCKET`), which is how registry:2 itself
-//! relates the two. The same rules then apply to both (`config::registry_env`).
+//! relates the two. The same rules then apply to both.
 
 use serde_yaml::Value;
 
-use crate::config::registry_env::Setting;
+use super::{Origin, Setting};
 
 /// Every leaf of the file as a setting, labelled with its dotted key.
 pub fn settings(text: &str) -> Result<Vec<Setting>, String> {
@@ -76,6 +76,7 @@ fn setting(path: &[String], value: String) -> Setting {
         name,
         label: path.join("."),
         value,
+        origin: Origin::File,
     }
 }
 
