@@ -239,18 +239,34 @@ impl Service {
                 self.emit(caller, Action::Delete, tag_target(repo, tag, None))
                     .await
             }
-            Reference::Digest(digest) => self.delete_revision(caller, repo, digest).await,
+            Reference::Digest(digest) => self
+                .delete_revision(caller, repo, digest, false)
+                .await
+                .map(drop),
         }
     }
 
+    /// Deletes a manifest revision only while no tag names it (retention's untagged
+    /// manifests: a tag pushed since the plan keeps it). `false` when a tag now does.
+    pub async fn delete_untagged_manifest(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> ApiResult<bool> {
+        self.delete_revision(caller, repo, digest, true).await
+    }
+
     /// Removes a manifest from a repository, with the tags pointing at it and its entry in
-    /// its subject's referrers. The bytes stay: other repositories may share them.
+    /// its subject's referrers; with `untagged_only`, nothing when a tag points at it
+    /// (`false`). The bytes stay: other repositories may share them.
     async fn delete_revision(
         &self,
         caller: &Caller,
         repo: &RepoName,
         digest: &Digest,
-    ) -> ApiResult<()> {
+        untagged_only: bool,
+    ) -> ApiResult<bool> {
         if !self
             .storage
             .is_linked(repo, LinkKind::Manifest, digest)
@@ -265,6 +281,9 @@ impl Service {
                 self.check_tag_removal(repo, &tag).await?;
                 pointing.push(tag);
             }
+        }
+        if untagged_only && !pointing.is_empty() {
+            return Ok(false);
         }
         let bytes = self.storage.read_small_blob(digest).await?;
         // For the event: the type the bytes say, as on every read.
@@ -295,7 +314,7 @@ impl Service {
         let mut t = target(TargetKind::Manifest, repo);
         t.digest = Some(digest.clone());
         t.media_type = media_type.map(str::to_owned);
-        self.emit(caller, Action::Delete, t).await
+        self.emit(caller, Action::Delete, t).await.map(|()| true)
     }
 }
 

@@ -153,6 +153,16 @@ pub struct LinkEntry {
     pub modified: std::time::SystemTime,
 }
 
+/// A tag with the manifest it names and when it was last pushed, as retention reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatedTag {
+    pub tag: Tag,
+    pub digest: Digest,
+    /// When the tag's `current/link` was last written: its last push (a push of the same
+    /// content again counts), as registry:2's layout records it.
+    pub pushed: std::time::SystemTime,
+}
+
 /// What a backend without enumeration answers to the garbage collector's calls.
 fn no_enumeration(op: &'static str) -> StorageError {
     StorageError::Io {
@@ -446,6 +456,13 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_links(&self, repo: &RepoName, kind: LinkKind) -> StorageResult<Vec<Digest>> {
         let _ = (repo, kind);
         Err(no_enumeration("list links"))
+    }
+
+    /// Every tag of `repo` with its digest and last push time, sorted by tag; empty for an
+    /// unknown repository. A tag deleted while this runs may be missing.
+    async fn list_tags_dated(&self, repo: &RepoName) -> StorageResult<Vec<DatedTag>> {
+        let _ = repo;
+        Err(no_enumeration("list dated tags"))
     }
 
     /// Every layer link and manifest revision link of every repository, in one

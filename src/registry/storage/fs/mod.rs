@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use self::layout::Layout;
 use super::{
-    Append, BlobEntry, ByteStream, ChunkRange, Finish, LinkEntry, LinkKind, RecordKey,
+    Append, BlobEntry, ByteStream, ChunkRange, DatedTag, Finish, LinkEntry, LinkKind, RecordKey,
     RecordVersion, SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
@@ -519,6 +519,30 @@ impl Storage for FsStorage {
         let (layout, repo) = (self.layout.clone(), repo.clone());
         blocking("list links", move || {
             enumerate::list_links(&layout, &repo, kind)
+        })
+        .await
+    }
+
+    async fn list_tags_dated(&self, repo: &RepoName) -> StorageResult<Vec<DatedTag>> {
+        let tags = self.list_tags(repo).await?.unwrap_or_default();
+        let layout = self.layout.clone();
+        let repo = repo.clone();
+        blocking("list dated tags", move || {
+            let mut out = Vec::with_capacity(tags.len());
+            for tag in tags {
+                let path = layout.tag(&repo, &tag);
+                let Some(bytes) = atomic::read_optional(&path)? else {
+                    continue; // deleted since the listing
+                };
+                let pushed = fs::metadata(&path)?.modified()?;
+                let digest = parse_digest_file(path, &bytes).map_err(io::Error::other)?;
+                out.push(DatedTag {
+                    tag,
+                    digest,
+                    pushed,
+                });
+            }
+            Ok(out)
         })
         .await
     }

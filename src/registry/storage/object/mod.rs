@@ -14,6 +14,7 @@
 
 mod azure;
 mod client;
+mod dated_tags;
 mod deadline;
 mod enumerate;
 mod finish;
@@ -43,7 +44,7 @@ pub use self::client::secret as read_secret;
 use self::keys::Keys;
 pub use self::monolithic::host_name;
 use super::{
-    Append, BlobEntry, ByteStream, ChunkRange, Finish, LinkEntry, LinkKind, RecordKey,
+    Append, BlobEntry, ByteStream, ChunkRange, DatedTag, Finish, LinkEntry, LinkKind, RecordKey,
     RecordVersion, SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::config::{AzureConfig, S3Config};
@@ -563,6 +564,10 @@ impl Storage for ObjectStorage {
         let mut digests: Vec<Digest> = links.into_iter().map(|l| l.digest).collect();
         digests.sort();
         Ok(digests)
+    }
+
+    async fn list_tags_dated(&self, repo: &RepoName) -> StorageResult<Vec<DatedTag>> {
+        dated_tags::list_tags_dated(self, repo).await
     }
 
     async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
