@@ -179,8 +179,12 @@ impl Mirror {
         self.registry.handle(req).await
     }
 
-    /// Logs an upstream failure and counts it.
+    /// Logs an upstream failure and counts it. A 404 is an answer, not a failure.
     fn upstream_failed(&self, what: &str, error: &UpstreamError) {
+        if fail_kind(error) == FailKind::NotFound {
+            tracing::debug!(mirror = %self.upstream.base(), what, "not found upstream");
+            return;
+        }
         self.metrics.upstream_error(&self.config.ns);
         tracing::warn!(mirror = %self.upstream.base(), what, %error, "upstream request failed");
     }

@@ -353,7 +353,7 @@ async fn containerd_ns_and_path_prefixes_reach_two_upstreams() {
     let (from_one, _) = push_image(&one.url, "team/app", "1", b"layer of one").await;
     let (from_two, _) = push_image(&two.url, "team/app", "1", b"layer of two").await;
     let toml = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\n[[server]]\ndefault = true\n\
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n[[server]]\ndefault = true\n\
          [[server.route]]\npath = \"/\"\nmirror = {:?}\nns = \"one.example\"\n\
          [[server.route]]\npath = \"/\"\nmirror = {:?}\nns = \"two.example\"\n\
          [[server.route]]\npath = \"/v2/two/\"\nmirror = {:?}\nns = \"two.example\"\n",
@@ -381,7 +381,7 @@ async fn containerd_ns_and_path_prefixes_reach_two_upstreams() {
     );
     assert_eq!(
         get("/v2/team/app/manifests/1").await,
-        (StatusCode::OK, from_one)
+        (StatusCode::OK, from_one.clone())
     );
     assert_eq!(
         get("/v2/two/team/app/manifests/1").await,
@@ -395,4 +395,27 @@ async fn containerd_ns_and_path_prefixes_reach_two_upstreams() {
         get("/v2/team/app/manifests/404?ns=one.example").await.0,
         StatusCode::NOT_FOUND
     );
+
+    // The metrics: one miss and two hits for one.example (by tag and by digest), bytes
+    // fetched, and a 404 is no upstream error.
+    let digest_path = format!("/v2/team/app/manifests/{from_one}?ns=one.example");
+    assert_eq!(get(&digest_path).await.0, StatusCode::OK);
+    let admin = wharf.admin.expect("admin listener");
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("wharf_mirror_{name}_total{{ns=\"one.example\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.parse::<u64>().unwrap())
+    };
+    assert_eq!(value("misses"), Some(2), "{metrics}"); // the tag, and the unknown tag
+    assert_eq!(value("hits"), Some(2), "{metrics}");
+    assert!(value("upstream_bytes").is_some_and(|b| b > 0), "{metrics}");
+    assert_eq!(value("upstream_errors"), None, "{metrics}");
 }
