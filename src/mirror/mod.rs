@@ -29,7 +29,8 @@
 //! - **Upstream** (`upstream.rs`, `token.rs`, `challenge.rs`): https with the system's
 //!   roots plus `ca_file`; anonymous, Basic, or the Docker token flow, each as the
 //!   registry's `WWW-Authenticate` challenge asks; tokens cached per scope until they
-//!   expire and renewed on a 401.
+//!   expire and renewed on a 401; redirects (a CDN, a presigned store URL) followed without
+//!   the credentials.
 //! - **Metrics** (`metrics.rs`): hits, misses, upstream bytes, upstream errors, stale serves.
 
 mod blobs;

@@ -16,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::clients::{import_image, run};
 use crate::pki::Pki;
 use crate::support::{
-    bytes_of, have_program, image_manifest, podman, sha256, TestServer, WharfProcess,
+    bytes_of, have_program, image_manifest, podman, sha256, Backend, TestServer, TestStore,
+    WharfProcess,
 };
 use crate::upstream_registry::{Login, UpstreamRegistry};
 
@@ -418,4 +419,42 @@ async fn containerd_ns_and_path_prefixes_reach_two_upstreams() {
     assert_eq!(value("hits"), Some(2), "{metrics}");
     assert!(value("upstream_bytes").is_some_and(|b| b > 0), "{metrics}");
     assert_eq!(value("upstream_errors"), None, "{metrics}");
+}
+
+/// Distribution on S3 (moto) answers blob GETs with a 307 to a presigned URL, as Docker
+/// Hub, ghcr.io and quay.io send them to a CDN: wharf follows it (without its credentials).
+#[tokio::test(flavor = "multi_thread")]
+async fn blob_redirects_to_a_presigned_store_url_are_followed() {
+    if !have_program("docker-registry", "docker-registry") {
+        return;
+    }
+    let Some(store) = TestStore::fresh(Backend::S3) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!(
+        "  s3:\n    accesskey: testing\n    secretkey: testing\n    region: us-east-1\n    \
+         regionendpoint: {}\n    bucket: {}\n    secure: false\n    rootdirectory: /up\n",
+        store.endpoint, store.bucket
+    );
+    let upstream = UpstreamRegistry::start_on(dir.path(), None, Login::Anonymous, &storage).await;
+    let (_, layer) = push_image(&upstream.url, "team/app", "1", b"a layer behind a redirect").await;
+    let wharf = mirror_of(&upstream.url, "up.example").await;
+    let r = wharf
+        .http
+        .get(wharf.url(&format!("/v2/team/app/blobs/{layer}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(sha256(&r.bytes().await.unwrap()), layer);
+    let redirected = upstream
+        .log_text()
+        .lines()
+        .any(|l| l.contains(&format!("\"GET /v2/team/app/blobs/{layer} HTTP/1.1\" 307")));
+    assert!(
+        redirected,
+        "the upstream did not redirect:\n{}",
+        upstream.log_text()
+    );
 }
