@@ -394,3 +394,30 @@ fn a_secret_from_a_config_yml_is_copied_and_one_from_a_variable_is_not() {
     assert_eq!(s3.secret_access_key.as_deref(), Some("from-the-file"));
     assert_eq!(s3.secret_access_key_env, None);
 }
+
+#[test]
+fn notification_endpoints_become_wharf_endpoints_in_registry2s_envelope() {
+    let yml = "notifications:\n  endpoints:\n    - name: Audit Log\n      url: https://audit.example.com/events\n      \
+               headers:\n        X-Token: [abc]\n      ignore:\n        mediatypes: [application/octet-stream]\n        \
+               actions: [pull, mount]\n    - name: off\n      disabled: true\n      url: https://off.example.com/\n";
+    let c = yml_then_env(yml, &[]).unwrap();
+    assert_eq!(
+        c.notifications.endpoints.len(),
+        1,
+        "the disabled one is left out"
+    );
+    let e = &c.notifications.endpoints[0];
+    assert_eq!(e.name, "audit-log");
+    assert_eq!(e.format, crate::config::EventFormat::Distribution);
+    assert_eq!(e.actions, ["push", "delete"]);
+    assert!(!e.pulls);
+    assert_eq!(e.ignore_media_types, ["application/octet-stream"]);
+    assert_eq!(e.headers[0].0.as_str(), "x-token");
+}
+
+#[test]
+fn an_unknown_notification_endpoint_key_is_named() {
+    let yml = "notifications:\n  endpoints:\n    - name: a\n      url: https://a.example.com/\n      retries: 3\n";
+    let e = yml_then_env(yml, &[]).unwrap_err();
+    assert!(e.contains("`notifications.endpoints.0.retries`"), "{e}");
+}
