@@ -210,9 +210,11 @@ impl Gateway {
             Ok(r) => r,
             Err(e) => respond::error(&e, is_api),
         };
-        if is_v2 {
+        if is_api {
             let headers = response.headers_mut();
-            headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            if is_v2 {
+                headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            }
             // What registry:2's stock config.yml adds (`http.headers`), so a browser never
             // runs a blob or an error served here as something else.
             headers.insert(

@@ -193,6 +193,57 @@ async fn pages_show_what_was_pushed_and_escape_what_the_image_says() {
     assert!(css.body.contains("prefers-color-scheme"));
 }
 
+/// Today's date in UTC, as the pages print dates.
+fn today() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()[..10].to_owned()
+}
+
+/// `1.2 kB`, as the pages print sizes.
+fn kb(bytes: usize) -> String {
+    format!("{:.1} kB", bytes as f64 / 1000.0)
+}
+
+/// The list's tag counts, sizes and last pushes (from the repository index) follow pushes
+/// and deletes at once; a repository's tags are dated by their push.
+#[tokio::test]
+async fn lists_show_tag_counts_sizes_and_push_dates_that_follow_changes() {
+    let s = TestServer::start_with("[registry]\ndelete = true\n").await;
+    let mut b = Browser::new(&s);
+    let before = today();
+    let (_, m1, _) = s.push_image("team/app", "1", &[7u8; 2000]).await;
+    let one = m1.len() + "{\"layer\":2000}".len() + 2000;
+    let list = b.get("/ui/").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains("1 tag<"), "{}", list.body);
+    assert!(list.body.contains(&kb(one)), "{} in {}", kb(one), list.body);
+    let dated = |body: &str| body.contains(&before) || body.contains(&today());
+    assert!(dated(&list.body), "last push in {}", list.body);
+
+    // Seen at once, with the second image's blobs added to the size.
+    let (_, m2, _) = s.push_image("team/app", "2", &[8u8; 3000]).await;
+    let two = one + m2.len() + "{\"layer\":3000}".len() + 3000;
+    let list = b.get("/ui/").await;
+    assert!(
+        list.body.contains("2 tags") && list.body.contains(&kb(two)),
+        "{}",
+        list.body
+    );
+    let repo = b.get("/ui/repo/team/app").await;
+    assert_eq!(repo.body.matches("Pushed").count(), 2, "{}", repo.body);
+    assert!(dated(&repo.body), "push dates in {}", repo.body);
+
+    let r = s
+        .http
+        .delete(s.url("/v2/team/app/manifests/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let list = b.get("/ui/").await;
+    assert!(list.body.contains("1 tag<"), "{}", list.body);
+    assert!(list.body.contains(&kb(two - one)), "{}", list.body);
+}
+
 #[tokio::test]
 async fn search_filters_and_pages_the_repository_list() {
     let s = TestServer::start().await;

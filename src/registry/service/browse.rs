@@ -9,6 +9,7 @@
 //! (`catalog.rs`) and asks storage at most for the figures of one page.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -104,6 +105,9 @@ pub struct TagRow {
     pub size: u64,
     /// The config's `created`, as the image says (not verified by anyone).
     pub created: Option<String>,
+    /// When the tag was last pushed: its link's write time in storage (registry:2's layout
+    /// has no other record, and this one dates registry:2's pushes too).
+    pub pushed: Option<SystemTime>,
     /// `os/architecture[/variant]` of an index's images, or of the image itself.
     pub platforms: Vec<String>,
 }
@@ -137,7 +141,10 @@ pub async fn tags(
 
 /// One tag's row; `None` when it vanished (deleted) since the listing.
 async fn tag_row(registry: &Registry, repo: &RepoName, tag: Tag) -> ApiResult<Option<TagRow>> {
-    let Some(m) = read_manifest(registry, repo, &Reference::Tag(tag.clone())).await? else {
+    let Some((digest, pushed)) = registry.storage().read_tag_dated(repo, &tag).await? else {
+        return Ok(None);
+    };
+    let Some(m) = read_manifest(registry, repo, &Reference::Digest(digest)).await? else {
         return Ok(None);
     };
     let config = match &m.body {
@@ -155,6 +162,7 @@ async fn tag_row(registry: &Registry, repo: &RepoName, tag: Tag) -> ApiResult<Op
         media_type: m.media_type.clone(),
         size: m.total_size(),
         created: config.and_then(|c| c.created),
+        pushed,
         platforms,
     }))
 }

@@ -4,7 +4,7 @@
 
 use maud::{html, Markup};
 
-use super::layout::{copyable, short_digest, size, Frame};
+use super::layout::{copyable, created, short_digest, size, Frame};
 use crate::registry::service::browse::{Body, Descriptor, Image, ImageConfig, Referrer};
 
 pub struct Target<'a> {
@@ -82,7 +82,7 @@ fn config_section(c: &ImageConfig) -> Markup {
     html! {
         h2 { "Configuration" }
         dl.facts {
-            dt { "Created" } dd { (c.created.as_deref().unwrap_or("unknown")) }
+            dt { "Created" } dd { @match &c.created { Some(c) => (created(c)), None => "unknown" } }
             @if let Some(a) = &c.author { dt { "Author" } dd { (a) } }
             dt { "Platform" } dd { (c.os) "/" (c.architecture) @if let Some(v) = &c.variant { "/" (v) } }
             @if let Some(e) = &run.entrypoint { dt { "Entrypoint" } dd { code { (shell_words(e)) } } }
@@ -105,7 +105,7 @@ fn config_section(c: &ImageConfig) -> Markup {
                 @for h in &c.history {
                     li.empty-layer[h.empty_layer] {
                         code { (h.created_by.as_deref().unwrap_or("")) }
-                        @if let Some(when) = &h.created { span.muted { " " (when) } }
+                        @if let Some(when) = &h.created { span.muted { " " (created(when)) } }
                         @if let Some(comment) = h.comment.as_ref().filter(|c| !c.is_empty()) { span.muted { " — " (comment) } }
                     }
                 }

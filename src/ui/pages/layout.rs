@@ -1,6 +1,8 @@
 //! The frame around every page, and small pieces several pages share. maud escapes every
 //! interpolated value, so whatever an image says (labels, env, history, tags) is text.
 
+use std::time::SystemTime;
+
 use maud::{html, Markup, DOCTYPE};
 
 /// What every page's frame needs to know about the request.
@@ -79,6 +81,23 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+/// A moment as `2026-11-30 21:41 UTC`, in a `<time>` element carrying the exact instant.
+pub fn date(at: SystemTime) -> Markup {
+    let exact = humantime::format_rfc3339_seconds(at).to_string();
+    // `2026-11-30T21:41:05Z` → `2026-11-30 21:41 UTC`.
+    let shown = format!("{} {} UTC", &exact[..10], &exact[11..16]);
+    html! { time datetime=(exact) { (shown) } }
+}
+
+/// An image's own `created` string: as a date when it is RFC 3339 (in UTC, with or
+/// without fractions), otherwise as the image says it.
+pub fn created(value: &str) -> Markup {
+    match humantime::parse_rfc3339_weak(value) {
+        Ok(at) => date(at),
+        Err(_) => html! { (value) },
+    }
+}
+
 /// `sha256:0123456789ab`: enough of a digest to tell images apart at a glance.
 pub fn short_digest(digest: &str) -> &str {
     digest.get(..19).unwrap_or(digest)
@@ -128,5 +147,23 @@ mod tests {
         assert_eq!(page_param(Some("page=3")), 2);
         assert_eq!(page_param(Some("page=x")), 0);
         assert_eq!(page_param(None), 0);
+    }
+
+    #[test]
+    fn dates_show_minutes_in_utc_and_keep_the_instant() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_767_323_045);
+        assert_eq!(
+            date(at).into_string(),
+            "<time datetime=\"2026-01-02T03:04:05Z\">2026-01-02 03:04 UTC</time>"
+        );
+        assert_eq!(
+            created("2026-01-02T03:04:05.123456789Z").into_string(),
+            "<time datetime=\"2026-01-02T03:04:05Z\">2026-01-02 03:04 UTC</time>"
+        );
+        assert_eq!(
+            created("yesterday <b>").into_string(),
+            "yesterday &lt;b&gt;",
+            "anything else as text"
+        );
     }
 }

@@ -1,9 +1,9 @@
-//! A repository: its tags with digest, size, creation date and platforms, and copy buttons
+//! A repository: its tags with digest, size, created and pushed dates and platforms, and copy buttons
 //! for `docker pull`, `podman pull` and the digest-pinned reference.
 
 use maud::{html, Markup};
 
-use super::layout::{copyable, pager, short_digest, size, Frame};
+use super::layout::{copyable, created, date, pager, short_digest, size, Frame};
 use crate::registry::service::browse::{Page, TagRow};
 
 /// What the page needs besides the tags.
@@ -42,7 +42,8 @@ fn tag_card(repo: &Repo<'_>, reference: &str, t: &TagRow) -> Markup {
             dl.facts {
                 dt { "Digest" } dd { a href={ "/ui/image/" (repo.name) "@" (t.digest) } { code title=(t.digest) { (short_digest(&t.digest)) } } }
                 dt { "Size" } dd { (size(t.size)) }
-                dt { "Created" } dd { (t.created.as_deref().unwrap_or("unknown")) }
+                dt { "Created" } dd { @match &t.created { Some(c) => (created(c)), None => "unknown" } }
+                dt { "Pushed" } dd { @match t.pushed { Some(at) => (date(at)), None => "unknown" } }
                 @if !t.platforms.is_empty() {
                     dt { "Platforms" } dd { (t.platforms.join(", ")) }
                 }

@@ -1,8 +1,9 @@
-//! The repository list: search as you type (app.js re-fetches this page), tag counts, pages.
+//! The repository list: search as you type (app.js re-fetches this page), each
+//! repository's tag count, size and last push (from the repository index), pages.
 
 use maud::{html, Markup};
 
-use super::layout::{pager, Frame};
+use super::layout::{date, pager, size, Frame};
 use crate::registry::service::browse::{Page, RepoSummary};
 
 pub fn render(frame: &Frame<'_>, query: &str, repos: &Page<RepoSummary>) -> Markup {
@@ -25,7 +26,13 @@ pub fn render(frame: &Frame<'_>, query: &str, repos: &Page<RepoSummary>) -> Mark
                         @for r in &repos.items {
                             li {
                                 a.repo href={ "/ui/repo/" (r.name) } { (r.name) }
-                                span.muted { (r.figures.tags) @if r.figures.tags == 1 { " tag" } @else { " tags" } }
+                                span.muted.figures {
+                                    span { (r.figures.tags) @if r.figures.tags == 1 { " tag" } @else { " tags" } }
+                                    " · " span { (size(r.figures.size)) }
+                                    @if let Some(at) = r.figures.last_push {
+                                        " · " span { "pushed " (date(at)) }
+                                    }
+                                }
                             }
                         }
                     }
