@@ -20,6 +20,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use self::layout::Layout;
+/// For the layout's promises (`crate::invariants`).
+#[cfg(any(test, fuzzing))]
+pub(crate) use self::layout::Layout as FsLayout;
 use super::{
     Append, BlobEntry, ByteStream, ChunkRange, DatedTag, Finish, LinkEntry, LinkKind, RecordKey,
     RecordVersion, SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,

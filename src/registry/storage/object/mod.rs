@@ -43,6 +43,12 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload
 pub use self::client::secret as read_secret;
 use self::keys::Keys;
 pub use self::monolithic::host_name;
+/// For the layout's promises (`crate::invariants`): keys built, and keys listed, parsed.
+#[cfg(any(test, fuzzing))]
+pub(crate) use self::{
+    enumerate::{blob_digest, link_of},
+    keys::Keys as LayoutKeys,
+};
 use super::{
     Append, BlobEntry, ByteStream, ChunkRange, DatedTag, Finish, LinkEntry, LinkKind, RecordKey,
     RecordVersion, SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
@@ -248,7 +254,7 @@ fn unavailable(op: &'static str) -> impl FnOnce(object_store::Error) -> StorageE
     }
 }
 
-fn parse_digest(key: &Path, bytes: &[u8]) -> StorageResult<Digest> {
+pub(crate) fn parse_digest(key: &Path, bytes: &[u8]) -> StorageResult<Digest> {
     std::str::from_utf8(bytes)
         .ok()
         .and_then(|s| Digest::parse(s.trim()).ok())
