@@ -140,11 +140,27 @@ fn serve(config: &Path, dir: &Path) -> WharfProcess {
         .join("\n");
     let conf = dir.join("serve");
     std::fs::create_dir_all(&conf).unwrap();
-    WharfProcess::spawn_config(&conf, &text)
+    // The log is kept so that a client's failure can show what the server saw.
+    let log = std::fs::File::create(conf.join("wharf.log")).unwrap();
+    WharfProcess::spawn_logging(&conf, &text, log)
+}
+
+/// Runs a client command; on failure, panics with its output and the server's log (a
+/// podman login was once reset mid-handshake under a loaded machine: this says why).
+fn run_logged(cmd: &mut Command, dir: &Path) {
+    let out = cmd.output().expect("program runs");
+    if !out.status.success() {
+        let log = std::fs::read_to_string(dir.join("serve/wharf.log")).unwrap_or_default();
+        panic!(
+            "{cmd:?} failed:\n{}\n{}\nwharf's log:\n{log}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// Logs in (when `login`), pushes a small image and reads it back with podman.
-fn push_through(wharf: &WharfProcess, work: &Path, tls: &[&str], login: bool) {
+fn push_through(wharf: &WharfProcess, dir: &Path, work: &Path, tls: &[&str], login: bool) {
     // 127.0.0.1, not localhost: Go clients try ::1 first, where another test's server may
     // hold the same port number.
     let registry = format!("127.0.0.1:{}", wharf.addr.port());
@@ -152,10 +168,13 @@ fn push_through(wharf: &WharfProcess, work: &Path, tls: &[&str], login: bool) {
     if !login {
         std::fs::write(&authfile, "{}").unwrap();
     } else {
-        run(podman(work)
-            .args(["login", "--authfile", &authfile])
-            .args(tls)
-            .args(["-u", "ci", "-p", "ci-pass", &registry]));
+        run_logged(
+            podman(work)
+                .args(["login", "--authfile", &authfile])
+                .args(tls)
+                .args(["-u", "ci", "-p", "ci-pass", &registry]),
+            dir,
+        );
     }
     import_image(work, "localhost/import/app:1", "through an imported config");
     let remote = format!("{registry}/team/app:1");
@@ -178,7 +197,13 @@ fn a_push_through_the_converted_image_default() {
     let (dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let config = import("default", dir.path(), None);
     let wharf = serve(&config, dir.path());
-    push_through(&wharf, work.path(), &["--tls-verify=false"], false);
+    push_through(
+        &wharf,
+        dir.path(),
+        work.path(),
+        &["--tls-verify=false"],
+        false,
+    );
     assert!(dir
         .path()
         .join("var/lib/registry")
@@ -204,7 +229,13 @@ fn a_push_through_the_converted_nginx_auth_proxy() {
     make_named_files(&config, &pki);
     let wharf = serve(&config, dir.path());
     let cert_dir = trust.path().display().to_string();
-    push_through(&wharf, work.path(), &["--cert-dir", &cert_dir], true);
+    push_through(
+        &wharf,
+        dir.path(),
+        work.path(),
+        &["--cert-dir", &cert_dir],
+        true,
+    );
 }
 
 #[test]
@@ -227,7 +258,13 @@ fn a_push_through_the_converted_nginx_ui_on_s3() {
     make_named_files(&config, &pki);
     let wharf = serve(&config, dir.path());
     let cert_dir = trust.path().display().to_string();
-    push_through(&wharf, work.path(), &["--cert-dir", &cert_dir], true);
+    push_through(
+        &wharf,
+        dir.path(),
+        work.path(),
+        &["--cert-dir", &cert_dir],
+        true,
+    );
     // Under registry:2's rootdirectory in the bucket.
     let listing = moto.get(&format!("/{bucket}?list-type=2&prefix=docker/"));
     assert!(listing.contains("<Key>docker/"), "{listing}");
