@@ -37,11 +37,14 @@ pub async fn run(path: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
         for (repo, digest) in &swept.manifests_unlinked {
             println!("{verb} untagged manifest {repo}@{digest}");
         }
+        for (repo, digest) in &swept.layers_unlinked {
+            println!("{verb} layer link {repo}@{digest} (no manifest of {repo} names it)");
+        }
         for blob in &swept.blobs {
             println!("{verb} blob {} ({} bytes)", blob.digest, blob.size);
         }
         println!(
-            "{verb} {} blobs, {} bytes; {} kept because linked since the mark",
+            "{verb} {} blobs, {} bytes; {} kept because linked or touched since the mark",
             swept.blobs.len(),
             swept.bytes,
             swept.spared
