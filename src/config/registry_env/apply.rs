@@ -404,6 +404,15 @@ fn storage(raw: &mut RawConfig, w: &Registry2, rec: &mut Record) -> Result<(), C
         .clone()
         .unwrap_or_else(|| "filesystem".into());
     raw.storage.backend = Some(name.into());
+    if name == "s3" && (was != name || raw.storage.s3.is_none()) {
+        // The table is this setting's doing: an error about a key in it (a bucket
+        // missing) names the setting.
+        rec.set(
+            by,
+            "storage.s3",
+            "[storage.s3] from the REGISTRY_STORAGE_S3_* settings",
+        );
+    }
     if was != name {
         // The file's tables for another backend do not apply any more.
         raw.storage.s3 = None;

@@ -86,14 +86,15 @@ pub(super) fn apply(
             format: Some("distribution".into()),
             ..RawEndpoint::default()
         };
-        if let Some(s) = &e.name {
-            let name = endpoint_name(&s.value);
-            rec.set(
-                s,
-                &key("name"),
-                format!("[[notifications.endpoint]] name = {name:?}, format = \"distribution\""),
+        out.name = e.name.as_ref().map(|s| endpoint_name(&s.value));
+        // The whole table is the endpoint's doing, so an error about any key of it (a
+        // name or url missing) names one of its settings.
+        if let Some(s) = e.name.as_ref().or(e.all().next()) {
+            let shown = format!(
+                "[[notifications.endpoint]] name = {:?}, format = \"distribution\"",
+                out.name.as_deref().unwrap_or_default()
             );
-            out.name = Some(name);
+            rec.set(s, &format!("notifications.endpoint[{at}]"), shown);
         }
         if let Some(s) = &e.url {
             out.url = Some(s.value.trim().to_owned());

@@ -170,7 +170,8 @@ impl Service {
     }
 
     /// Every blob and child manifest a manifest names must already be in the repository,
-    /// with the size its descriptor claims: clients size downloads and verify by it.
+    /// with the size its descriptor claims: clients size downloads and verify by it. Each
+    /// is touched first, so a concurrent collection keeps it (`gc` module docs).
     /// Checked [`CONCURRENT_CHECKS`] at a time: on an object store each is a round trip.
     async fn check_references(&self, repo: &RepoName, m: &Manifest) -> ApiResult<()> {
         let wanted = m
@@ -183,10 +184,17 @@ impl Service {
         let mut checks: Vec<Check<'_>> = Vec::new();
         for (kind, (digest, _)) in wanted.clone() {
             checks.push(Box::pin(async move {
+                // A size this node remembers is trusted only for a blob it wrote or
+                // touched lately, which no collection deletes; otherwise another node's
+                // collection may have deleted it, so the store is asked.
+                let trusted = self.touches.is_recent(digest);
+                // Touched before the check the push relies on (`touch.rs`).
+                self.touch_in(repo, digest).await?;
                 let linked = self.storage.is_linked(repo, kind, digest).await?;
-                Ok(match linked {
-                    true => self.storage.blob_size(digest).await?,
-                    false => None,
+                Ok(match (linked, trusted) {
+                    (true, true) => self.storage.blob_size(digest).await?,
+                    (true, false) => self.storage.blob_size_fresh(digest).await?,
+                    (false, _) => None,
                 })
             }));
         }

@@ -125,7 +125,7 @@ pub enum SessionKind {
 /// Which kind of repository membership a link records. A link holds nothing but the digest
 /// it links, as registry:2 writes it: a manifest's media type is read from its bytes
 /// (`registry::manifest::media_type_of`), as registry:2 does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkKind {
     /// A blob pushed or mounted into the repository (layers, configs).
     Layer,
@@ -470,6 +470,20 @@ pub trait Storage: Send + Sync + 'static {
     /// collector reads instead of asking each repository about each blob.
     async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
         Err(no_enumeration("list all links"))
+    }
+
+    /// The size of a stored blob as the store says now, never from a cache: what a
+    /// manifest push's reference check relies on, since a collection on another node may
+    /// have deleted a blob this node remembers.
+    async fn blob_size_fresh(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        self.blob_size(digest).await
+    }
+
+    /// When the blob's bytes were last written, or `None` when it does not exist: the
+    /// collector's re-check right before it deletes one (an upload rewrites the bytes).
+    async fn blob_modified(&self, digest: &Digest) -> StorageResult<Option<std::time::SystemTime>> {
+        let _ = digest;
+        Err(no_enumeration("stat blob"))
     }
 
     /// Deletes the blob's bytes; `false` when it was not there. Only the garbage collector
