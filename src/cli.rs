@@ -79,6 +79,16 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Per repository: tags, manifests, bytes, and bytes only it links (what deleting it
+    /// would free). On the filesystem, with the server stopped (or GET /wharf/api/v1/usage).
+    Usage {
+        /// Config file (default: what `serve` would use).
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+        /// One JSON object per storage root instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Collect garbage: delete blobs no tag, manifest or layer link reaches and older than
     /// `[gc] grace` (and untagged manifests with `untagged = "delete"`), printing each and
     /// the bytes freed. Filesystem storage, with the server stopped, for now.
@@ -110,6 +120,7 @@ impl Cli {
             Command::Events { config } => crate::events_cmd::run(config).await,
             Command::Gc { config, dry_run } => crate::gc_cmd::run(config, dry_run).await,
             Command::Repo { command } => crate::repo_cmd::run(command).await,
+            Command::Usage { config, json } => crate::repo_cmd::usage(config, json).await,
             Command::Retention { config, dry_run } => {
                 crate::repo_cmd::retention(config, dry_run).await
             }

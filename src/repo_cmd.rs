@@ -1,4 +1,5 @@
-//! Repository operations from the command line (`wharf repo delete`, `wharf retention`),
+//! Repository operations from the command line (`wharf repo delete`, `wharf retention`,
+//! `wharf usage`),
 //! run through the same
 //! repository service as the HTTP API, so they are checked the same way (`[[immutable]]`)
 //! and announced the same way: events go to the notifications outbox, which the server's
@@ -88,6 +89,36 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     time::OffsetDateTime::from(t)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// `wharf usage [--json]`: per repository, tags, manifests, bytes and unique bytes.
+pub async fn usage(path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let (config, _) = Config::load(path.as_deref())?;
+    for engine in services(&config).await? {
+        let started = std::time::Instant::now();
+        let usage = engine
+            .service
+            .usage(None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {}", engine.place, e.message))?;
+        if json {
+            let value = serde_json::json!({ "storage": engine.place, "repositories": usage });
+            println!("{value}");
+            continue;
+        }
+        println!("storage {} ({:.2?})", engine.place, started.elapsed());
+        println!(
+            "{:<40} {:>6} {:>9} {:>15} {:>15}",
+            "REPOSITORY", "TAGS", "MANIFESTS", "BYTES", "UNIQUE BYTES"
+        );
+        for u in usage {
+            println!(
+                "{:<40} {:>6} {:>9} {:>15} {:>15}",
+                u.repository, u.tags, u.manifests, u.bytes, u.unique_bytes
+            );
+        }
+    }
+    Ok(())
 }
 
 pub async fn run(command: RepoCommand) -> anyhow::Result<()> {

@@ -5,6 +5,9 @@
 //! delete through the repository service, so every deletion is an event and immutable tags
 //! are refused there too.
 //!
+//! `wharf retention` calls [`run`]; the server is to call it before each scheduled
+//! collection on `[gc] interval`, once the collector's scheduler exists (not built yet).
+//!
 //! Between the plan and a deletion a client may push: a tag is deleted only while it still
 //! names the digest planned, and a manifest only while no tag names it; otherwise it is
 //! skipped, and the next run plans again.

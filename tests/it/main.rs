@@ -61,3 +61,4 @@ mod ui;
 mod ui_auth;
 mod ui_browser;
 mod uploads;
+mod usage;

@@ -6,6 +6,8 @@
 //! - `DELETE /wharf/api/v1/repositories/<name>`: deletes a whole repository (needs the
 //!   `delete` permission on it, and deletes being on, as for a manifest delete). Answers
 //!   200 with `{"repository": name, "tags": [...]}`, the tags it had.
+//! - `GET /wharf/api/v1/usage`: per repository the caller may pull (like `_catalog`), its
+//!   tags, manifests, bytes and unique bytes (`{"repositories": [...]}`).
 //!
 //! Errors are the registry's JSON envelope, with the same codes (401 with a challenge,
 //! 403 `DENIED`, 404 `NAME_UNKNOWN`, 405 `UNSUPPORTED` when deletes are off).
@@ -14,7 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::http_util::{Body, Reply};
-use crate::registry::access::{Action, Need};
+use crate::registry::access::{Action, Need, Visibility};
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::reference::RepoName;
 use crate::registry::service::Caller;
@@ -22,12 +24,15 @@ use crate::registry::Registry;
 
 const PREFIX: &str = "/wharf/api/";
 const REPOSITORIES: &str = "/wharf/api/v1/repositories/";
+const USAGE: &str = "/wharf/api/v1/usage";
 
 /// A parsed path of wharf's API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminRoute {
     /// `/wharf/api/v1/repositories/<name>`
     Repository(RepoName),
+    /// `/wharf/api/v1/usage`
+    Usage,
 }
 
 /// Whether `path` belongs to wharf's API (its errors are JSON, like the registry's).
@@ -37,6 +42,9 @@ pub fn is_api_path(path: &str) -> bool {
 
 /// Parses a path under `/wharf/api/` (still percent-encoded).
 pub fn parse(path: &str) -> ApiResult<AdminRoute> {
+    if path.trim_end_matches('/') == USAGE {
+        return Ok(AdminRoute::Usage);
+    }
     if let Some(name) = path.strip_prefix(REPOSITORIES) {
         let name = percent_encoding::percent_decode_str(name.trim_end_matches('/'))
             .decode_utf8_lossy()
@@ -61,6 +69,8 @@ pub fn needed(route: &AdminRoute, method: &Method) -> Need {
                 _ => Action::Delete,
             },
         },
+        // Filtered like the catalog: only what the caller may pull.
+        AdminRoute::Usage => Need::Listing,
     }
 }
 
@@ -81,6 +91,14 @@ impl Registry {
                     "repository": repo.as_str(),
                     "tags": tags,
                 })))
+            }
+            (AdminRoute::Usage, &Method::GET) => {
+                // Without the gateway's filter, nothing: fail closed, like the catalog.
+                let usage = match req.extensions().get::<Visibility>() {
+                    Some(visible) => self.service().usage(Some(visible)).await?,
+                    None => Vec::new(),
+                };
+                Ok(Reply::new(StatusCode::OK).json(&json!({ "repositories": usage })))
             }
             (_, method) => Err(ApiError::new(
                 Code::MethodNotAllowed,
@@ -114,5 +132,7 @@ mod tests {
         assert_eq!(code("/wharf/api/v1/repositories/"), Code::NameInvalid);
         assert_eq!(code("/wharf/api/v1/other"), Code::NotFound);
         assert!(is_api_path("/wharf/api/v1/usage") && !is_api_path("/wharf/apiary"));
+        assert_eq!(parse("/wharf/api/v1/usage").unwrap(), AdminRoute::Usage);
+        assert_eq!(needed(&AdminRoute::Usage, &Method::GET), Need::Listing);
     }
 }

@@ -17,7 +17,7 @@
 //! - `blobs.rs`: size, read, delete.
 //! - `uploads.rs`: sessions (start, append, finish, cancel), monolithic puts and mounts.
 //! - `listing.rs`: tags, the catalog and referrers.
-//! - `repositories.rs`: deleting a whole repository.
+//! - `repositories.rs`: deleting a whole repository; `usage.rs`: what each one uses.
 //! - `mirrored.rs`: storing what the pull-through cache fetched (no reference checks).
 //! - `immutable.rs`: `[[immutable]]` tags, checked by manifest push and delete.
 //! - `touch.rs`: touch records, which keep a blob a client relies on from a concurrent
@@ -39,6 +39,7 @@ mod mirrored;
 mod repositories;
 pub mod touch;
 mod uploads;
+mod usage;
 
 #[cfg(test)]
 mod catalog_tests;
@@ -54,6 +55,7 @@ pub use self::event::{Action, Event, EventSink, NoEvents, Target, TargetKind};
 pub use self::manifests::ManifestPushed;
 pub use self::repositories::RepositoryDeleted;
 pub use self::uploads::Finished;
+pub use self::usage::RepoUsage;
 // The value types operations take and return, so the API layer needs nothing of storage.
 pub use crate::registry::storage::{Append, ByteStream, ChunkRange, UploadId};
 

@@ -490,3 +490,42 @@ async fn a_failing_sink_fails_the_request_after_the_effect() {
     push_manifest(&f, &r, "v1", &m).await;
     assert_eq!(one(f.sink.take()).action, Action::Push);
 }
+
+/// Two repositories share an image; one also has a layer of its own: that layer is its
+/// unique bytes, the shared ones count in both totals, and a visibility filter hides.
+#[tokio::test]
+async fn usage_counts_shared_blobs_in_each_total_and_unique_ones_once() {
+    let f = fixture(false);
+    let (a, b) = (repo("team/a"), repo("team/b"));
+    let m = image(&f, &a).await;
+    push_manifest(&f, &a, "v1", &m).await;
+    push_manifest(&f, &a, "latest", &m).await;
+    push_manifest(&f, &b, "v1", &image(&f, &b).await).await;
+    push_blob(&f, &a, b"only in a").await;
+    let shared = (b"{}".len() + b"layer bytes".len() + m.len()) as u64;
+
+    let usage = f.service.usage(None).await.unwrap();
+    assert_eq!(
+        usage,
+        [
+            RepoUsage {
+                repository: "team/a".into(),
+                tags: 2,
+                manifests: 1,
+                bytes: shared + 9,
+                unique_bytes: 9,
+            },
+            RepoUsage {
+                repository: "team/b".into(),
+                tags: 1,
+                manifests: 1,
+                bytes: shared,
+                unique_bytes: 0,
+            },
+        ]
+    );
+    let only_b = crate::registry::access::Visibility(Arc::new(|r| r == "team/b"));
+    let seen = f.service.usage(Some(&only_b)).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].unique_bytes, 0, "still shared with the hidden one");
+}
