@@ -68,6 +68,17 @@ enum Command {
         #[command(subcommand)]
         command: crate::repo_cmd::RepoCommand,
     },
+    /// Apply the `[[retention]]` policies: print the plan per repository (tag, digest,
+    /// push time, which policy), then delete through the registry (events; immutable tags
+    /// refused). On the filesystem, with the server stopped.
+    Retention {
+        /// Config file (default: what `serve` would use).
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print the plan, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Collect garbage: delete blobs no tag, manifest or layer link reaches and older than
     /// `[gc] grace` (and untagged manifests with `untagged = "delete"`), printing each and
     /// the bytes freed. Filesystem storage, with the server stopped, for now.
@@ -99,6 +110,9 @@ impl Cli {
             Command::Events { config } => crate::events_cmd::run(config).await,
             Command::Gc { config, dry_run } => crate::gc_cmd::run(config, dry_run).await,
             Command::Repo { command } => crate::repo_cmd::run(command).await,
+            Command::Retention { config, dry_run } => {
+                crate::repo_cmd::retention(config, dry_run).await
+            }
         }
     }
 }

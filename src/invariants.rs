@@ -8,6 +8,9 @@
 
 use std::time::Duration;
 
+mod registry2;
+pub use registry2::{layout_key, layout_parts, link_file, nginx_site, registry_env, registry_yml};
+
 use http::{HeaderMap, HeaderValue};
 
 use crate::auth::htpasswd::{edit, parse as htpasswd_parse};

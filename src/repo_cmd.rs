@@ -1,4 +1,5 @@
-//! Repository operations from the command line (`wharf repo delete`), run through the same
+//! Repository operations from the command line (`wharf repo delete`, `wharf retention`),
+//! run through the same
 //! repository service as the HTTP API, so they are checked the same way (`[[immutable]]`)
 //! and announced the same way: events go to the notifications outbox, which the server's
 //! workers deliver.
@@ -11,11 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Subcommand;
-use http::{HeaderValue, Method};
 use wharf::config::{Config, RouteTarget, StorageBackend};
 use wharf::events::Notifications;
+use wharf::gc::retention::Outcome;
 use wharf::registry::reference::RepoName;
-use wharf::registry::service::{Caller, RequestId, Service};
+use wharf::registry::service::{Caller, Service};
 use wharf::registry::storage::fs::FsStorage;
 use wharf::registry::storage::Storage;
 use wharf::server::{describe_root, open_storage};
@@ -34,6 +35,61 @@ pub enum RepoCommand {
     },
 }
 
+/// `wharf retention [--dry-run]`: the plan per repository (tag, digest, push time, which
+/// policy), then, unless dry, the deletions through the service.
+pub async fn retention(path: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
+    let (config, _) = Config::load(path.as_deref())?;
+    if config.retention.is_empty() {
+        println!("no [[retention]] policies in the config: nothing to do");
+        return Ok(());
+    }
+    for engine in services(&config).await? {
+        println!("storage {}", engine.place);
+        let done = wharf::gc::retention::run(&engine.service, &config.retention, dry_run)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {}", engine.place, e.message))?;
+        let (mut deleted, mut skipped) = (0, 0);
+        for repo in &done {
+            for e in &repo.entries {
+                let what = match &e.tag {
+                    Some(tag) => format!("tag {tag} ({})", e.digest),
+                    None => format!("untagged manifest {}", e.digest),
+                };
+                let why = format!(
+                    "pushed {}, [[retention]] #{}",
+                    rfc3339(e.pushed),
+                    e.rule + 1
+                );
+                match &e.outcome {
+                    Outcome::Planned => println!("{}: would delete {what}, {why}", repo.repo),
+                    Outcome::Deleted => {
+                        deleted += 1;
+                        println!("{}: deleted {what}, {why}", repo.repo)
+                    }
+                    Outcome::Skipped(reason) => {
+                        skipped += 1;
+                        println!("{}: kept {what}: {reason}", repo.repo)
+                    }
+                }
+            }
+        }
+        let planned: usize = done.iter().map(|r| r.entries.len()).sum();
+        match dry_run {
+            true => println!("would delete {planned}; nothing changed (dry run)"),
+            false => {
+                println!("deleted {deleted}, kept {skipped}; run `wharf gc` to free their blobs")
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 pub async fn run(command: RepoCommand) -> anyhow::Result<()> {
     match command {
         RepoCommand::Delete { name, config } => delete(&name, config).await,
@@ -43,7 +99,7 @@ pub async fn run(command: RepoCommand) -> anyhow::Result<()> {
 async fn delete(name: &str, path: Option<PathBuf>) -> anyhow::Result<()> {
     let repo = RepoName::parse(name).map_err(|why| anyhow::anyhow!("{name:?}: {why}"))?;
     let (config, _) = Config::load(path.as_deref())?;
-    let caller = cli_caller(Method::DELETE, "wharf repo delete");
+    let caller = Caller::job("wharf repo delete");
     let mut found = false;
     for engine in services(&config).await? {
         match engine.service.delete_repository(&caller, &repo).await {
@@ -103,14 +159,4 @@ pub async fn services(config: &Config) -> anyhow::Result<Vec<Engine>> {
         out.push(Engine { place, service });
     }
     Ok(out)
-}
-
-/// The caller a command's events name: no user, no address, the command as user agent.
-pub fn cli_caller(method: Method, command: &'static str) -> Caller {
-    Caller {
-        method,
-        user_agent: Some(HeaderValue::from_static(command)),
-        request_id: RequestId::next(),
-        ..Caller::default()
-    }
 }

@@ -77,6 +77,11 @@ impl ImmutableRule {
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
+impl GcConfig {
+    /// `gc.grace` when the file does not say.
+    pub const DEFAULT_GRACE: Duration = DAY;
+}
+
 pub(super) fn gc(check: &Check, raw: &RawGc) -> Result<GcConfig, ConfigError> {
     let interval = match raw.interval.as_deref() {
         Some("off") => None,
@@ -89,7 +94,7 @@ pub(super) fn gc(check: &Check, raw: &RawGc) -> Result<GcConfig, ConfigError> {
             "use a duration like \"24h\", or \"off\" to run only with `wharf gc`",
         ));
     }
-    let grace = check.duration("gc.grace", raw.grace.as_deref(), DAY)?;
+    let grace = check.duration("gc.grace", raw.grace.as_deref(), GcConfig::DEFAULT_GRACE)?;
     if grace.is_zero() {
         return Err(check.invalid(
             "gc.grace",

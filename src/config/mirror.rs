@@ -88,21 +88,7 @@ pub(super) fn validate(
             "use \"/\", \"/v2/\", or a namespace under /v2/ like \"/v2/dockerhub/\"",
         )
     })?;
-    let ns = match &r.ns {
-        Some(ns) if valid_ns(ns) => ns.clone(),
-        Some(ns) => {
-            return Err(check.invalid(
-                key("ns"),
-                format!("is {ns:?}, not a registry host name"),
-                "use the name clients pull by, like \"docker.io\" or \"ghcr.io\"",
-            ))
-        }
-        None if host == DOCKER_HUB_HOST => "docker.io".to_owned(),
-        None => match uri.port_u16() {
-            Some(port) => format!("{host}:{port}"),
-            None => host,
-        },
-    };
+    let ns = ns(check, key, r.ns.as_deref(), &uri, host)?;
     let login = login(check, key, r)?;
     let ca_file = ca_file(check, key, r.ca_file.as_deref())?;
     let push_to_local = match r.push_to_local.as_deref() {
@@ -138,6 +124,30 @@ pub(super) fn validate(
         )?,
         push_to_local,
     })
+}
+
+/// `ns`, or the name clients pull the URL's registry by: its host (and port), with Docker
+/// Hub's registry host as `docker.io`.
+fn ns(
+    check: &Check<'_>,
+    key: &dyn Fn(&str) -> String,
+    ns: Option<&str>,
+    uri: &http::Uri,
+    host: String,
+) -> Result<String, ConfigError> {
+    match ns {
+        Some(ns) if valid_ns(ns) => Ok(ns.to_owned()),
+        Some(ns) => Err(check.invalid(
+            key("ns"),
+            format!("is {ns:?}, not a registry host name"),
+            "use the name clients pull by, like \"docker.io\" or \"ghcr.io\"",
+        )),
+        None if host == DOCKER_HUB_HOST => Ok("docker.io".to_owned()),
+        None => Ok(match uri.port_u16() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        }),
+    }
 }
 
 /// The names a mirror route's path puts after `/v2/`: `""` for `/` and `/v2/`,

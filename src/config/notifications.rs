@@ -44,6 +44,8 @@ pub struct RawEndpoint {
     pub repositories: Option<Vec<String>>,
     pub actions: Option<Vec<String>>,
     pub media_types: Option<Vec<String>>,
+    /// registry:2's `ignoredmediatypes`: events of these media types are not sent.
+    pub ignore_media_types: Option<Vec<String>>,
     #[serde(default)]
     pub header: Vec<RawHeader>,
 }
@@ -117,6 +119,9 @@ pub struct EndpointConfig {
     pub actions: Vec<String>,
     /// Empty is every media type (events without one, such as tag deletes, always pass).
     pub media_types: Vec<String>,
+    /// Media types whose events are not sent (a blob's is `application/octet-stream`, as
+    /// registry:2 says), as registry:2's `ignoredmediatypes`.
+    pub ignore_media_types: Vec<String>,
 }
 
 impl EndpointConfig {
@@ -255,6 +260,7 @@ fn endpoint(check: &Check, i: usize, raw: &RawEndpoint) -> Result<EndpointConfig
         repositories: repositories(check, &key("repositories"), &raw.repositories)?,
         actions: actions(check, &key("actions"), &raw.actions)?,
         media_types: raw.media_types.clone().unwrap_or_default(),
+        ignore_media_types: raw.ignore_media_types.clone().unwrap_or_default(),
     })
 }
 

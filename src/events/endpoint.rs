@@ -13,7 +13,7 @@ use super::record::{Folders, StoredEvent};
 use super::sign;
 use crate::config::{EndpointConfig, GiveUp};
 use crate::http_client::HttpClient;
-use crate::registry::service::event::{Action, Event};
+use crate::registry::service::event::{Action, Event, TargetKind};
 use crate::registry::storage::object::read_secret;
 
 pub struct Endpoint {
@@ -70,6 +70,10 @@ impl Endpoint {
                 Some(m) => c.media_types.is_empty() || c.media_types.contains(m),
                 None => true,
             }
+            && !c
+                .ignore_media_types
+                .iter()
+                .any(|m| Some(m.as_str()) == announced_media_type(event))
     }
 
     /// Delivers one event: `Ok` when the endpoint answered 2xx, else what went wrong (for
@@ -123,6 +127,16 @@ impl Endpoint {
 fn backoff(first: Duration, max: Duration, attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(31);
     first.saturating_mul(1u32 << doublings).min(max)
+}
+
+/// The media type an event is announced with: a blob's is registry:2's
+/// `application/octet-stream`, as the envelope says.
+fn announced_media_type(event: &Event) -> Option<&str> {
+    match (&event.target.media_type, event.target.kind) {
+        (Some(m), _) => Some(m),
+        (None, TargetKind::Blob) => Some(format::BLOB_MEDIA_TYPE),
+        (None, _) => None,
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub const DISTRIBUTION_MEDIA_TYPE: &str = "application/vnd.docker.distribution.e
 pub const CLOUDEVENTS_MEDIA_TYPE: &str = "application/cloudevents+json";
 
 /// What registry:2 says a blob is when it knows nothing better.
-const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
+pub(crate) const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
 
 /// Which node generated the events: its host name and this run's id.
 #[derive(Clone, Debug)]

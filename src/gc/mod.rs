@@ -1,60 +1,79 @@
 //! Reclaiming space while serving: retention, and online mark and sweep.
 //!
-//! What exists today: [`retention`], the pure planner that turns `[[retention]]` policies
-//! and a repository's tags and manifests into what to delete; [`mark`] and [`sweep`] with
+//! What exists: [`retention`], the pure planner that turns `[[retention]]` policies and a
+//! repository's tags and manifests into what to delete; [`mark`] and [`sweep`] with
 //! [`collect`], which `wharf gc [--dry-run]` runs, on every backend (the filesystem walks
-//! its directories, the object stores list their keys: `storage` module docs). What does not exist yet: the touch records
-//! (so the sweep's re-check reads links, not touches, and a blob's age is its write time),
-//! the lease, the scheduler, and metrics. The design they are to follow is written here,
-//! because its safety is the point of it.
+//! its directories, the object stores list their keys: `storage` module docs); the touch
+//! records (`registry::service::touch`). What does not exist yet: the lease, the
+//! scheduler, and metrics. Their design is written here, because its safety is the point.
 //!
 //! # Why an online collection cannot delete a blob a push still needs
 //!
-//! A run takes a **start time** `T0` before it reads anything, then:
+//! A run takes a **start time** `T0` before it reads anything; the **cut-off** is
+//! `T0 - gc.grace`. Something is *recent* when it was written or touched after the
+//! cut-off. Then:
 //!
-//! 1. **Mark.** It lists every repository's tags, manifests, layer links and referrers and
-//!    computes the live set: manifests reachable from a tag (directly, as an index's child,
-//!    or as a referrer of a reached manifest, and a reached referrer's subject), their
-//!    config and layer blobs, and, unless `gc.untagged = "delete"`, every linked manifest
-//!    with its blobs. Layer links of a repository count as references too (registry:2's
-//!    `garbage-collect` does not count them: it marks from manifests only): a blob a client
-//!    uploaded stays while any repository links it. Until manifest deletes unlink the layers
-//!    only they used (or touch records replace this rule), a deleted image's layers stay
-//!    where registry:2 would collect them.
-//! 2. **Sweep.** A blob or manifest outside the live set is a candidate only if its last
-//!    touch (the newest of its write time and the touch record below) is older than both
-//!    `T0 - gc.grace` and `T0`. Right before deleting, the sweeper reads the touch time
-//!    again and re-checks that no repository links the digest; either failing skips it.
+//! 1. **Mark.** One enumeration of every repository's links (layer links and manifest
+//!    revisions, with their write times), the touch records, and each repository's tags
+//!    and referrers give the live set: manifests reachable from a tag (directly, as an
+//!    index's child, as a referrer of a reached manifest, and a reached referrer's
+//!    subject), from every revision unless `gc.untagged = "delete"`, and from every recent
+//!    revision regardless (a child pushed by digest before its index); their config and
+//!    layer blobs. A layer link stays, and keeps its blob live, while a manifest its
+//!    repository keeps names it or while it is recent (an upload whose manifest has not
+//!    arrived yet). Older layer links are **stale**: registry:2's `garbage-collect`
+//!    (which marks from manifests only) would delete their blobs, and so does wharf.
+//! 2. **Unlink.** Each stale layer link and condemned untagged revision goes unless its
+//!    digest was touched since the cut-off (read again now); right after removing it, the
+//!    touches are read once more, and if one arrived meanwhile the link is put back.
+//! 3. **Sweep.** After the unlinks, the blobs are listed: a blob outside the live set and
+//!    written before the cut-off is a candidate. Then **one** enumeration of every link:
+//!    a candidate some repository links is spared. Right before deleting each remaining
+//!    candidate, its touches and its write time are read again; a recent one is spared.
+//!    A run costs a constant number of listings plus a few requests per repository,
+//!    manifest and deletion, never a question per blob and repository; deletions run
+//!    16 at a time. Finally touch records older than the cut-off are deleted.
 //!
-//! The push path's part: every operation through which a client learns or asserts that a
-//! blob exists (HEAD of a blob, a cross-repository mount, a finished or monolithic upload,
-//! a manifest PUT's reference check) records a touch of that blob **before** it answers,
-//! and the manifest PUT links the blob into the repository before it stores the manifest.
+//! The push path's part (`registry::service`): every operation through which a client
+//! learns or asserts that a blob is in a repository (HEAD or GET of a blob, a mount, a
+//! manifest push's reference check) **touches** it (a small record, at most once per
+//! node per quarter of the grace period) before the check its answer rests on. An upload
+//! writes the blob (a new write time: the filesystem sets it at the finish, an object
+//! store's PUT or copy is new) before it links it, and a manifest push stores its bytes
+//! (renewing the write time of bytes already there) before it links them.
 //!
-//! The argument: take a manifest PUT that passed its reference check at time `t`. Each
-//! blob it names was touched at some `t' <= t`, and linked before that. If `t' >= T0`, the
-//! sweep's re-check sees the touch and skips the blob. If `t' < T0`, the blob was linked
-//! before the mark began, so the mark sees the link (links are written before they are
-//! relied on, and the mark reads every repository after `T0`) and the blob is live. A
-//! client that HEADs a blob and pushes its manifest later than `gc.grace` after the
-//! upload, with no link, is the one case left: it is why the grace period is hours by
-//! default and why HEAD records a touch. So the only race the sweep has is "deleted between
-//! the re-check and the delete": that window is one storage round trip, and the next
-//! manifest PUT's reference check fails cleanly (`MANIFEST_BLOB_UNKNOWN`, which the client
-//! retries by uploading again) rather than storing a manifest that points nowhere, provided
-//! the check reads the blob's presence from storage. Today `check_references` takes sizes
-//! from the object stores' blob-size cache: the sweep must come with a check that bypasses
-//! it (or with the cache forgetting swept digests on every node), or a node could accept a
-//! manifest naming a blob another node just swept.
+//! The argument: every link that appears after the mark's enumeration was written by an
+//! upload (the blob's write time is recent), a mount or a manifest push (the blob was
+//! touched first, and it was found linked, by induction recent). So a blob that is
+//! linked, or about to be, when the sweep reaches it either appears in the sweep's link
+//! enumeration or is recent at the re-check. A link the unlink step removes while a push
+//! relies on it: the push touched the digest before its check found the link, so before
+//! the removal, so the second look sees the touch and restores the link. A push that
+//! relies on a blob for longer than three quarters of the grace period between its touch
+//! and its manifest is not covered: that is why the grace period is hours by default.
+//!
+//! What is left is the window between a blob's re-check and its delete (one storage
+//! round trip): an operation that touches the blob inside it is not seen. Its
+//! consequences stay clean: a manifest push's reference check reads sizes from the store
+//! (a size this node remembers counts only for a blob it wrote or touched within the
+//! quarter grace, which no collection deletes), so a push after the delete gets
+//! `MANIFEST_BLOB_UNKNOWN` and uploads again; only a push whose check lands exactly
+//! inside the window could store a manifest naming the deleted blob. Closing that for
+//! good needs the store to make "delete unless touched" one step, which S3 and Azure do
+//! not offer; the window is narrowed by keeping it one request long.
+//!
+//! **Caches.** The object stores' blob-size cache forgets a blob the node deletes, and is
+//! not trusted by a manifest push's check for a blob another node may have deleted (see
+//! above). On shared storage every cached manifest is re-checked against its link, so a
+//! swept manifest is not served from a cache.
 //!
 //! **Crashes.** A sweep deletes a manifest's bytes only after its links are gone, and a
-//! blob only after every manifest naming it is gone, so a SIGKILL at any point leaves
-//! garbage (collected by the next run), never a live reference to something missing.
+//! blob only after every link to it is gone, so a SIGKILL at any point leaves garbage
+//! (collected by the next run), never a live reference to something missing.
 //!
 //! **Several nodes.** One sweeper at a time per storage: a lease object under `wharf/`
 //! (the records the notifications outbox uses), renewed while the run lasts and expiring
-//! if its holder dies. Other nodes keep serving; on shared storage every cached manifest
-//! is re-checked against its link, so a swept manifest is not served from a cache.
+//! if its holder dies. Other nodes keep serving.
 //!
 //! Retention runs before the mark: it deletes tags (through the repository service, so
 //! every deletion is an event and immutable tags are refused), and the mark then sees what
@@ -64,9 +83,11 @@ pub mod mark;
 pub mod retention;
 pub mod sweep;
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use crate::config::GcConfig;
+use crate::registry::service::touch;
 use crate::registry::storage::{Storage, StorageResult};
 
 /// One collection: `T0` taken before anything is read, then the mark, then the sweep.
@@ -75,9 +96,32 @@ pub async fn collect(
     config: &GcConfig,
     dry_run: bool,
 ) -> StorageResult<sweep::Swept> {
-    let t0 = SystemTime::now();
-    let marked = mark::mark(storage, config.untagged).await?;
-    sweep::sweep(storage, &marked, t0, config.grace, dry_run).await
+    collect_at(storage, config, SystemTime::now(), dry_run).await
+}
+
+/// [`collect`] with `T0` given (tests move it forward instead of waiting).
+pub async fn collect_at(
+    storage: &dyn Storage,
+    config: &GcConfig,
+    t0: SystemTime,
+    dry_run: bool,
+) -> StorageResult<sweep::Swept> {
+    let cutoff = t0
+        .checked_sub(config.grace)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut touched: HashMap<_, SystemTime> = HashMap::new();
+    for t in touch::list_all(storage).await? {
+        let latest = touched.entry(t.digest).or_insert(t.at);
+        *latest = (*latest).max(t.at);
+    }
+    let links = storage.list_all_links().await?;
+    let inputs = mark::Inputs {
+        links: &links,
+        touched: &touched,
+        cutoff,
+    };
+    let marked = mark::mark(storage, config.untagged, &inputs).await?;
+    sweep::sweep(storage, &marked, cutoff, dry_run).await
 }
 
 #[cfg(test)]

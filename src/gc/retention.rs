@@ -1,7 +1,7 @@
 //! The retention planner: pure logic from `[[retention]]` policies and one repository's
 //! tags and manifests to the tags and untagged manifests that go. No storage, no clock:
-//! the caller reads the repository, passes `now`, and carries out (or, in a dry run,
-//! prints) the plan through the repository service.
+//! [`run`] (`retention_run.rs`) reads each repository, passes `now`, and carries out (or,
+//! in a dry run, only returns) the plan through the repository service.
 //!
 //! Rules, for the policies whose `repos` match the repository:
 //! - A tag is **kept** when any policy's keep rule keeps it (among its `keep_last` most
@@ -15,7 +15,7 @@
 //!   tag names, the children of a kept index, referrers of a kept manifest, and the subject
 //!   of a kept referrer.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{Combine, ImmutableRule, RetentionPolicy};
@@ -46,6 +46,9 @@ pub struct ManifestInfo {
 pub struct Plan {
     pub tags: Vec<String>,
     pub manifests: Vec<Digest>,
+    /// Why each goes: the position in `policies` (the config's `[[retention]]` order) of the
+    /// first policy that deletes it, by tag name or manifest digest.
+    pub rules: BTreeMap<String, usize>,
 }
 
 pub fn plan(
@@ -56,8 +59,11 @@ pub fn plan(
     manifests: &[ManifestInfo],
     now: SystemTime,
 ) -> Plan {
-    let applicable: Vec<&RetentionPolicy> =
-        policies.iter().filter(|p| p.repos.matches(repo)).collect();
+    let applicable: Vec<(usize, &RetentionPolicy)> = policies
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.repos.matches(repo))
+        .collect();
     if applicable.is_empty() {
         return Plan::default();
     }
@@ -65,33 +71,35 @@ pub fn plan(
         .iter()
         .filter(|t| {
             immutable.iter().any(|r| r.covers(repo, &t.name))
-                || applicable.iter().any(|p| keeps(p, tags, t))
+                || applicable.iter().any(|(_, p)| keeps(p, tags, t))
         })
         .map(|t| t.name.as_str())
         .collect();
-    let deleted: BTreeSet<&str> = tags
-        .iter()
-        .filter(|t| !kept.contains(t.name.as_str()))
-        .filter(|t| applicable.iter().any(|p| deletes(p, tags, t, now)))
-        .map(|t| t.name.as_str())
-        .collect();
+    let mut rules = BTreeMap::new();
+    for t in tags.iter().filter(|t| !kept.contains(t.name.as_str())) {
+        if let Some((i, _)) = applicable.iter().find(|(_, p)| deletes(p, tags, t, now)) {
+            rules.insert(t.name.clone(), *i);
+        }
+    }
+    let deleted: BTreeSet<String> = rules.keys().cloned().collect();
     let remaining = tags.iter().filter(|t| !deleted.contains(t.name.as_str()));
     let live = reachable(remaining.map(|t| &t.digest), manifests);
-    let mut gone: Vec<Digest> = manifests
-        .iter()
-        .filter(|m| !live.contains(&m.digest))
-        .filter(|m| {
-            applicable.iter().any(|p| {
-                p.delete_untagged_older_than
-                    .is_some_and(|age| older_than(m.pushed, age, now))
-            })
-        })
-        .map(|m| m.digest.clone())
-        .collect();
+    let mut gone: Vec<Digest> = Vec::new();
+    for m in manifests.iter().filter(|m| !live.contains(&m.digest)) {
+        let expired = applicable.iter().find(|(_, p)| {
+            p.delete_untagged_older_than
+                .is_some_and(|age| older_than(m.pushed, age, now))
+        });
+        if let Some((i, _)) = expired {
+            rules.insert(m.digest.to_string(), *i);
+            gone.push(m.digest.clone());
+        }
+    }
     gone.sort_by_key(|d| d.to_string());
     Plan {
-        tags: deleted.into_iter().map(str::to_owned).collect(),
+        tags: deleted.into_iter().collect(),
         manifests: gone,
+        rules,
     }
 }
 
@@ -170,6 +178,10 @@ fn reachable<'a>(
     }
     live
 }
+
+#[path = "retention_run.rs"]
+mod run;
+pub use self::run::{run, Entry, Outcome, RepoRetention};
 
 #[cfg(test)]
 #[path = "retention_tests.rs"]

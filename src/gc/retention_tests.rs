@@ -199,3 +199,26 @@ fn without_an_untagged_rule_no_manifest_goes() {
     assert_eq!(p.tags, ["old"]);
     assert!(p.manifests.is_empty());
 }
+
+#[test]
+fn the_plan_names_the_first_policy_that_deletes_each() {
+    let (policies, immutable) = rules(
+        "[[retention]]\nrepos = \"other/*\"\nkeep_last = 1\n\
+         [[retention]]\nrepos = \"*\"\ndelete_tags = [\"pr-*\"]\ndelete_untagged_older_than = \"1d\"\n\
+         [[retention]]\nrepos = \"team/*\"\ndelete_older_than = \"7d\"\n",
+    );
+    let tags = [tag("pr-1", 1), tag("old", 30)];
+    let loose = manifest("loose", 5);
+    let p = plan(
+        &policies,
+        &immutable,
+        "team/app",
+        &tags,
+        std::slice::from_ref(&loose),
+        now(),
+    );
+    assert_eq!(p.tags, ["old", "pr-1"]);
+    assert_eq!(p.rules["pr-1"], 1, "the second policy in the config");
+    assert_eq!(p.rules["old"], 2);
+    assert_eq!(p.rules[&loose.digest.to_string()], 1);
+}

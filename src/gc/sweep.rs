@@ -1,71 +1,199 @@
-//! The sweep: unlinks the untagged manifests the mark condemned, then deletes each blob
-//! outside the live set that was written before `T0 - grace`, re-checking right before
-//! the delete that no repository links it (module docs).
+//! The sweep: unlinks what the mark condemned (untagged revisions, stale layer links), then
+//! deletes each blob outside the live set that was written before the cut-off and that no
+//! repository links (one enumeration of every link, after the candidates are known),
+//! re-checking its touches and write time right before the delete (module docs).
 
-use std::time::{Duration, SystemTime};
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::mark::Marked;
 use crate::registry::reference::{Digest, RepoName};
+use crate::registry::service::touch;
 use crate::registry::storage::{BlobEntry, LinkKind, Storage, StorageResult};
+
+/// How many deletions (or re-checks) are in flight at once: on an object store each is a
+/// round trip or two, and a run must not crowd out the requests the registry serves.
+const CONCURRENT: usize = 16;
 
 /// What a run deleted (or, dry, would delete).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Swept {
     pub manifests_unlinked: Vec<(RepoName, Digest)>,
+    /// Layer links removed: no kept manifest of the repository names them.
+    pub layers_unlinked: Vec<(RepoName, Digest)>,
     pub blobs: Vec<BlobEntry>,
     pub bytes: u64,
-    /// Candidates the re-check kept (linked again since the mark).
+    /// Candidates a re-check kept (linked or touched again since the mark).
     pub spared: usize,
+    /// Touch records older than the cut-off, deleted (they protect nothing any more).
+    pub touches_cleared: usize,
 }
 
 pub async fn sweep(
     storage: &dyn Storage,
     marked: &Marked,
-    t0: SystemTime,
-    grace: Duration,
+    cutoff: SystemTime,
     dry_run: bool,
 ) -> StorageResult<Swept> {
     let mut swept = Swept::default();
     // Links before bytes: a crash in between leaves garbage, never a link to nothing.
-    for (repo, digest) in &marked.untagged {
-        if dry_run || storage.unlink(repo, LinkKind::Manifest, digest).await? {
-            swept
-                .manifests_unlinked
-                .push((repo.clone(), digest.clone()));
+    let condemned = marked
+        .untagged
+        .iter()
+        .map(|(r, d)| (LinkKind::Manifest, r, d))
+        .chain(
+            marked
+                .stale_layers
+                .iter()
+                .map(|(r, d)| (LinkKind::Layer, r, d)),
+        );
+    let unlinked: Vec<_> = futures_util::stream::iter(condemned)
+        .map(|(kind, repo, digest)| async move {
+            let gone = unlink_unless_touched(storage, kind, repo, digest, cutoff, dry_run).await?;
+            StorageResult::Ok((kind, repo, digest, gone))
+        })
+        .buffer_unordered(CONCURRENT)
+        .try_collect()
+        .await?;
+    let mut kept_linked = HashSet::new();
+    for (kind, repo, digest, gone) in unlinked {
+        let entry = (repo.clone(), digest.clone());
+        match (gone, kind) {
+            (false, _) => {
+                swept.spared += 1;
+                kept_linked.insert(digest.clone());
+            }
+            (true, LinkKind::Manifest) => swept.manifests_unlinked.push(entry),
+            (true, LinkKind::Layer) => swept.layers_unlinked.push(entry),
         }
     }
-    let cutoff = t0.checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
-    for blob in storage.list_blobs().await? {
-        if marked.live.contains(&blob.digest) || blob.modified >= cutoff {
-            continue;
-        }
-        if linked_anywhere(storage, &blob.digest, dry_run).await? {
-            swept.spared += 1;
-            continue;
-        }
-        if dry_run || storage.delete_blob(&blob.digest).await? {
-            swept.bytes += blob.size;
-            swept.blobs.push(blob);
-        }
+    swept.manifests_unlinked.sort();
+    swept.layers_unlinked.sort();
+
+    let candidates: Vec<BlobEntry> = storage
+        .list_blobs()
+        .await?
+        .into_iter()
+        .filter(|b| !marked.live.contains(&b.digest) && b.modified < cutoff)
+        .filter(|b| !kept_linked.contains(&b.digest))
+        .collect();
+    let linked = linked_now(storage, marked, dry_run).await?;
+    let deleted: Vec<Option<BlobEntry>> = futures_util::stream::iter(candidates)
+        .map(|blob| async {
+            if linked.contains(&blob.digest) {
+                return Ok(None);
+            }
+            delete_unless_touched(storage, blob, cutoff, dry_run).await
+        })
+        .buffer_unordered(CONCURRENT)
+        .try_collect()
+        .await?;
+    let before = deleted.len();
+    swept.blobs = deleted.into_iter().flatten().collect();
+    swept.spared += before - swept.blobs.len();
+    swept.blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
+    swept.bytes = swept.blobs.iter().map(|b| b.size).sum();
+    if !dry_run {
+        swept.touches_cleared = clear_touches(storage, cutoff).await?;
     }
     Ok(swept)
 }
 
-/// Whether some repository links `digest` now. A dry run unlinked nothing, so it cannot
-/// ask the manifest links the mark already judged: only a real run re-reads them.
-/// Repositories are listed afresh, so one created since the mark counts too.
-async fn linked_anywhere(
+/// Every digest some repository links now (one enumeration). A dry run unlinked nothing,
+/// so the links it would have removed do not count.
+async fn linked_now(
     storage: &dyn Storage,
+    marked: &Marked,
+    dry_run: bool,
+) -> StorageResult<HashSet<Digest>> {
+    let condemned: HashSet<(LinkKind, &RepoName, &Digest)> = match dry_run {
+        false => HashSet::new(),
+        true => marked
+            .untagged
+            .iter()
+            .map(|(r, d)| (LinkKind::Manifest, r, d))
+            .chain(
+                marked
+                    .stale_layers
+                    .iter()
+                    .map(|(r, d)| (LinkKind::Layer, r, d)),
+            )
+            .collect(),
+    };
+    let links = storage.list_all_links().await?;
+    Ok(links
+        .into_iter()
+        .filter(|l| !condemned.contains(&(l.kind, &l.repo, &l.digest)))
+        .map(|l| l.digest)
+        .collect())
+}
+
+/// Removes a condemned link unless its digest was touched since the cut-off; after
+/// removing it, looks at the touches again and puts the link back if one arrived meanwhile
+/// (a push that checked the link before it went). `false` when the link stays.
+async fn unlink_unless_touched(
+    storage: &dyn Storage,
+    kind: LinkKind,
+    repo: &RepoName,
     digest: &Digest,
+    cutoff: SystemTime,
     dry_run: bool,
 ) -> StorageResult<bool> {
-    for repo in storage.list_repositories().await? {
-        if storage.is_linked(&repo, LinkKind::Layer, digest).await? {
-            return Ok(true);
-        }
-        if !dry_run && storage.is_linked(&repo, LinkKind::Manifest, digest).await? {
-            return Ok(true);
-        }
+    let touched = |at: Option<SystemTime>| at.is_some_and(|t| t >= cutoff);
+    if touched(touch::latest(storage, digest).await?) {
+        return Ok(false);
     }
-    Ok(false)
+    if dry_run {
+        return Ok(true);
+    }
+    if !storage.unlink(repo, kind, digest).await? {
+        return Ok(true);
+    }
+    if touched(touch::latest(storage, digest).await?) {
+        storage.link(repo, kind, digest).await?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Deletes a candidate blob unless, read again now, it was touched or rewritten since the
+/// cut-off. `None` when it stays (or was gone already).
+async fn delete_unless_touched(
+    storage: &dyn Storage,
+    blob: BlobEntry,
+    cutoff: SystemTime,
+    dry_run: bool,
+) -> StorageResult<Option<BlobEntry>> {
+    if touch::latest(storage, &blob.digest)
+        .await?
+        .is_some_and(|t| t >= cutoff)
+    {
+        return Ok(None);
+    }
+    match storage.blob_modified(&blob.digest).await? {
+        Some(written) if written < cutoff => {}
+        _ => return Ok(None),
+    }
+    if dry_run || storage.delete_blob(&blob.digest).await? {
+        return Ok(Some(blob));
+    }
+    Ok(None)
+}
+
+/// Deletes the touch records older than the cut-off; returns how many.
+async fn clear_touches(storage: &dyn Storage, cutoff: SystemTime) -> StorageResult<usize> {
+    let old: Vec<_> = touch::list_all(storage)
+        .await?
+        .into_iter()
+        .filter(|t| t.at < cutoff)
+        .collect();
+    let count = old.len();
+    futures_util::stream::iter(old)
+        .map(|t| async move { storage.delete_record(&t.key).await })
+        .buffer_unordered(CONCURRENT)
+        .try_collect::<Vec<bool>>()
+        .await?;
+    Ok(count)
 }

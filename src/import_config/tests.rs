@@ -133,7 +133,16 @@ fn a_ui_outside_registry_logins_stays_public_and_port_80_redirects() {
     };
     assert_eq!((s3.prefix.as_str(), s3.part_size), ("docker", 10485760));
     assert!(out.contains("nginx also listened on [::]:443"));
-    assert!(out.contains("NOT CARRIED OVER: registry:2's notifications.endpoints.0.backoff"));
+    // registry:2's endpoint, in its envelope, with every action as registry:2 sends them.
+    let hook = &c.notifications.endpoints[0];
+    assert_eq!(
+        (hook.name.as_str(), hook.url.to_string().as_str()),
+        ("ci-listener", "https://ci.example.com/registry-events")
+    );
+    assert_eq!(hook.format, crate::config::EventFormat::Distribution);
+    assert!(hook.pulls && hook.actions.len() == 4);
+    assert_eq!(hook.timeout, std::time::Duration::from_millis(500));
+    assert!(out.contains("registry:2's notifications.endpoints.0.threshold: not needed"));
 }
 
 #[test]

@@ -103,7 +103,36 @@ pub fn write(raw: &RawConfig, notes: &[Note], header: &str) -> String {
     if let Some(g) = &raw.shutdown.grace {
         let _ = write!(o.text, "\n[shutdown]\ngrace = {}\n", q(g));
     }
+    notifications(&mut o, raw);
     o.text
+}
+
+/// registry:2's endpoints, each with what it was converted to.
+fn notifications(o: &mut Out<'_>, raw: &RawConfig) {
+    for e in &raw.notifications.endpoint {
+        o.text.push_str("\n[[notifications.endpoint]]\n");
+        o.key("name", e.name.as_deref().map(q));
+        o.key("url", e.url.as_deref().map(q));
+        o.key("format", e.format.as_deref().map(q));
+        o.key("timeout", e.timeout.as_deref().map(q));
+        o.key("backoff", e.backoff.as_deref().map(q));
+        o.key("pulls", e.pulls.map(|p| p.to_string()));
+        o.key("actions", e.actions.as_deref().map(list));
+        o.key(
+            "ignore_media_types",
+            e.ignore_media_types.as_deref().map(list),
+        );
+        for h in &e.header {
+            o.text.push_str("\n[[notifications.endpoint.header]]\n");
+            o.key("name", h.name.as_deref().map(q));
+            if h.value.is_some() {
+                o.text.push_str(
+                    "# Copied from config.yml. Better kept out of the file: value_file = \"/run/secrets/hook-header\"\n",
+                );
+            }
+            o.key("value", h.value.as_deref().map(q));
+        }
+    }
 }
 
 fn server(o: &mut Out<'_>, s: &RawServer) {

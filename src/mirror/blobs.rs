@@ -68,7 +68,22 @@ impl Mirror {
             leader.end(State::Done);
             return self.local(parts, route, caller).await;
         }
+        self.fetch(caller, names, digest, parts, leader).await
+    }
+
+    /// The leader's part: GET the blob upstream and hand it to a [`Transfer`] task; the
+    /// client gets the bytes as they arrive (a ranged request waits for the whole blob,
+    /// then gets its range from storage).
+    async fn fetch(
+        &self,
+        caller: &Caller,
+        names: &Names,
+        digest: &Digest,
+        parts: &Parts,
+        leader: Leader,
+    ) -> ApiResult<Response<Body>> {
         self.metrics.miss(&self.config.ns);
+        let path = format!("/v2/{}/blobs/{digest}", names.remote);
         let response = self
             .upstream
             .request(Method::GET, &path, &[], names.remote.as_str())
@@ -87,14 +102,12 @@ impl Mirror {
             }
         };
         let length = content_length(response.headers());
-        // A ranged first request waits for the whole blob, then gets its range.
-        let whole = !parts.headers.contains_key(RANGE);
-        let (tx, rx) = match whole {
-            true => {
+        let (tx, rx) = match parts.headers.contains_key(RANGE) {
+            false => {
                 let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
                 (Some(tx), Some(rx))
             }
-            false => (None, None),
+            true => (None, None),
         };
         let done = leader.subscribe();
         let transfer = Transfer {
@@ -108,6 +121,7 @@ impl Mirror {
         };
         tokio::spawn(transfer.run(response.into_body(), tx, leader));
         let Some(rx) = rx else {
+            let route = Route::Blob(names.local.clone(), digest.clone());
             let state = flight::outcome(done).await;
             return self.after(state, parts, route, caller).await;
         };

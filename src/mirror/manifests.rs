@@ -233,3 +233,48 @@ fn digest_header(headers: &http::HeaderMap) -> Option<Digest> {
     let value = headers.get(DOCKER_CONTENT_DIGEST)?.to_str().ok()?;
     Digest::parse(value).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Config, RouteTarget};
+    use crate::mirror::MirrorMetrics;
+    use crate::registry::reference::RepoName;
+    use crate::registry::storage::fs::FsStorage;
+    use crate::registry::{Registry, RegistryOptions};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tag_is_served_for_its_ttl_then_checked_again() {
+        let text = "[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nmirror = \"https://registry-1.docker.io\"\ntag_ttl = \"5m\"\n";
+        let config = match &Config::from_toml(text, "t").unwrap().servers[0].routes[0].target {
+            RouteTarget::Mirror(m) => (**m).clone(),
+            other => panic!("{other:?}"),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(FsStorage::open(dir.path()).unwrap());
+        let options = RegistryOptions {
+            max_manifest_bytes: 1 << 20,
+            manifest_cache_bytes: 1 << 20,
+            immutable: Vec::new(),
+        };
+        let registry = Arc::new(Registry::new(storage, options));
+        let metrics = Arc::new(MirrorMetrics::default());
+        let mirror = Mirror::new(&config, registry, metrics).unwrap();
+        let names = Names {
+            remote: RepoName::parse("library/alpine").unwrap(),
+            local: RepoName::parse("docker.io/library/alpine").unwrap(),
+        };
+        let tag = Tag::parse("3").unwrap();
+        assert!(!mirror.checked_recently(&names, &tag), "never checked");
+        mirror.mark_checked(&names, &tag);
+        tokio::time::advance(Duration::from_secs(299)).await;
+        assert!(mirror.checked_recently(&names, &tag), "within the TTL");
+        let other = Tag::parse("edge").unwrap();
+        assert!(!mirror.checked_recently(&names, &other), "per tag");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(!mirror.checked_recently(&names, &tag), "past the TTL");
+    }
+}

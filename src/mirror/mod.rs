@@ -29,7 +29,8 @@
 //! - **Upstream** (`upstream.rs`, `token.rs`, `challenge.rs`): https with the system's
 //!   roots plus `ca_file`; anonymous, Basic, or the Docker token flow, each as the
 //!   registry's `WWW-Authenticate` challenge asks; tokens cached per scope until they
-//!   expire and renewed on a 401.
+//!   expire and renewed on a 401; redirects (a CDN, a presigned store URL) followed without
+//!   the credentials.
 //! - **Metrics** (`metrics.rs`): hits, misses, upstream bytes, upstream errors, stale serves.
 
 mod blobs;
@@ -179,8 +180,12 @@ impl Mirror {
         self.registry.handle(req).await
     }
 
-    /// Logs an upstream failure and counts it.
+    /// Logs an upstream failure and counts it. A 404 is an answer, not a failure.
     fn upstream_failed(&self, what: &str, error: &UpstreamError) {
+        if fail_kind(error) == FailKind::NotFound {
+            tracing::debug!(mirror = %self.upstream.base(), what, "not found upstream");
+            return;
+        }
         self.metrics.upstream_error(&self.config.ns);
         tracing::warn!(mirror = %self.upstream.base(), what, %error, "upstream request failed");
     }

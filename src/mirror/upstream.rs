@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, USER_AGENT, WWW_AUTHENTICATE};
+use http::header::{ACCEPT, AUTHORIZATION, LOCATION, USER_AGENT, WWW_AUTHENTICATE};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -24,6 +24,9 @@ use crate::http_util::Chain;
 /// Requests per call at most: without credentials (or with cached ones), with what the
 /// challenge asked for, and with a renewed token.
 const MAX_SENDS: usize = 3;
+
+/// Redirects followed per request (a CDN may add one of its own).
+const MAX_REDIRECTS: usize = 3;
 
 const WHARF_AGENT: &str = concat!("wharf/", env!("CARGO_PKG_VERSION"), " (mirror)");
 
@@ -186,9 +189,48 @@ impl UpstreamRegistry {
         auth: Option<&str>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let url = format!("{}{path}", self.base);
+        let response = self.send_url(method, &url, accept, auth).await?;
+        self.follow(response, method, accept).await
+    }
+
+    /// Follows redirects: Docker Hub, ghcr.io and quay.io send blob GETs to a CDN or a
+    /// presigned store URL. Those URLs carry their own authorization, so wharf's
+    /// credentials stay with the registry.
+    async fn follow(
+        &self,
+        mut response: Response<Incoming>,
+        method: &Method,
+        accept: &[&str],
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        for _ in 0..MAX_REDIRECTS {
+            if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED
+            {
+                return Ok(response);
+            }
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or(UpstreamError::Status(response.status()))?;
+            let url = match location.starts_with('/') {
+                true => format!("{}{location}", self.base),
+                false => location.to_owned(),
+            };
+            response = self.send_url(method, &url, accept, None).await?;
+        }
+        Err(UpstreamError::Status(response.status()))
+    }
+
+    async fn send_url(
+        &self,
+        method: &Method,
+        url: &str,
+        accept: &[&str],
+        auth: Option<&str>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let mut req = http::Request::builder()
             .method(method.clone())
-            .uri(&url)
+            .uri(url)
             .header(USER_AGENT, WHARF_AGENT);
         if !accept.is_empty() {
             req = req.header(ACCEPT, accept.join(", "));

@@ -86,6 +86,12 @@ impl Registry {
         self.service.events()
     }
 
+    /// Touches the blobs clients rely on often enough for a collection with `grace`.
+    pub fn with_gc_grace(mut self, grace: std::time::Duration) -> Self {
+        self.service = self.service.with_gc_grace(grace);
+        self
+    }
+
     /// The repository operations, for callers other than the HTTP API (the UI, jobs).
     pub fn service(&self) -> &Service {
         &self.service

@@ -337,12 +337,14 @@ async fn open_registries(
             Some(existing) => Arc::new(
                 Registry::new(existing.storage().clone(), options.clone())
                     .with_events(existing.events().clone())
-                    .sharing_catalog_of(existing),
+                    .sharing_catalog_of(existing)
+                    .with_gc_grace(config.gc.grace),
             ),
             None => {
                 let storage = open_storage(&config.storage.backend, &root).await?;
                 let events = outboxes.start(&storage)?;
-                Arc::new(Registry::new(storage, options.clone()).with_events(events))
+                let engine = Registry::new(storage, options.clone()).with_events(events);
+                Arc::new(engine.with_gc_grace(config.gc.grace))
             }
         };
         out.insert(root, engine);

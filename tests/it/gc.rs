@@ -7,7 +7,7 @@ use std::process::Command;
 
 use reqwest::{Client, StatusCode};
 
-use crate::support::{image_manifest, sha256, Backend, TestStore, WharfProcess};
+use crate::support::{have, image_manifest, sha256, Backend, TestStore, WharfProcess};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -86,38 +86,18 @@ async fn gc_deletes_what_a_deleted_image_left_and_the_other_image_still_pulls(ba
     let conf = tempfile::tempdir().unwrap();
     let toml = store.config(&format!("[registry]\ndelete = true\n{TEST_GRACE}"));
     let mut wharf = WharfProcess::spawn_config(conf.path(), &toml);
-    let (http, base) = (Client::new(), format!("http://{}", wharf.addr));
-    let shared = b"the shared base layer".to_vec();
-    let kept = push_image(&http, &base, "team/app", "v1", &[&shared, b"app's own"]).await;
-    let gone = push_image(&http, &base, "team/old", "v1", &[&shared, b"old's own"]).await;
-    let r = http
-        .delete(format!("{base}/v2/team/old/manifests/{gone}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    // A blob stored but linked nowhere (as a crashed client's upload, or a blob deleted
-    // from its only repository, leaves one).
-    let orphan = push_blob(
-        &http,
-        &base,
-        "team/tmp",
-        b"uploaded, never named by a manifest",
-    )
-    .await;
-    let r = http
-        .delete(format!("{base}/v2/team/tmp/blobs/{orphan}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (kept, gone, orphan) = push_then_delete_one(&format!("http://{}", wharf.addr)).await;
+    let http = Client::new();
     wharf.terminate();
     let config = conf.path().join("wharf.toml");
     outlive_grace().await;
 
-    // Layers stay while a repository links them (the safety rule in `gc`'s docs), so what
-    // goes is the deleted manifest and the orphan.
+    // The deleted manifest, the blobs only it named (its config and own layer: their
+    // layer links in team/old are stale, so they go first), and the orphan. The shared
+    // layer stays: team/app's manifest names it.
+    let old_own = [sha256(b"old's own"), sha256(b"{\"image\":\"team/old:v1\"}")];
     let mut want = vec![gone.clone(), orphan.clone()];
+    want.extend(old_own);
     want.sort();
     let dry = gc(&config, true);
     assert_eq!(deleted_blobs(&dry), want, "{dry}");
@@ -138,6 +118,93 @@ async fn gc_deletes_what_a_deleted_image_left_and_the_other_image_still_pulls(ba
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// Pushes two images sharing a base layer (team/app:v1 and team/old:v1), deletes team/old's
+/// manifest, and leaves an orphan (a blob pushed into team/tmp, then deleted from it, as a
+/// crashed client's upload or a blob deleted from its only repository leaves one).
+/// Returns the kept manifest, the deleted one and the orphan.
+async fn push_then_delete_one(base: &str) -> (String, String, String) {
+    let http = Client::new();
+    let shared = b"the shared base layer".to_vec();
+    let kept = push_image(&http, base, "team/app", "v1", &[&shared, b"app's own"]).await;
+    let gone = push_image(&http, base, "team/old", "v1", &[&shared, b"old's own"]).await;
+    let r = http
+        .delete(format!("{base}/v2/team/old/manifests/{gone}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let orphan = push_blob(
+        &http,
+        base,
+        "team/tmp",
+        b"uploaded, never named by a manifest",
+    )
+    .await;
+    let r = http
+        .delete(format!("{base}/v2/team/tmp/blobs/{orphan}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    (kept, gone, orphan)
+}
+
+/// registry:2's `garbage-collect --dry-run` on a filesystem root: its summary line
+/// ("N blobs marked, M blobs and K manifests eligible for deletion").
+fn registry2_dry_run(root: &Path, conf: &Path) -> String {
+    let config = conf.join("config.yml");
+    let yaml = format!(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+        root.display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let out = Command::new("docker-registry")
+        .args(["garbage-collect", "--dry-run"])
+        .arg(&config)
+        .output()
+        .expect("run docker-registry garbage-collect");
+    let all = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "garbage-collect failed: {all}{err}");
+    all.lines()
+        .find(|l| l.contains("eligible for deletion"))
+        .unwrap_or_else(|| panic!("no summary from garbage-collect: {all}"))
+        .to_owned()
+}
+
+/// After wharf's collection, registry:2's finds nothing more to delete: wharf is at least
+/// as thorough (it was not, when layer links counted as references for ever).
+#[tokio::test]
+async fn after_wharfs_gc_registry2s_garbage_collect_finds_nothing_more() {
+    if !have("docker-registry", "apt install docker-registry") {
+        return;
+    }
+    let (root, conf) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n\
+         [registry]\ndelete = true\n{TEST_GRACE}",
+        root.path().display().to_string()
+    );
+    let mut wharf = WharfProcess::spawn_config(conf.path(), &toml);
+    let (kept, _, _) = push_then_delete_one(&format!("http://{}", wharf.addr)).await;
+    wharf.terminate();
+    outlive_grace().await;
+    let before = registry2_dry_run(root.path(), conf.path());
+    assert!(
+        !before.contains(" 0 blobs and 0 manifests eligible"),
+        "registry:2 should see garbage before wharf's run: {before}"
+    );
+    gc(&conf.path().join("wharf.toml"), false);
+    let after = registry2_dry_run(root.path(), conf.path());
+    assert!(
+        after.contains(" 0 blobs and 0 manifests eligible"),
+        "registry:2 finds more to delete after wharf's gc: {after}"
+    );
+    let wharf = WharfProcess::spawn_config(conf.path(), &toml);
+    let base = format!("http://{}", wharf.addr);
+    assert_pulls(&Client::new(), &base, "team/app:v1", &kept).await;
 }
 
 /// `image` (`repo:tag`) has the manifest `digest`, and every blob it names downloads whole.

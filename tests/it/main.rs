@@ -52,6 +52,7 @@ mod registry2_config_yml;
 mod registry2_env;
 mod registry2_interop;
 mod repo_delete;
+mod retention;
 mod route_auth;
 mod shipped_files;
 mod store_requests;

@@ -16,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::clients::{import_image, run};
 use crate::pki::Pki;
 use crate::support::{
-    bytes_of, have_program, image_manifest, podman, sha256, TestServer, WharfProcess,
+    bytes_of, have_program, image_manifest, podman, sha256, Backend, TestServer, TestStore,
+    WharfProcess,
 };
 use crate::upstream_registry::{Login, UpstreamRegistry};
 
@@ -353,7 +354,7 @@ async fn containerd_ns_and_path_prefixes_reach_two_upstreams() {
     let (from_one, _) = push_image(&one.url, "team/app", "1", b"layer of one").await;
     let (from_two, _) = push_image(&two.url, "team/app", "1", b"layer of two").await;
     let toml = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\n[[server]]\ndefault = true\n\
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n[[server]]\ndefault = true\n\
          [[server.route]]\npath = \"/\"\nmirror = {:?}\nns = \"one.example\"\n\
          [[server.route]]\npath = \"/\"\nmirror = {:?}\nns = \"two.example\"\n\
          [[server.route]]\npath = \"/v2/two/\"\nmirror = {:?}\nns = \"two.example\"\n",
@@ -381,7 +382,7 @@ async fn containerd_ns_and_path_prefixes_reach_two_upstreams() {
     );
     assert_eq!(
         get("/v2/team/app/manifests/1").await,
-        (StatusCode::OK, from_one)
+        (StatusCode::OK, from_one.clone())
     );
     assert_eq!(
         get("/v2/two/team/app/manifests/1").await,
@@ -394,5 +395,66 @@ async fn containerd_ns_and_path_prefixes_reach_two_upstreams() {
     assert_eq!(
         get("/v2/team/app/manifests/404?ns=one.example").await.0,
         StatusCode::NOT_FOUND
+    );
+
+    // The metrics: one miss and two hits for one.example (by tag and by digest), bytes
+    // fetched, and a 404 is no upstream error.
+    let digest_path = format!("/v2/team/app/manifests/{from_one}?ns=one.example");
+    assert_eq!(get(&digest_path).await.0, StatusCode::OK);
+    let admin = wharf.admin.expect("admin listener");
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("wharf_mirror_{name}_total{{ns=\"one.example\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.parse::<u64>().unwrap())
+    };
+    assert_eq!(value("misses"), Some(2), "{metrics}"); // the tag, and the unknown tag
+    assert_eq!(value("hits"), Some(2), "{metrics}");
+    assert!(value("upstream_bytes").is_some_and(|b| b > 0), "{metrics}");
+    assert_eq!(value("upstream_errors"), None, "{metrics}");
+}
+
+/// Distribution on S3 (moto) answers blob GETs with a 307 to a presigned URL, as Docker
+/// Hub, ghcr.io and quay.io send them to a CDN: wharf follows it (without its credentials).
+#[tokio::test(flavor = "multi_thread")]
+async fn blob_redirects_to_a_presigned_store_url_are_followed() {
+    if !have_program("docker-registry", "docker-registry") {
+        return;
+    }
+    let Some(store) = TestStore::fresh(Backend::S3) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!(
+        "  s3:\n    accesskey: testing\n    secretkey: testing\n    region: us-east-1\n    \
+         regionendpoint: {}\n    bucket: {}\n    secure: false\n    rootdirectory: /up\n",
+        store.endpoint, store.bucket
+    );
+    let upstream = UpstreamRegistry::start_on(dir.path(), None, Login::Anonymous, &storage).await;
+    let (_, layer) = push_image(&upstream.url, "team/app", "1", b"a layer behind a redirect").await;
+    let wharf = mirror_of(&upstream.url, "up.example").await;
+    let r = wharf
+        .http
+        .get(wharf.url(&format!("/v2/team/app/blobs/{layer}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(sha256(&r.bytes().await.unwrap()), layer);
+    let redirected = upstream
+        .log_text()
+        .lines()
+        .any(|l| l.contains(&format!("\"GET /v2/team/app/blobs/{layer} HTTP/1.1\" 307")));
+    assert!(
+        redirected,
+        "the upstream did not redirect:\n{}",
+        upstream.log_text()
     );
 }

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::clients::{import_image, run};
+use crate::receiver::Receiver;
 use crate::registry2_env::{spawn, wharf_run};
 use crate::support::{have_program, podman};
 
@@ -211,4 +212,102 @@ impl Drop for Registry2 {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Waits for the push event of `repo:tag` and returns it; every delivery before it must
+/// have passed the endpoint's filters (no blob events: registry:2's `ignoredmediatypes`).
+async fn push_event(receiver: &Receiver, repo: &str, tag: &str) -> (serde_json::Value, String) {
+    let mut seen = 0;
+    loop {
+        let got = receiver.wait_for(seen + 1, Duration::from_secs(30)).await;
+        for d in &got[seen..] {
+            let event = d.event();
+            let target = &event["target"];
+            assert_ne!(target["mediaType"], "application/octet-stream", "{event}");
+            if event["action"] == "push" && target["repository"] == repo && target["tag"] == tag {
+                let auth = d
+                    .headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                return (event, auth.unwrap_or_default());
+            }
+        }
+        seen = got.len();
+    }
+}
+
+/// registry:2's notification endpoint, served from the config.yml itself and from the
+/// wharf.toml `import-config` writes: both deliver registry:2's envelope to the receiver,
+/// with the endpoint's header, and leave out the blob events it ignores.
+#[tokio::test(flavor = "multi_thread")]
+async fn registry2_notification_endpoints_deliver_from_config_yml_and_its_conversion() {
+    if !have_program("podman", "podman") {
+        return;
+    }
+    let receiver = Receiver::http().await;
+    let (cwd, root, work) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let yml = cwd.path().join("config.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\n\
+             notifications:\n  events:\n    includereferences: false\n  endpoints:\n    - name: CI Listener\n      \
+             disabled: false\n      url: {}\n      headers:\n        Authorization: [Bearer t0ken]\n      \
+             timeout: 500ms\n      threshold: 5\n      backoff: 1s\n      ignoredmediatypes:\n        \
+             - application/octet-stream\n    - name: old\n      disabled: true\n      url: http://192.0.2.1/\n",
+            root.path().display(),
+            receiver.url()
+        ),
+    )
+    .unwrap();
+    import_image(work.path(), "localhost/hooks/app:1", "announced");
+    let push = |addr: SocketAddr, tag: &str| {
+        run(podman(work.path())
+            .args(["push", "--tls-verify=false", "localhost/hooks/app:1"])
+            .arg(format!("127.0.0.1:{}/team/hooks:{tag}", addr.port())));
+    };
+
+    let mut wharf = spawn(&mut wharf_run(
+        cwd.path(),
+        &["serve", yml.to_str().unwrap()],
+        &[],
+    ));
+    push(wharf.addr, "from-yml");
+    let (event, auth) = push_event(&receiver, "team/hooks", "from-yml").await;
+    assert_eq!(auth, "Bearer t0ken");
+    assert!(event["target"]["digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    // Stopped as an operator would, so it hands the endpoint's queue over at once.
+    wharf.terminate();
+
+    let toml = cwd.path().join("wharf.toml");
+    let convert = [
+        "import-config",
+        yml.to_str().unwrap(),
+        "-o",
+        toml.to_str().unwrap(),
+    ];
+    run(&mut wharf_run(cwd.path(), &convert, &[]));
+    let written = std::fs::read_to_string(&toml).unwrap();
+    assert!(written.contains("[[notifications.endpoint]]"), "{written}");
+    assert!(!written.contains("NOT CARRIED OVER:"), "{written}");
+    run(&mut wharf_run(
+        cwd.path(),
+        &["check-config", toml.to_str().unwrap()],
+        &[],
+    ));
+    let wharf = spawn(&mut wharf_run(
+        cwd.path(),
+        &["serve", "--config", toml.to_str().unwrap()],
+        &[],
+    ));
+    push(wharf.addr, "from-toml");
+    let (_, auth) = push_event(&receiver, "team/hooks", "from-toml").await;
+    assert_eq!(auth, "Bearer t0ken");
 }

@@ -4,6 +4,16 @@
 //! image, a multi-arch index, an OCI artifact) and come out with skopeo and podman; every
 //! digest is compared. registry:2's `garbage-collect --dry-run` must accept what wharf
 //! wrote, its own state under `wharf/` included.
+//!
+//! Not on Azure: registry:2 2.8.2's azure driver cannot be pointed at an Azurite on a port
+//! of the test's choosing. It builds its client with `azure.NewClient(account, key, realm,
+//! ..., useHTTPS: true)` from the old azure-sdk-for-go `storage` package, which addresses
+//! `https://<account>.blob.<realm>`, or, for the emulator's account `devstoreaccount1`,
+//! the fixed `https://127.0.0.1:10000/devstoreaccount1`: always https and always port
+//! 10000, a fixed port the tests may not take (and Azurite would need a certificate
+//! registry:2 trusts). wharf keeps the same keys in a container as in a bucket
+//! (`docker/registry/v2/...`), which is how that driver names blobs too (its storage path
+//! without the leading `/`), but the two were never run on one container here.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -37,6 +37,15 @@ impl UpstreamRegistry {
     /// when given. It cannot listen on port 0: it gets a port that was free a moment ago,
     /// and is ready once `/v2/` answers.
     pub async fn start(dir: &Path, pki: Option<&Pki>, login: Login) -> Self {
+        let storage = format!(
+            "  filesystem:\n    rootdirectory: {}\n",
+            dir.join("storage").display()
+        );
+        Self::start_on(dir, pki, login, &storage).await
+    }
+
+    /// [`UpstreamRegistry::start`] with its own `storage:` driver section (indented YAML).
+    pub async fn start_on(dir: &Path, pki: Option<&Pki>, login: Login, storage: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
@@ -76,13 +85,11 @@ impl UpstreamRegistry {
                 cert.display()
             ),
         };
-        let storage = dir.join("storage");
         let config = dir.join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{auth}{http}",
-                storage.display()
+                "version: 0.1\nlog:\n  level: info\nstorage:\n{storage}  delete:\n    enabled: true\n{auth}{http}"
             ),
         )
         .unwrap();
@@ -104,6 +111,8 @@ impl UpstreamRegistry {
             .open(&self.log)
             .unwrap();
         let child = Command::new("docker-registry")
+            // Its AWS SDK panics on a custom CA bundle; moto is plain HTTP anyway.
+            .env_remove("AWS_CA_BUNDLE")
             .arg("serve")
             .arg(&self.config)
             .stdout(log.try_clone().unwrap())

@@ -9,10 +9,10 @@ use crate::config::raw::{
 use crate::config::ConfigError;
 
 /// What `apply` records as it goes.
-struct Record(Vec<Applied>);
+pub(super) struct Record(pub Vec<Applied>);
 
 impl Record {
-    fn set(&mut self, s: &Setting, key: &str, shown: impl Into<String>) {
+    pub fn set(&mut self, s: &Setting, key: &str, shown: impl Into<String>) {
         self.0.push(Applied {
             label: s.label.clone(),
             effect: Effect::Set {
@@ -38,11 +38,12 @@ pub(super) fn apply(raw: &mut RawConfig, w: Registry2) -> Result<Vec<Applied>, C
     }
     auth(raw, &w, &mut rec)?;
     log(raw, &w, &mut rec)?;
+    super::notifications::apply(raw, &w.endpoints, &mut rec)?;
     Ok(rec.0)
 }
 
 /// YAML's booleans, as registry:2 reads every value.
-fn boolean(s: &Setting) -> Result<bool, ConfigError> {
+pub(super) fn boolean(s: &Setting) -> Result<bool, ConfigError> {
     match s.value.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "y" => Ok(true),
         "false" | "no" | "off" | "n" => Ok(false),
@@ -403,6 +404,15 @@ fn storage(raw: &mut RawConfig, w: &Registry2, rec: &mut Record) -> Result<(), C
         .clone()
         .unwrap_or_else(|| "filesystem".into());
     raw.storage.backend = Some(name.into());
+    if name == "s3" && (was != name || raw.storage.s3.is_none()) {
+        // The table is this setting's doing: an error about a key in it (a bucket
+        // missing) names the setting.
+        rec.set(
+            by,
+            "storage.s3",
+            "[storage.s3] from the REGISTRY_STORAGE_S3_* settings",
+        );
+    }
     if was != name {
         // The file's tables for another backend do not apply any more.
         raw.storage.s3 = None;

@@ -26,6 +26,7 @@ pub(super) struct Registry2 {
     pub log_level: Option<Setting>,
     pub log_formatter: Option<Setting>,
     pub access_log_disabled: Option<Setting>,
+    pub endpoints: super::notifications::Endpoints,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +84,7 @@ const FINE_VALUES: &[(&str, &[&str], &str)] = &[
     ("STORAGE_S3_ENCRYPT", &["false"], "wharf sets no server-side encryption of its own"),
     ("STORAGE_REDIRECT_DISABLE", &["true", "false"], "wharf always serves blobs itself; it never redirects clients to the store"),
     ("HTTP_RELATIVEURLS", &["true", "false"], "wharf's Location headers are always relative, so any host name clients use works"),
+    ("NOTIFICATIONS_EVENTS_INCLUDEREFERENCES", &["false"], "wharf's events do not list a manifest's references"),
     // registry:2's stock config.yml has it.
     ("HTTP_HEADERS_X-CONTENT-TYPE-OPTIONS", &["nosniff"], "wharf sends X-Content-Type-Options: nosniff on every /v2/ response"),
 ];
@@ -120,7 +122,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("HTTP_HTTP2", "wharf speaks HTTP/2 by itself (ALPN over TLS, prior knowledge on plain HTTP)"),
     ("HTTP_H2C", "wharf speaks HTTP/2 by itself (ALPN over TLS, prior knowledge on plain HTTP)"),
     ("HTTP_PREFIX", "a path prefix is a route in wharf.toml: [[server.route]] path = \"/prefix/\""),
-    ("NOTIFICATIONS", "registry:2's notification endpoints are not converted: write them as [[notifications.endpoint]] in wharf.toml (format = \"distribution\" sends registry:2's envelope)"),
     ("PROXY", "pull-through cache mode is not supported yet"),
     ("MIDDLEWARE", "storage and registry middleware (CloudFront, redirects) is not supported"),
     ("REPORTING", "bug reporting services are not supported"),
@@ -150,6 +151,12 @@ impl Registry2 {
                     format!("is {:?}, which wharf does not support", setting.value),
                     format!("remove it ({why})"),
                 )
+            };
+        }
+        if let Some(endpoint) = rest.strip_prefix("NOTIFICATIONS_ENDPOINTS_") {
+            return match self.endpoints.take(endpoint, setting) {
+                Ok(()) => Kind::Taken,
+                Err(problem) => Kind::Unsupported(problem, "remove it".into()),
             };
         }
         if let Some(slot) = self.slot(rest) {

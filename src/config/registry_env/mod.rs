@@ -11,6 +11,7 @@
 
 mod apply;
 mod collect;
+mod notifications;
 #[cfg(test)]
 mod tests;
 pub mod yml;

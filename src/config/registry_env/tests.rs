@@ -394,3 +394,126 @@ fn a_secret_from_a_config_yml_is_copied_and_one_from_a_variable_is_not() {
     assert_eq!(s3.secret_access_key.as_deref(), Some("from-the-file"));
     assert_eq!(s3.secret_access_key_env, None);
 }
+
+#[test]
+fn notification_endpoints_become_wharf_endpoints_in_registry2s_envelope() {
+    let yml = "notifications:\n  endpoints:\n    - name: Audit Log\n      url: https://audit.example.com/events\n      \
+               headers:\n        X-Token: [abc]\n      ignore:\n        mediatypes: [application/octet-stream]\n        \
+               actions: [pull, mount]\n    - name: off\n      disabled: true\n      url: https://off.example.com/\n";
+    let c = yml_then_env(yml, &[]).unwrap();
+    assert_eq!(
+        c.notifications.endpoints.len(),
+        1,
+        "the disabled one is left out"
+    );
+    let e = &c.notifications.endpoints[0];
+    assert_eq!(e.name, "audit-log");
+    assert_eq!(e.format, crate::config::EventFormat::Distribution);
+    assert_eq!(e.actions, ["push", "delete"]);
+    assert!(!e.pulls);
+    assert_eq!(e.ignore_media_types, ["application/octet-stream"]);
+    assert_eq!(e.headers[0].0.as_str(), "x-token");
+}
+
+#[test]
+fn an_unknown_notification_endpoint_key_is_named() {
+    let yml = "notifications:\n  endpoints:\n    - name: a\n      url: https://a.example.com/\n      retries: 3\n";
+    let e = yml_then_env(yml, &[]).unwrap_err();
+    assert!(e.contains("`notifications.endpoints.0.retries`"), "{e}");
+}
+
+mod properties {
+    use crate::invariants;
+    use proptest::prelude::*;
+
+    /// A registry:2 variable name: one wharf knows, a neighbour of one, or anything.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(vec![
+                "HTTP_ADDR", "HTTP_HOST", "HTTP_SECRET", "HTTP_TLS_CERTIFICATE", "HTTP_TLS_KEY",
+                "AUTH", "AUTH_HTPASSWD_PATH", "AUTH_HTPASSWD_REALM", "STORAGE",
+                "STORAGE_FILESYSTEM_ROOTDIRECTORY", "STORAGE_S3_BUCKET", "STORAGE_S3_REGION",
+                "STORAGE_S3_REGIONENDPOINT", "STORAGE_S3_ACCESSKEY", "STORAGE_S3_SECRETKEY",
+                "STORAGE_S3_ROOTDIRECTORY", "STORAGE_S3_SECURE", "STORAGE_S3_CHUNKSIZE",
+                "STORAGE_DELETE_ENABLED", "LOG_LEVEL", "LOG_FORMATTER", "HTTP_DEBUG_ADDR",
+                "HTTP_DRAINTIMEOUT", "NOTIFICATIONS_ENDPOINTS_0_URL", "NOTIFICATIONS_ENDPOINTS_0_NAME",
+                "NOTIFICATIONS_ENDPOINTS_0_TIMEOUT", "SERVICE_PORT_5000_TCP", "HTTP_HEADERS_X-CONTENT-TYPE-OPTIONS",
+            ]).prop_map(str::to_owned),
+            1 => "[A-Z0-9_-]{0,20}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ":[0-9]{1,5}|127.0.0.1:[0-9]{1,6}|\\[::1\\]:[0-9]{1,5}",
+            "true|false|yes|0|s3|filesystem|htpasswd|inmemory|debug|json",
+            "https?://[a-z.]{1,10}(:[0-9]{1,5})?/?",
+            "/[a-z/]{0,12}",
+            "[a-zA-Z0-9 ./:_-]{0,16}",
+        ]
+    }
+
+    /// Puts `value` at `path`, unless something else is already on the way there.
+    fn insert(map: &mut serde_yaml::Mapping, path: &[&str], value: &str) {
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        let key = serde_yaml::Value::from(*first);
+        if rest.is_empty() {
+            map.entry(key).or_insert_with(|| value.into());
+            return;
+        }
+        let inner = map
+            .entry(key)
+            .or_insert_with(|| serde_yaml::Mapping::new().into());
+        if let serde_yaml::Value::Mapping(inner) = inner {
+            insert(inner, rest, value);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn registry_variables_are_taken_or_refused_by_name(
+            vars in prop::collection::vec((name(), value()), 0..6),
+        ) {
+            let text: String = vars.iter().map(|(n, v)| format!("{n}={v}\n")).collect();
+            invariants::registry_env(&text);
+        }
+
+        #[test]
+        fn serving_a_config_yml_means_what_import_config_writes(
+            vars in prop::collection::vec((name(), value()), 0..6),
+        ) {
+            // The variables' names as the config.yml keys they flatten from, nested.
+            let mut root = serde_yaml::Mapping::new();
+            for (n, v) in &vars {
+                let key = n.to_ascii_lowercase();
+                let path: Vec<&str> = key.split('_').filter(|p| !p.is_empty()).collect();
+                insert(&mut root, &path, v);
+            }
+            let yml = serde_yaml::to_string(&root).unwrap();
+            invariants::registry_yml(&yml);
+        }
+    }
+}
+
+// Found by the properties: errors about keys a setting made without setting them.
+#[test]
+fn s3_without_a_bucket_names_the_setting_that_chose_s3() {
+    let e = err(&[("REGISTRY_STORAGE", "s3")]);
+    assert!(
+        e.contains("REGISTRY_STORAGE") && e.contains("storage.s3.bucket"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_endpoint_without_a_name_or_url_names_its_settings() {
+    let e = err(&[(
+        "REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL",
+        "https://a.example.com/",
+    )]);
+    assert!(e.contains("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL"), "{e}");
+    let e = err(&[("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_NAME", "a")]);
+    assert!(e.contains("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_NAME"), "{e}");
+}

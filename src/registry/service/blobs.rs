@@ -22,13 +22,37 @@ impl Service {
         Ok(false)
     }
 
-    /// The size of a blob `repo` may serve (`BLOB_UNKNOWN` otherwise).
+    /// Touches `digest` before the check that `repo` has it, on which the caller answers
+    /// (`touch.rs`): nothing when this node touched it lately, nor when `repo` does not
+    /// have it (no record for a digest nobody has).
+    pub(super) async fn touch_in(&self, repo: &RepoName, digest: &Digest) -> ApiResult<()> {
+        if !self.touches.is_recent(digest) && self.repo_has_blob(repo, digest).await? {
+            self.touches.touch(&*self.storage, digest).await?;
+        }
+        Ok(())
+    }
+
+    /// The size of a blob `repo` may serve (`BLOB_UNKNOWN` otherwise). A client that
+    /// finds it here may push a manifest naming it without uploading it, so a blob found
+    /// is touched and then looked up again (`touch.rs`): the answer rests on a check made
+    /// after the touch. An absent blob costs nothing more.
     pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> ApiResult<u64> {
-        let size = match self.repo_has_blob(repo, digest).await? {
+        let recent = self.touches.is_recent(digest);
+        let size = self.size_in(repo, digest).await?;
+        if size.is_none() || recent {
+            return size.ok_or_else(|| blob_unknown(digest));
+        }
+        self.touches.touch(&*self.storage, digest).await?;
+        self.size_in(repo, digest)
+            .await?
+            .ok_or_else(|| blob_unknown(digest))
+    }
+
+    async fn size_in(&self, repo: &RepoName, digest: &Digest) -> ApiResult<Option<u64>> {
+        Ok(match self.repo_has_blob(repo, digest).await? {
             true => self.storage.blob_size(digest).await?,
             false => None,
-        };
-        size.ok_or_else(|| blob_unknown(digest))
+        })
     }
 
     /// Streams `len` bytes from `start` of a blob of `size` bytes (as [`Service::blob_size`]

@@ -40,6 +40,17 @@ impl Caller {
         }
     }
 
+    /// A command or background job (`wharf retention`, a scheduled run): no user and no
+    /// address; `job` names it as the user agent of its events.
+    pub fn job(job: &'static str) -> Self {
+        Caller {
+            method: Method::DELETE,
+            user_agent: Some(HeaderValue::from_static(job)),
+            request_id: RequestId::next(),
+            ..Caller::default()
+        }
+    }
+
     pub(crate) fn actor(&self) -> Actor {
         Actor {
             name: self.user.clone(),

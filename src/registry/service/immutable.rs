@@ -8,10 +8,16 @@
 
 use super::repositories::some_tags;
 use super::Service;
+use crate::config::ImmutableRule;
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::reference::{Digest, RepoName, Tag};
 
 impl Service {
+    /// The `[[immutable]]` rules this service enforces (retention plans around them).
+    pub fn immutable_rules(&self) -> &[ImmutableRule] {
+        &self.immutable
+    }
+
     fn is_immutable(&self, repo: &RepoName, tag: &Tag) -> bool {
         self.immutable
             .iter()

@@ -170,7 +170,8 @@ impl Service {
     }
 
     /// Every blob and child manifest a manifest names must already be in the repository,
-    /// with the size its descriptor claims: clients size downloads and verify by it.
+    /// with the size its descriptor claims: clients size downloads and verify by it. Each
+    /// is touched first, so a concurrent collection keeps it (`gc` module docs).
     /// Checked [`CONCURRENT_CHECKS`] at a time: on an object store each is a round trip.
     async fn check_references(&self, repo: &RepoName, m: &Manifest) -> ApiResult<()> {
         let wanted = m
@@ -183,10 +184,17 @@ impl Service {
         let mut checks: Vec<Check<'_>> = Vec::new();
         for (kind, (digest, _)) in wanted.clone() {
             checks.push(Box::pin(async move {
+                // A size this node remembers is trusted only for a blob it wrote or
+                // touched lately, which no collection deletes; otherwise another node's
+                // collection may have deleted it, so the store is asked.
+                let trusted = self.touches.is_recent(digest);
+                // Touched before the check the push relies on (`touch.rs`).
+                self.touch_in(repo, digest).await?;
                 let linked = self.storage.is_linked(repo, kind, digest).await?;
-                Ok(match linked {
-                    true => self.storage.blob_size(digest).await?,
-                    false => None,
+                Ok(match (linked, trusted) {
+                    (true, true) => self.storage.blob_size(digest).await?,
+                    (true, false) => self.storage.blob_size_fresh(digest).await?,
+                    (false, _) => None,
                 })
             }));
         }
@@ -231,18 +239,34 @@ impl Service {
                 self.emit(caller, Action::Delete, tag_target(repo, tag, None))
                     .await
             }
-            Reference::Digest(digest) => self.delete_revision(caller, repo, digest).await,
+            Reference::Digest(digest) => self
+                .delete_revision(caller, repo, digest, false)
+                .await
+                .map(drop),
         }
     }
 
+    /// Deletes a manifest revision only while no tag names it (retention's untagged
+    /// manifests: a tag pushed since the plan keeps it). `false` when a tag now does.
+    pub async fn delete_untagged_manifest(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> ApiResult<bool> {
+        self.delete_revision(caller, repo, digest, true).await
+    }
+
     /// Removes a manifest from a repository, with the tags pointing at it and its entry in
-    /// its subject's referrers. The bytes stay: other repositories may share them.
+    /// its subject's referrers; with `untagged_only`, nothing when a tag points at it
+    /// (`false`). The bytes stay: other repositories may share them.
     async fn delete_revision(
         &self,
         caller: &Caller,
         repo: &RepoName,
         digest: &Digest,
-    ) -> ApiResult<()> {
+        untagged_only: bool,
+    ) -> ApiResult<bool> {
         if !self
             .storage
             .is_linked(repo, LinkKind::Manifest, digest)
@@ -257,6 +281,9 @@ impl Service {
                 self.check_tag_removal(repo, &tag).await?;
                 pointing.push(tag);
             }
+        }
+        if untagged_only && !pointing.is_empty() {
+            return Ok(false);
         }
         let bytes = self.storage.read_small_blob(digest).await?;
         // For the event: the type the bytes say, as on every read.
@@ -287,7 +314,7 @@ impl Service {
         let mut t = target(TargetKind::Manifest, repo);
         t.digest = Some(digest.clone());
         t.media_type = media_type.map(str::to_owned);
-        self.emit(caller, Action::Delete, t).await
+        self.emit(caller, Action::Delete, t).await.map(|()| true)
     }
 }
 

@@ -20,6 +20,8 @@
 //! - `repositories.rs`: deleting a whole repository.
 //! - `mirrored.rs`: storing what the pull-through cache fetched (no reference checks).
 //! - `immutable.rs`: `[[immutable]]` tags, checked by manifest push and delete.
+//! - `touch.rs`: touch records, which keep a blob a client relies on from a concurrent
+//!   garbage collection (the `gc` module docs).
 //! - `catalog.rs`: the repository index the UI lists from, kept right by [`Service::emit`].
 //! - `cache.rs`: the bounded manifest cache; `caller.rs`: [`Caller`]; `event.rs`: events.
 
@@ -33,6 +35,7 @@ mod blobs;
 mod immutable;
 mod listing;
 mod manifests;
+pub mod touch;
 mod mirrored;
 mod repositories;
 mod uploads;
@@ -55,6 +58,7 @@ pub use self::uploads::Finished;
 pub use crate::registry::storage::{Append, ByteStream, ChunkRange, UploadId};
 
 use self::cache::ManifestCache;
+use self::touch::Touches;
 use self::catalog::Catalog;
 use crate::config::ImmutableRule;
 use crate::registry::error::{ApiError, ApiResult, Code};
@@ -70,6 +74,8 @@ pub struct Service {
     max_manifest_bytes: u64,
     /// `[[immutable]]`: tags that never move once pushed (`immutable.rs`).
     immutable: Arc<[ImmutableRule]>,
+    /// Touch records for the blobs clients rely on (`touch.rs`).
+    touches: Touches,
     /// The repository index (`catalog.rs`), told of every effect by [`Service::emit`].
     catalog: Arc<Catalog>,
 }
@@ -85,9 +91,16 @@ impl Service {
             events: Arc::new(NoEvents),
             max_manifest_bytes,
             immutable: Arc::new([]),
+            touches: Touches::for_grace(crate::config::GcConfig::DEFAULT_GRACE),
             catalog: Arc::new(Catalog::new(storage.shared())),
             storage,
         }
+    }
+
+    /// Touches blobs often enough for a collection with this grace period (`touch.rs`).
+    pub fn with_gc_grace(mut self, grace: std::time::Duration) -> Self {
+        self.touches = Touches::for_grace(grace);
+        self
     }
 
     /// Refuses to move or delete the tags these rules cover.

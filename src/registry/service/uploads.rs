@@ -42,12 +42,13 @@ impl Service {
         from: &RepoName,
         digest: &Digest,
     ) -> ApiResult<bool> {
+        self.touch_in(from, digest).await?;
         let linked = self
             .storage
             .is_linked(from, LinkKind::Layer, digest)
             .await?;
         let size = match linked {
-            true => self.storage.blob_size(digest).await?,
+            true => self.storage.blob_size_fresh(digest).await?,
             false => None,
         };
         let Some(size) = size else {
@@ -130,7 +131,11 @@ impl Service {
         outcome: Finish,
     ) -> ApiResult<Finished> {
         let size = match outcome {
-            Finish::Done { size } => Some(size),
+            Finish::Done { size } => {
+                // Just written: the write time protects it (`touch.rs`).
+                self.touches.written(digest);
+                Some(size)
+            }
             Finish::UnknownUpload => {
                 // A retry of a finish whose answer was lost: the session is gone because it
                 // was finished, and the repository has the blob. (Only a repository that

@@ -125,7 +125,7 @@ pub enum SessionKind {
 /// Which kind of repository membership a link records. A link holds nothing but the digest
 /// it links, as registry:2 writes it: a manifest's media type is read from its bytes
 /// (`registry::manifest::media_type_of`), as registry:2 does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkKind {
     /// A blob pushed or mounted into the repository (layers, configs).
     Layer,
@@ -151,6 +151,16 @@ pub struct LinkEntry {
     /// When the link was written (links are written once: rewriting the same digest keeps
     /// it on disk, and replaces the object, with a new time, on object stores).
     pub modified: std::time::SystemTime,
+}
+
+/// A tag with the manifest it names and when it was last pushed, as retention reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatedTag {
+    pub tag: Tag,
+    pub digest: Digest,
+    /// When the tag's `current/link` was last written: its last push (a push of the same
+    /// content again counts), as registry:2's layout records it.
+    pub pushed: std::time::SystemTime,
 }
 
 /// What a backend without enumeration answers to the garbage collector's calls.
@@ -448,11 +458,32 @@ pub trait Storage: Send + Sync + 'static {
         Err(no_enumeration("list links"))
     }
 
+    /// Every tag of `repo` with its digest and last push time, sorted by tag; empty for an
+    /// unknown repository. A tag deleted while this runs may be missing.
+    async fn list_tags_dated(&self, repo: &RepoName) -> StorageResult<Vec<DatedTag>> {
+        let _ = repo;
+        Err(no_enumeration("list dated tags"))
+    }
+
     /// Every layer link and manifest revision link of every repository, in one
     /// enumeration (a walk of `repositories/` on disk, one listing in a bucket): what the
     /// collector reads instead of asking each repository about each blob.
     async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
         Err(no_enumeration("list all links"))
+    }
+
+    /// The size of a stored blob as the store says now, never from a cache: what a
+    /// manifest push's reference check relies on, since a collection on another node may
+    /// have deleted a blob this node remembers.
+    async fn blob_size_fresh(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        self.blob_size(digest).await
+    }
+
+    /// When the blob's bytes were last written, or `None` when it does not exist: the
+    /// collector's re-check right before it deletes one (an upload rewrites the bytes).
+    async fn blob_modified(&self, digest: &Digest) -> StorageResult<Option<std::time::SystemTime>> {
+        let _ = digest;
+        Err(no_enumeration("stat blob"))
     }
 
     /// Deletes the blob's bytes; `false` when it was not there. Only the garbage collector

@@ -20,8 +20,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use self::layout::Layout;
+/// For the layout's promises (`crate::invariants`).
+#[cfg(any(test, fuzzing))]
+pub(crate) use self::layout::Layout as FsLayout;
 use super::{
-    Append, BlobEntry, ByteStream, ChunkRange, Finish, LinkEntry, LinkKind, RecordKey,
+    Append, BlobEntry, ByteStream, ChunkRange, DatedTag, Finish, LinkEntry, LinkKind, RecordKey,
     RecordVersion, SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::registry::reference::{Digest, RepoName, Tag};
@@ -221,7 +224,11 @@ impl Storage for FsStorage {
         let (tmp, path) = (self.layout.tmp(), self.layout.blob(digest));
         blocking("write manifest", move || {
             if path.exists() {
-                return Ok(()); // content-addressed: the same digest is the same bytes
+                // Content-addressed: the same digest is the same bytes. The write time is
+                // renewed, as a rewrite would: a collection counts its grace period from
+                // it, and the manifest is about to be linked again (`gc` module docs).
+                let file = fs::File::options().write(true).open(&path)?;
+                return file.set_modified(SystemTime::now());
             }
             atomic::write_file(&tmp, &path, &bytes)
         })
@@ -519,11 +526,45 @@ impl Storage for FsStorage {
         .await
     }
 
+    async fn list_tags_dated(&self, repo: &RepoName) -> StorageResult<Vec<DatedTag>> {
+        let tags = self.list_tags(repo).await?.unwrap_or_default();
+        let layout = self.layout.clone();
+        let repo = repo.clone();
+        blocking("list dated tags", move || {
+            let mut out = Vec::with_capacity(tags.len());
+            for tag in tags {
+                let path = layout.tag(&repo, &tag);
+                let Some(bytes) = atomic::read_optional(&path)? else {
+                    continue; // deleted since the listing
+                };
+                let pushed = fs::metadata(&path)?.modified()?;
+                let digest = parse_digest_file(path, &bytes).map_err(io::Error::other)?;
+                out.push(DatedTag {
+                    tag,
+                    digest,
+                    pushed,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
         let repos = self.list_repositories().await?;
         let layout = self.layout.clone();
         blocking("list links", move || {
             enumerate::list_all_links(&layout, &repos)
+        })
+        .await
+    }
+
+    async fn blob_modified(&self, digest: &Digest) -> StorageResult<Option<SystemTime>> {
+        let path = self.layout.blob(digest);
+        blocking("stat blob", move || match fs::metadata(&path) {
+            Ok(m) => m.modified().map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         })
         .await
     }

@@ -199,6 +199,9 @@ pub async fn finish(
             atomic::remove_dir_all(&dir)?;
             return Ok(Finish::DigestMismatch { actual });
         }
+        // The blob's write time is when it became visible, not the session's last append:
+        // garbage collection's grace period counts from it (`gc` module docs).
+        file.set_modified(std::time::SystemTime::now())?;
         // Durable before visible: the rename publishes only fsynced bytes. A concurrent
         // finish of the same digest renames identical bytes over it, which is harmless.
         file.sync_all()?;

@@ -68,7 +68,7 @@ impl ObjectStorage {
 }
 
 /// The digest of `blobs/<alg>/<xx>/<hex>/data` (relative to `docker/registry/v2`).
-fn blob_digest(rel: &str) -> Option<Digest> {
+pub(crate) fn blob_digest(rel: &str) -> Option<Digest> {
     let mut parts = rel.strip_prefix("blobs/")?.split('/');
     let (alg, xx, hex, data) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     if data != "data" || parts.next().is_some() || !hex.starts_with(xx) || xx.len() != 2 {
@@ -80,7 +80,7 @@ fn blob_digest(rel: &str) -> Option<Digest> {
 /// The link `repositories/<name>/_layers/<alg>/<hex>/link` or
 /// `repositories/<name>/_manifests/revisions/<alg>/<hex>/link`. A repository name has no
 /// component starting with `_`, so the first such segment ends the name.
-fn link_of(rel: &str) -> Option<(RepoName, LinkKind, Digest)> {
+pub(crate) fn link_of(rel: &str) -> Option<(RepoName, LinkKind, Digest)> {
     let segments: Vec<&str> = rel.strip_prefix("repositories/")?.split('/').collect();
     let at = segments.iter().position(|s| s.starts_with('_'))?;
     let (kind, rest) = match &segments[at..] {

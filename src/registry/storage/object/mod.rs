@@ -14,6 +14,7 @@
 
 mod azure;
 mod client;
+mod dated_tags;
 mod deadline;
 mod enumerate;
 mod finish;
@@ -42,8 +43,14 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload
 pub use self::client::secret as read_secret;
 use self::keys::Keys;
 pub use self::monolithic::host_name;
+/// For the layout's promises (`crate::invariants`): keys built, and keys listed, parsed.
+#[cfg(any(test, fuzzing))]
+pub(crate) use self::{
+    enumerate::{blob_digest, link_of},
+    keys::Keys as LayoutKeys,
+};
 use super::{
-    Append, BlobEntry, ByteStream, ChunkRange, Finish, LinkEntry, LinkKind, RecordKey,
+    Append, BlobEntry, ByteStream, ChunkRange, DatedTag, Finish, LinkEntry, LinkKind, RecordKey,
     RecordVersion, SessionKind, Storage, StorageError, StorageResult, UploadId, UploadOwner,
 };
 use crate::config::{AzureConfig, S3Config};
@@ -141,6 +148,22 @@ impl ObjectStorage {
         self.sizes.insert(digest.clone(), size);
     }
 
+    /// The blob's metadata from the store (remembering its size), `None` when it is gone
+    /// (forgetting any size remembered).
+    async fn blob_head(&self, digest: &Digest) -> StorageResult<Option<object_store::ObjectMeta>> {
+        match self.store.head(&self.keys.blob(digest)).await {
+            Ok(meta) => {
+                self.remember_size(digest, meta.size);
+                Ok(Some(meta))
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                self.sizes.invalidate(digest);
+                Ok(None)
+            }
+            Err(e) => Err(unavailable("stat blob")(e)),
+        }
+    }
+
     async fn read_optional(&self, op: &'static str, key: &Path) -> StorageResult<Option<Bytes>> {
         match self.store.get(key).await {
             Ok(r) => r.bytes().await.map(Some).map_err(unavailable(op)),
@@ -231,7 +254,7 @@ fn unavailable(op: &'static str) -> impl FnOnce(object_store::Error) -> StorageE
     }
 }
 
-fn parse_digest(key: &Path, bytes: &[u8]) -> StorageResult<Digest> {
+pub(crate) fn parse_digest(key: &Path, bytes: &[u8]) -> StorageResult<Digest> {
     std::str::from_utf8(bytes)
         .ok()
         .and_then(|s| Digest::parse(s.trim()).ok())
@@ -250,14 +273,7 @@ impl Storage for ObjectStorage {
         if let Some(size) = self.sizes.get(digest) {
             return Ok(Some(size));
         }
-        match self.store.head(&self.keys.blob(digest)).await {
-            Ok(meta) => {
-                self.remember_size(digest, meta.size);
-                Ok(Some(meta.size))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(unavailable("stat blob")(e)),
-        }
+        self.blob_head(digest).await.map(|m| m.map(|m| m.size))
     }
 
     async fn read_blob(
@@ -556,8 +572,21 @@ impl Storage for ObjectStorage {
         Ok(digests)
     }
 
+    async fn list_tags_dated(&self, repo: &RepoName) -> StorageResult<Vec<DatedTag>> {
+        dated_tags::list_tags_dated(self, repo).await
+    }
+
     async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
         self.list_link_objects(&self.keys.repositories()).await
+    }
+
+    async fn blob_size_fresh(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        self.blob_head(digest).await.map(|m| m.map(|m| m.size))
+    }
+
+    async fn blob_modified(&self, digest: &Digest) -> StorageResult<Option<std::time::SystemTime>> {
+        let meta = self.blob_head(digest).await?;
+        Ok(meta.map(|m| std::time::SystemTime::from(m.last_modified)))
     }
 
     async fn delete_blob(&self, digest: &Digest) -> StorageResult<bool> {
