@@ -35,9 +35,9 @@ mod blobs;
 mod immutable;
 mod listing;
 mod manifests;
-pub mod touch;
 mod mirrored;
 mod repositories;
+pub mod touch;
 mod uploads;
 
 #[cfg(test)]
@@ -58,8 +58,8 @@ pub use self::uploads::Finished;
 pub use crate::registry::storage::{Append, ByteStream, ChunkRange, UploadId};
 
 use self::cache::ManifestCache;
-use self::touch::Touches;
 use self::catalog::Catalog;
+use self::touch::Touches;
 use crate::config::ImmutableRule;
 use crate::registry::error::{ApiError, ApiResult, Code};
 use crate::registry::reference::RepoName;
