@@ -96,7 +96,7 @@ ui_measure() {
 		all+=" $RESULT"
 	done
 	UI_MEDIAN[$name]=$(median <<<"$all")
-	UI_MAX[$name]=$(tr ' ' '\n' | awk 'NF' | sort -g | tail -n 1 <<<"$all")
+	UI_MAX[$name]=$(tr ' ' '\n' <<<"$all" | awk 'NF' | sort -g | tail -n 1)
 	log "$s: UI $name: first ${UI_FIRST[$name]} ms, median ${UI_MEDIAN[$name]} ms of $UI_VIEWS"
 }
 

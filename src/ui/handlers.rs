@@ -69,11 +69,13 @@ pub(super) async fn route(v: &Visit<'_>, req: Request<Body>) -> ApiResult<Respon
         (true, _, "/ui/") => repos(v, query).await,
         (true, _, "/ui/login") => Ok(login_form(v)),
         (true, _, "/ui/delete") => confirm_delete(v, query).await,
+        (true, _, "/ui/delete-repository") => confirm_delete_repository(v, query).await,
         (true, _, p) if p.starts_with("/ui/repo/") => repo(v, &p["/ui/repo/".len()..], query).await,
         (true, _, p) if p.starts_with("/ui/image/") => image(v, &p["/ui/image/".len()..]).await,
         (false, &Method::POST, "/ui/login") => login(v, body).await,
         (false, &Method::POST, "/ui/logout") => logout(v, body).await,
         (false, &Method::POST, "/ui/delete") => delete(v, body).await,
+        (false, &Method::POST, "/ui/delete-repository") => delete_repository(v, body).await,
         _ => Ok(v.error(StatusCode::NOT_FOUND, "Not found", "There is no such page.")),
     }
 }
@@ -261,12 +263,18 @@ fn delete_target(
     repo: &str,
     reference: &str,
 ) -> Result<(RepoName, Reference), Box<Response<Body>>> {
-    let viewer = v.viewer();
     let Ok((repo, reference)) = browse::parse_target(repo, reference) else {
         return Err(Box::new(v.unknown("such image")));
     };
+    Ok((deletable(v, repo, "such image")?, reference))
+}
+
+/// `repo`, if the viewer may pull and delete there; otherwise the page that says why not
+/// (not found, for `what`, when they may not even pull).
+fn deletable(v: &Visit<'_>, repo: RepoName, what: &str) -> Result<RepoName, Box<Response<Body>>> {
+    let viewer = v.viewer();
     if !viewer.pull.allows(repo.as_str()) {
-        return Err(Box::new(v.unknown("such image")));
+        return Err(Box::new(v.unknown(what)));
     }
     if !viewer.delete.allows(repo.as_str()) {
         return Err(Box::new(v.error(
@@ -275,7 +283,7 @@ fn delete_target(
             &format!("You may not delete in {repo}."),
         )));
     }
-    Ok((repo, reference))
+    Ok(repo)
 }
 
 async fn confirm_delete(v: &Visit<'_>, query: Option<&str>) -> ApiResult<Response<Body>> {
@@ -321,6 +329,54 @@ async fn delete(v: &Visit<'_>, body: Body) -> ApiResult<Response<Body>> {
             Ok(see_other(&format!("/ui/repo/{repo}")))
         }
         Err(e) if e.code == Code::ManifestUnknown => Ok(v.unknown("such image")),
+        Err(e) => Err(e),
+    }
+}
+
+/// The repository a whole-repository delete names, if the viewer may delete it.
+fn repository_target(v: &Visit<'_>, name: &str) -> Result<RepoName, Box<Response<Body>>> {
+    match RepoName::parse(name) {
+        Ok(repo) => deletable(v, repo, "such repository"),
+        Err(_) => Err(Box::new(v.unknown("such repository"))),
+    }
+}
+
+async fn confirm_delete_repository(
+    v: &Visit<'_>,
+    query: Option<&str>,
+) -> ApiResult<Response<Body>> {
+    let name = query_param(query, "repo").unwrap_or_default();
+    let repo = match repository_target(v, &name) {
+        Ok(r) => r,
+        Err(page) => return Ok(*page),
+    };
+    let Some(tags) = browse::tags(v.cx.registry, &repo, 0, 0).await? else {
+        return Ok(v.unknown("such repository"));
+    };
+    let figures = browse::repository_figures(v.cx.registry, &repo).await?;
+    Ok(html(
+        StatusCode::OK,
+        forms::confirm_delete_repository(&v.frame("Delete"), repo.as_str(), tags.total, &figures),
+    ))
+}
+
+async fn delete_repository(v: &Visit<'_>, body: Body) -> ApiResult<Response<Body>> {
+    let Some(fields) = checked_form(v, body).await else {
+        return Ok(expired_form(v));
+    };
+    let repo = match repository_target(v, field(&fields, "repo")) {
+        Ok(r) => r,
+        Err(page) => return Ok(*page),
+    };
+    match browse::delete_repository(v.cx.registry, &v.cx.caller, &repo).await {
+        Ok(()) => {
+            tracing::info!(user = ?v.identity.as_ref().map(|i| &i.user), %repo, "repository deleted through the UI");
+            Ok(see_other("/ui/"))
+        }
+        Err(e) if e.code == Code::NameUnknown => Ok(v.unknown("such repository")),
+        Err(e) if e.code == Code::TagImmutable => {
+            Ok(v.error(StatusCode::CONFLICT, "Not deleted", &e.message))
+        }
         Err(e) => Err(e),
     }
 }

@@ -25,6 +25,9 @@ address = "127.0.0.1:0"
 [failed_logins]
 rate = "1/h"
 burst = 3
+[[immutable]]
+repos = "locked/*"
+tags = ["*"]
 [[server]]
 default = true
 [server.auth]
@@ -253,4 +256,93 @@ async fn failed_ui_logins_count_against_the_apis_limit() {
         api("a-pass").await.unwrap().status(),
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+/// A whole repository goes after a confirmation that says how many tags and how much it
+/// holds; only for viewers with the delete permission, only with the session's token, and
+/// not while an immutable tag is in it.
+#[tokio::test]
+async fn a_whole_repository_goes_after_a_confirmation_saying_what_it_frees() {
+    let (s, _dir) = server().await;
+    push(&s, "team/app", "1").await;
+    push(&s, "team/app", "2").await;
+    push(&s, "team/other", "1").await;
+    push(&s, "locked/app", "1").await;
+
+    let mut bob = Browser::new(&s);
+    bob.login("bob", "b-pass").await;
+    assert!(!bob
+        .get("/ui/repo/team/app")
+        .await
+        .body
+        .contains("Delete repository"));
+    let confirm = bob.get("/ui/delete-repository?repo=team/app").await;
+    assert_eq!(confirm.status, StatusCode::FORBIDDEN);
+    let csrf = bob.get("/ui/").await.csrf();
+    let refused = bob
+        .post(
+            "/ui/delete-repository",
+            &[("csrf", &csrf), ("repo", "team/app")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(tag_exists(&s, "team/app", "1").await);
+
+    let mut alice = Browser::new(&s);
+    alice.login("alice", "a-pass").await;
+    assert!(alice
+        .get("/ui/repo/team/app")
+        .await
+        .body
+        .contains("Delete repository"));
+    let confirm = alice.get("/ui/delete-repository?repo=team/app").await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    // Two tags on one config each: the manifests and configs they reach.
+    for part in ["team/app", "2 tags", "B of blobs", "garbage collection"] {
+        assert!(confirm.body.contains(part), "{part} in {}", confirm.body);
+    }
+    let forged = alice
+        .post(
+            "/ui/delete-repository",
+            &[("csrf", &csrf), ("repo", "team/app")],
+        )
+        .await;
+    assert_eq!(
+        forged.status,
+        StatusCode::FORBIDDEN,
+        "bob's token is not alice's"
+    );
+    assert!(tag_exists(&s, "team/app", "1").await);
+    let done = alice
+        .post(
+            "/ui/delete-repository",
+            &[("csrf", &confirm.csrf()), ("repo", "team/app")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location.as_deref(), Some("/ui/"));
+    assert!(
+        !tag_exists(&s, "team/app", "2").await,
+        "the API sees the delete"
+    );
+    let list = alice.get("/ui/").await;
+    assert!(
+        !list.body.contains("team/app<") && list.body.contains("team/other"),
+        "{}",
+        list.body
+    );
+    let gone = alice.get("/ui/repo/team/app").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+
+    // An immutable tag keeps its repository; the page says why.
+    let confirm = alice.get("/ui/delete-repository?repo=locked/app").await;
+    let kept = alice
+        .post(
+            "/ui/delete-repository",
+            &[("csrf", &confirm.csrf()), ("repo", "locked/app")],
+        )
+        .await;
+    assert_eq!(kept.status, StatusCode::CONFLICT, "{}", kept.body);
+    assert!(kept.body.contains("immutable"), "{}", kept.body);
+    assert!(tag_exists(&s, "locked/app", "1").await);
 }

@@ -109,6 +109,17 @@ try {
   assert.equal(await page.locator("#tag-old").count(), 0, "the tag is gone");
   assert.equal(await page.locator("#tag-1").count(), 1, "the other tag stays");
 
+  // Deleting a whole repository: the confirmation says what it holds.
+  await page.goto(`${base}/ui/repo/other/thing`);
+  await page.getByRole("link", { name: "Delete repository…" }).click();
+  await page.getByRole("heading", { name: "Delete the repository?" }).waitFor();
+  await page.getByText("of blobs").waitFor();
+  await shot(page, "delete-repository-confirmation");
+  await page.getByRole("button", { name: "Delete repository" }).click();
+  await page.getByRole("heading", { name: "Repositories" }).waitFor();
+  assert.equal(await page.getByRole("link", { name: "other/thing" }).count(), 0, "the repository is gone");
+  assert.equal(await page.getByRole("link", { name: "team/app" }).count(), 1);
+
   // The hostile image renders as text.
   await page.goto(`${base}/ui/image/evil/app:1`);
   await page.getByRole("heading", { name: "Labels" }).waitFor();

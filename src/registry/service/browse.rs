@@ -476,6 +476,26 @@ pub async fn delete(
         .await
 }
 
+/// Deletes `repo` whole through the service (one repository event, `caller` its actor;
+/// refused while an immutable tag is in it).
+pub async fn delete_repository(
+    registry: &Registry,
+    caller: &Caller,
+    repo: &RepoName,
+) -> ApiResult<()> {
+    let service = registry.service();
+    service.delete_repository(caller, repo).await.map(drop)
+}
+
+/// `repo`'s tag count, size and last push, from the repository index.
+pub async fn repository_figures(registry: &Registry, repo: &RepoName) -> ApiResult<Arc<RepoStats>> {
+    let catalog = registry.service().catalog();
+    let figures = catalog
+        .figures(registry.storage(), std::slice::from_ref(repo))
+        .await?;
+    Ok(figures.into_iter().next().unwrap_or_default())
+}
+
 /// Parses the UI's `repo` and `reference` strings the way the API does.
 pub fn parse_target(repo: &str, reference: &str) -> ApiResult<(RepoName, Reference)> {
     let repo = RepoName::parse(repo).map_err(|why| ApiError::new(Code::NameInvalid, why))?;

@@ -3,7 +3,8 @@
 
 use maud::{html, Markup};
 
-use super::layout::Frame;
+use super::layout::{size, Frame};
+use crate::registry::service::catalog::RepoStats;
 
 /// The login form; `error` says why the last attempt failed.
 pub fn login(frame: &Frame<'_>, user: &str, error: Option<&str>) -> Markup {
@@ -62,6 +63,35 @@ pub fn confirm_delete(frame: &Frame<'_>, target: &DeleteTarget<'_>) -> Markup {
     )
 }
 
+/// The confirmation of a whole repository's delete, saying what it holds: `tags` tags
+/// reaching `figures.size` bytes of blobs.
+pub fn confirm_delete_repository(
+    frame: &Frame<'_>,
+    repo: &str,
+    tags: usize,
+    figures: &RepoStats,
+) -> Markup {
+    super::layout::page(
+        frame,
+        html! {
+            h1 { "Delete the repository?" }
+            p { "Delete the repository " code { (repo) } " with its "
+                (tags) @if tags == 1 { " tag" } @else { " tags" } " and every manifest in it?"
+                " Nothing in it can be pulled afterwards." }
+            p { "Its tags reach " strong { (size(figures.size)) " of blobs" }
+                " (manifests, configs and layers). The next garbage collection frees those no
+                other repository uses; shared ones stay." }
+            form.inline method="post" action="/ui/delete-repository" {
+                input type="hidden" name="csrf" value=(frame.csrf);
+                input type="hidden" name="repo" value=(repo);
+                button.danger type="submit" { "Delete repository" }
+            }
+            " "
+            a.button href={ "/ui/repo/" (repo) } { "Cancel" }
+        },
+    )
+}
+
 /// A page that says what went wrong (not found, forbidden, …).
 pub fn error(frame: &Frame<'_>, heading: &str, message: &str) -> Markup {
     super::layout::page(
@@ -105,6 +135,20 @@ mod tests {
         let page = confirm_delete(&frame(), &target).into_string();
         assert!(!page.contains("<script>alert") && page.contains("&lt;script&gt;"));
         assert!(page.contains("name=\"csrf\" value=\"c0ffee\""));
+        let figures = RepoStats {
+            tags: 2,
+            size: 2_500,
+            last_push: None,
+        };
+        let page = confirm_delete_repository(&frame(), "team/app", 2, &figures).into_string();
+        for part in [
+            "team/app",
+            "2 tags",
+            "2.5 kB of blobs",
+            "name=\"csrf\" value=\"c0ffee\"",
+        ] {
+            assert!(page.contains(part), "{part} in {page}");
+        }
         let page = error(&frame(), "Not found", hostile).into_string();
         assert!(!page.contains("<script>alert"));
     }

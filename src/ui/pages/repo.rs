@@ -30,6 +30,9 @@ pub fn render(frame: &Frame<'_>, repo: &Repo<'_>, tags: &Page<TagRow>) -> Markup
                 (tag_card(repo, &reference, t))
             }
             (pager(&format!("/ui/repo/{}", repo.name), "", tags.page, tags.pages()))
+            @if repo.may_delete {
+                p { a.button.danger href={ "/ui/delete-repository?repo=" (repo.name) } { "Delete repository…" } }
+            }
         },
     )
 }
