@@ -175,6 +175,16 @@ fn what_nginx_cannot_say_in_wharf_is_a_comment() {
     accepted(&out, tempfile::tempdir().unwrap().path());
 }
 
+/// Found by the `nginx_site` fuzz target: a control character in an nginx line that a
+/// note quotes made the written file unreadable (TOML forbids them even in comments).
+#[test]
+fn control_characters_quoted_in_notes_are_escaped() {
+    let nginx = "server {\n listen 80;\n location /\u{1a}x { return 404; }\n location /v2/ { proxy_pass http://registry:5000; }\n}\n";
+    let out = toml("version: 0.1\n", Some(nginx));
+    assert!(out.contains("\\u{1a}"), "{out}");
+    accepted(&out, tempfile::tempdir().unwrap().path());
+}
+
 #[test]
 fn proxy_pass_without_a_path_keeps_the_location() {
     let nginx = "upstream ui { server 10.0.0.7:8080; }\nserver {\n listen 80;\n location /ui/ { proxy_pass http://ui; proxy_read_timeout 120; }\n}\n";

@@ -32,6 +32,22 @@ fn list(items: &[String]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
+/// Text a TOML comment may hold: notes quote the input files, and TOML forbids control
+/// characters (a stray `\r` or `^Z` in an nginx file) even in comments, so those are
+/// written escaped rather than making the written file unreadable.
+fn commentable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| match c.is_control() && c != '\t' {
+            true => c.escape_default().collect::<String>(),
+            false => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
+}
+
 struct Out<'a> {
     text: String,
     notes: &'a [Note],
@@ -42,10 +58,10 @@ impl Out<'_> {
         for n in self.notes.iter().filter(|n| n.at == *at) {
             let mut lines = n.text.lines();
             if let Some(first) = lines.next() {
-                let _ = writeln!(self.text, "# {first}");
+                let _ = writeln!(self.text, "# {}", commentable(first));
             }
             for l in lines {
-                let _ = writeln!(self.text, "#   {l}");
+                let _ = writeln!(self.text, "#   {}", commentable(l));
             }
         }
     }
@@ -63,7 +79,7 @@ pub fn write(raw: &RawConfig, notes: &[Note], header: &str) -> String {
         notes,
     };
     for l in header.lines() {
-        let _ = writeln!(o.text, "# {l}");
+        let _ = writeln!(o.text, "# {}", commentable(l));
     }
     o.text.push('\n');
     o.notes(&Anchor::Top);

@@ -30,6 +30,9 @@ const V2: &str = "docker/registry/v2";
 pub struct Keys {
     /// Empty, or the prefix without a trailing `/`.
     prefix: String,
+    /// The prefix as the store lists it: `Path` percent-encodes characters a key may not
+    /// hold (a `%` in the prefix comes back as `%25`), so listings are matched on this.
+    listed_prefix: String,
 }
 
 /// `<alg>/<hex>`: how registry:2 names a digest under `_layers`, `revisions` and `index`.
@@ -39,7 +42,11 @@ fn digest_dir(d: &Digest) -> String {
 
 impl Keys {
     pub fn new(prefix: String) -> Self {
-        Self { prefix }
+        let listed_prefix = Path::from(prefix.as_str()).as_ref().to_owned();
+        Self {
+            prefix,
+            listed_prefix,
+        }
     }
 
     /// A key from a relative path (already made of valid segments).
@@ -60,7 +67,9 @@ impl Keys {
         let key = key.as_ref();
         let key = match self.prefix.is_empty() {
             true => key,
-            false => key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?,
+            false => key
+                .strip_prefix(self.listed_prefix.as_str())?
+                .strip_prefix('/')?,
         };
         key.strip_prefix(V2)?.strip_prefix('/')
     }
@@ -182,6 +191,22 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `registry2_layout` fuzz target: a prefix holding a character a key
+    /// may not (here `%`) is listed back encoded, and every listed key must still be
+    /// recognised as under it (or the collector and usage would see an empty store).
+    #[test]
+    fn a_prefix_the_store_encodes_still_matches_its_listings() {
+        let k = Keys::new("reg%EF/prod".into());
+        let hex = "ab".repeat(32);
+        let d = Digest::parse(&format!("sha256:{hex}")).unwrap();
+        let blob = k.blob(&d);
+        assert!(blob.as_ref().starts_with("reg%25EF/prod/"), "{blob}");
+        assert_eq!(
+            k.under_v2(&blob),
+            Some(format!("blobs/sha256/ab/{hex}/data").as_str())
+        );
+    }
 
     /// The keys registry:2's s3 driver uses with `rootdirectory: /reg/prod`.
     #[test]
