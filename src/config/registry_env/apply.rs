@@ -504,13 +504,18 @@ fn s3(t: &mut RawS3, w: &Registry2, rec: &mut Record) -> Result<(), ConfigError>
         );
     }
     if let Some(v) = &s.chunk_size {
-        let size: u64 = v.value.trim().parse().map_err(|_| {
-            env_error(
-                &v.label,
-                &format!("is {:?}, not a number of bytes", v.value),
-                "write the part size in bytes, e.g. 10485760",
-            )
-        })?;
+        // Parsed as TOML's integer (i64): a larger number could be neither a part size
+        // nor written into the wharf.toml `import-config` makes of it.
+        let size: u64 = match v.value.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => n as u64,
+            _ => {
+                return Err(env_error(
+                    &v.label,
+                    &format!("is {:?}, not a number of bytes", v.value),
+                    "write the part size in bytes, e.g. 10485760",
+                ))
+            }
+        };
         t.part_size = Some(size);
         rec.set(
             v,

@@ -217,6 +217,25 @@ const S3_VARS: &[(&str, &str)] = &[
     ("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true"),
 ];
 
+/// Found by the `registry_yml` fuzz target: a chunk size past TOML's integers was carried
+/// into the wharf.toml `import-config` writes, which then could not be read.
+#[test]
+fn a_chunk_size_past_tomls_integers_is_refused_by_name() {
+    let yml = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    region: us-east-1\n    chunksize: 10486042061248173664\n";
+    crate::invariants::registry_yml(yml);
+    let e = Config::from_toml_with(
+        "",
+        "t",
+        vec![Setting::variable(
+            "REGISTRY_STORAGE_S3_CHUNKSIZE",
+            "10486042061248173664",
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("REGISTRY_STORAGE_S3_CHUNKSIZE"), "{e}");
+}
+
 #[test]
 fn s3_settings_make_an_s3_backend_over_the_files_directory() {
     let mut raw: RawConfig = toml::from_str("[storage]\nroot = \"/var/lib/registry\"\n").unwrap();
