@@ -1,5 +1,6 @@
 //! The command line: `wharf serve`, `wharf check-config`, `wharf events`, and the others below.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -144,7 +145,10 @@ async fn serve(path: Option<PathBuf>, registry_yml: Option<PathBuf>) -> anyhow::
     print_trust_hints(&config, &server.local_addrs());
     for addr in server.local_addrs() {
         // Printed on stdout, one line per listener, so scripts and tests can read the port.
-        println!("listening on {addr}");
+        // Never `println!`: it panics when stdout is gone (a reader that took the first
+        // line and left, `| head -1`, a closed descriptor), and a server must not die of
+        // that. This once killed wharf under a test that read only the first line.
+        let _ = writeln!(std::io::stdout().lock(), "listening on {addr}");
     }
     tokio::spawn(reloads);
     server.run(stop).await;

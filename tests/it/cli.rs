@@ -301,3 +301,60 @@ fn check_config_names_the_line_of_an_access_rule() {
         "{err}"
     );
 }
+
+/// A server whose stdout reader left (a script that read the first "listening on" line
+/// and went, `| head -1`) keeps serving: printing the other listeners' lines once
+/// panicked it ("failed printing to stdout: Broken pipe") and reset every client.
+#[test]
+fn serve_outlives_a_closed_stdout() {
+    let port = |_| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (a, b) = (port(0), port(1));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:{a}\"\n[[listener]]\naddress = \"127.0.0.1:{b}\"\n\
+             [storage]\nroot = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = wharf()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before wharf says a word
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answered = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("wharf exited ({status}) with its stdout closed");
+        }
+        let reply = std::net::TcpStream::connect(("127.0.0.1", b))
+            .ok()
+            .and_then(|mut s| {
+                s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .ok()?;
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut s, &mut text).ok()?;
+                Some(text)
+            });
+        match reply {
+            Some(text) if text.starts_with("HTTP/1.1 200") => break true,
+            _ if Instant::now() > deadline => break false,
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered, "wharf never answered on its second listener");
+}
