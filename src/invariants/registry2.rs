@@ -104,6 +104,9 @@ pub fn registry_env(text: &str) {
     // Each secret's value becomes a marker no message text can hold by chance (a secret
     // of "filesystem" would otherwise be "shown" by any error mentioning that driver);
     // any value is a valid secret, so the configuration means the same otherwise.
+    if text.contains("-secret-marker-") {
+        return; // the fuzzer learns the marker from comparisons and writes it into names
+    }
     let is_secret = |name: &str| name.ends_with("SECRETKEY") || name == "REGISTRY_HTTP_SECRET";
     let mut secrets = Vec::new();
     for (i, s) in settings.iter_mut().enumerate() {
