@@ -91,7 +91,7 @@ fn behind_nginx(raw: &mut RawConfig, notes: &mut Vec<Note>, text: &str) -> Resul
     Ok(())
 }
 
-fn clone_auth(a: &crate::config::raw::RawAuth) -> crate::config::raw::RawAuth {
+pub(super) fn clone_auth(a: &crate::config::raw::RawAuth) -> crate::config::raw::RawAuth {
     use crate::config::raw::{RawAccessRule, RawAuth, RawProvider};
     RawAuth {
         realm: a.realm.clone(),

@@ -438,27 +438,7 @@ fn auth(
             })
         }
         _ if server.route.iter().any(|r| r.registry.is_some()) => {
-            registry.auth.as_ref().map(|a| RawAuth {
-                realm: a.realm.clone(),
-                providers: a
-                    .providers
-                    .iter()
-                    .map(|p| RawProvider {
-                        htpasswd: p.htpasswd.clone(),
-                        ldap: None,
-                    })
-                    .collect(),
-                access: a
-                    .access
-                    .iter()
-                    .map(|r| crate::config::raw::RawAccessRule {
-                        repos: r.repos.clone(),
-                        who: r.who.clone(),
-                        actions: r.actions.clone(),
-                    })
-                    .collect(),
-                ..RawAuth::default()
-            })
+            registry.auth.as_ref().map(super::clone_auth)
         }
         _ => None,
     }
