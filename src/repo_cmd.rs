@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Subcommand;
-use wharf::config::{Config, RouteTarget, StorageBackend};
+use wharf::config::{Config, StorageBackend};
 use wharf::events::Notifications;
 use wharf::gc::retention::Outcome;
 use wharf::registry::reference::RepoName;
@@ -156,23 +156,27 @@ async fn delete(name: &str, path: Option<PathBuf>) -> anyhow::Result<()> {
 pub struct Engine {
     /// The root as people name it (a directory, `s3://bucket/prefix`).
     pub place: String,
+    /// The root as the config names it.
+    pub root: PathBuf,
     pub service: Service,
 }
 
-/// One service per storage root the config's routes name, with the config's immutable
+/// One service per storage root the config's registry and mirror routes name, with the config's immutable
 /// rules and the root's notifications outbox.
 pub async fn services(config: &Config) -> anyhow::Result<Vec<Engine>> {
     let mut roots: Vec<PathBuf> = Vec::new();
     for route in config.servers.iter().flat_map(|s| &s.routes) {
-        if let RouteTarget::Registry { root } = &route.target {
-            if !roots.contains(root) {
-                roots.push(root.clone());
+        // Mirror routes' caches are repositories too (retention, usage, gc's cache policy).
+        if let Some(root) = route.target.root() {
+            if !roots.iter().any(|r| r == root) {
+                roots.push(root.to_owned());
             }
         }
     }
     let mut out = Vec::new();
     for root in roots {
         let place = describe_root(&config.storage.backend, &root);
+        let root_path = root.clone();
         let storage: Arc<dyn Storage> = match &config.storage.backend {
             StorageBackend::Filesystem => Arc::new(FsStorage::open(&root).map_err(|e| {
                 anyhow::anyhow!("{e} (stop the server on {place}, or use the HTTP API)")
@@ -187,7 +191,11 @@ pub async fn services(config: &Config) -> anyhow::Result<Vec<Engine>> {
         )
         .with_immutable(&config.immutable)
         .with_events(events);
-        out.push(Engine { place, service });
+        out.push(Engine {
+            place,
+            root: root_path,
+            service,
+        });
     }
     Ok(out)
 }

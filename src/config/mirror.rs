@@ -12,7 +12,11 @@
 //! upstream_timeout = "30s"
 //! push_to_local = "team/"         # pushes under this namespace stay local; others refused
 //! root = "./data"                 # the storage root of the cache (default: storage.root)
+//! cache_max_age = "30d"           # evict images not pulled for this long (default: never)
+//! cache_max_size = "50GiB"        # above this, least recently pulled go first (default: no cap)
 //! ```
+//!
+//! The cache policy is carried out by `wharf gc` before its mark (`gc/mirror_roots.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +47,18 @@ pub struct MirrorConfig {
     /// Repositories under this namespace (`team/`) are ordinary local ones: pushed to and
     /// pulled from this registry only. Everything else is mirrored, and pushes are refused.
     pub push_to_local: Option<String>,
+    /// What the cache keeps; nothing is evicted when both limits are unset.
+    pub cache: CachePolicy,
+}
+
+/// A mirror route's cache policy (`cache_max_age`, `cache_max_size`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Images not pulled for this long are evicted.
+    pub max_age: Option<Duration>,
+    /// Above this many bytes (of the distinct blobs the cached images name), the least
+    /// recently pulled images are evicted until the rest fit.
+    pub max_size: Option<u64>,
 }
 
 /// Upstream credentials: the user in the config, the password in a file of its own.
@@ -123,7 +139,63 @@ pub(super) fn validate(
             Duration::from_secs(30),
         )?,
         push_to_local,
+        cache: cache_policy(check, key, r)?,
     })
+}
+
+fn cache_policy(
+    check: &Check<'_>,
+    key: &dyn Fn(&str) -> String,
+    r: &RawRoute,
+) -> Result<CachePolicy, ConfigError> {
+    let max_age = match r.cache_max_age.as_deref() {
+        None => None,
+        Some(v) => {
+            let age = check.duration(&key("cache_max_age"), Some(v), Duration::ZERO)?;
+            if age.is_zero() {
+                return Err(check.invalid(
+                    key("cache_max_age"),
+                    "is zero, which would evict every image at every collection",
+                    "write how long an unpulled image stays, like \"30d\"; leave it out to keep images",
+                ));
+            }
+            Some(age)
+        }
+    };
+    let max_size = match r.cache_max_size.as_deref() {
+        None => None,
+        Some(v) => Some(byte_size(v).ok_or_else(|| {
+            check.invalid(
+                key("cache_max_size"),
+                format!("is {v:?}, not a size"),
+                "write a size like \"50GiB\", \"500MB\" or a number of bytes",
+            )
+        })?),
+    };
+    Ok(CachePolicy { max_age, max_size })
+}
+
+/// `"50GiB"`, `"500 MB"`, `"1024"`: bytes (binary and decimal units, `B` optional).
+fn byte_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(scale)
 }
 
 /// `ns`, or the name clients pull the URL's registry by: its host (and port), with Docker
@@ -247,6 +319,8 @@ pub(super) fn mirror_only_keys(r: &RawRoute) -> Option<&'static str> {
         ("ns", r.ns.is_some()),
         ("push_to_local", r.push_to_local.is_some()),
         ("root", r.root.is_some()),
+        ("cache_max_age", r.cache_max_age.is_some()),
+        ("cache_max_size", r.cache_max_size.is_some()),
     ]
     .into_iter()
     .find(|(_, set)| *set)
@@ -326,6 +400,35 @@ mod tests {
             let e = err(&route(&format!("mirror = \"https://x\"\n{keys}\n")));
             assert!(e.contains(named), "{keys}: {e}");
         }
+    }
+
+    #[test]
+    fn the_cache_policy_is_read_and_checked_with_the_line() {
+        let m = mirror(&route("mirror = \"https://x\"\n"));
+        assert_eq!(m.cache, crate::config::CachePolicy::default());
+        let m = mirror(&route(
+            "mirror = \"https://x\"\ncache_max_age = \"30d\"\ncache_max_size = \"50GiB\"\n",
+        ));
+        assert_eq!(
+            m.cache.max_age,
+            Some(std::time::Duration::from_secs(30 * 86400))
+        );
+        assert_eq!(m.cache.max_size, Some(50 << 30));
+        for (size, bytes) in [("1", 1), ("2 MB", 2_000_000), ("3kib", 3072)] {
+            let text = format!("mirror = \"https://x\"\ncache_max_size = \"{size}\"\n");
+            assert_eq!(mirror(&route(&text)).cache.max_size, Some(bytes), "{size}");
+        }
+        for (keys, named) in [
+            ("cache_max_age = \"soon\"", "route[0].cache_max_age"),
+            ("cache_max_age = \"0s\"", "route[0].cache_max_age"),
+            ("cache_max_size = \"lots\"", "route[0].cache_max_size"),
+            ("cache_max_size = \"5 parsecs\"", "route[0].cache_max_size"),
+        ] {
+            let e = err(&route(&format!("mirror = \"https://x\"\n{keys}\n")));
+            assert!(e.contains(named) && e.contains("test:6"), "{keys}: {e}");
+        }
+        let e = err(&route("registry = {}\ncache_max_age = \"1d\"\n"));
+        assert!(e.contains("route[0].cache_max_age"), "{e}");
     }
 
     #[test]

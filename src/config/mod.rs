@@ -29,7 +29,7 @@ pub use self::auth::{
 pub use self::gc::{Combine, GcConfig, ImmutableRule, RetentionPolicy, Untagged};
 pub use self::limits::Limits;
 pub use self::log::{AccessFormat, AccessTarget, LogConfig, LogFormat};
-pub use self::mirror::{MirrorConfig, MirrorLogin};
+pub use self::mirror::{CachePolicy, MirrorConfig, MirrorLogin};
 pub use self::notifications::{EndpointConfig, EventFormat, GiveUp, NotificationsConfig};
 pub use self::rate_limits::{
     Clients, FailedLoginsConfig, LimitKey, Rate, RateLimitConfig, RequestClass, DEFAULT_LIMITS,

@@ -242,6 +242,10 @@ pub struct RawRoute {
     pub ns: Option<String>,
     pub push_to_local: Option<String>,
     pub root: Option<String>,
+    /// The cache policy: images not pulled for this long are evicted (`"30d"`).
+    pub cache_max_age: Option<String>,
+    /// The cache policy: above this size (`"50GiB"`), least recently pulled images go first.
+    pub cache_max_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

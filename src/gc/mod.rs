@@ -75,11 +75,15 @@
 //! (the records the notifications outbox uses), renewed while the run lasts and expiring
 //! if its holder dies. Other nodes keep serving.
 //!
+//! The pull-through cache's policy (`mirror_roots.rs`) runs before the mark too: cached
+//! images it no longer keeps are deleted through the service, so they stop being roots.
+//!
 //! Retention runs before the mark: it deletes tags (through the repository service, so
 //! every deletion is an event and immutable tags are refused), and the mark then sees what
 //! they no longer reach.
 
 pub mod mark;
+pub mod mirror_roots;
 pub mod retention;
 pub mod sweep;
 

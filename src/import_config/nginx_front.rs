@@ -481,6 +481,8 @@ fn location(
         ns: None,
         push_to_local: None,
         root: None,
+        cache_max_age: None,
+        cache_max_size: None,
     };
     let (mut realm, mut users, mut auth_off) = (None, None, false);
     for c in d.children() {

@@ -33,6 +33,11 @@
 //!   registry's `WWW-Authenticate` challenge asks; tokens cached per scope until they
 //!   expire and renewed on a 401; redirects (a CDN, a presigned store URL) followed without
 //!   the credentials.
+//! - **Cache policy** (`pulls.rs`; carried out by `gc/mirror_roots.rs` before the mark):
+//!   each manifest GET served records when the image was last pulled (a small record in
+//!   storage, at most once a minute per node and image: it survives restarts and counts
+//!   every node's pulls). `cache_max_age` and `cache_max_size` decide which images stay GC
+//!   roots; the others are deleted through the service, and GC frees what only they named.
 //! - **Metrics** (`metrics.rs`): hits, misses, upstream bytes, upstream errors, stale serves.
 
 mod blobs;
@@ -42,10 +47,12 @@ mod manifest_head;
 mod manifests;
 mod metrics;
 mod names;
+pub mod pulls;
 mod token;
 mod upstream;
 
 pub use self::metrics::MirrorMetrics;
+pub use self::names::cache_namespace;
 
 use std::collections::HashMap;
 use std::io;
@@ -61,6 +68,7 @@ use self::upstream::{UpstreamError, UpstreamRegistry};
 use crate::config::MirrorConfig;
 use crate::http_util::{self, Body};
 use crate::registry::error::{ApiError, ApiResult, Code};
+use crate::registry::reference::Digest;
 use crate::registry::route::{self, Route};
 use crate::registry::service::Caller;
 use crate::registry::Registry;
@@ -73,6 +81,8 @@ pub struct Mirror {
     flights: Arc<Flights>,
     /// When each cached tag (`repo:tag`) was last found current upstream.
     checked: Mutex<HashMap<String, Instant>>,
+    /// Records when each cached image was last pulled (the cache policy's ranking).
+    pulls: pulls::Pulls,
     metrics: Arc<MirrorMetrics>,
 }
 
@@ -89,6 +99,7 @@ impl Mirror {
             registry,
             flights: Arc::new(Flights::default()),
             checked: Mutex::new(HashMap::new()),
+            pulls: pulls::Pulls::default(),
             metrics,
         })
     }
@@ -131,7 +142,12 @@ impl Mirror {
         let with_body = parts.method == Method::GET;
         match route {
             Route::Manifest(_, reference) if read => {
-                self.manifest(&caller, &names, &reference, &parts).await
+                let response = self.manifest(&caller, &names, &reference, &parts).await?;
+                if with_body && response.status() == http::StatusCode::OK {
+                    let digest = served_digest(&response);
+                    self.record_pull(&names, digest).await;
+                }
+                Ok(response)
             }
             Route::Blob(_, digest) if read => {
                 self.blob(&caller, &names, &digest, &parts, with_body).await
@@ -147,6 +163,18 @@ impl Mirror {
                 format!("manifest {r:?} is unknown"),
             )),
             _ => Err(self.read_only(&names)),
+        }
+    }
+
+    /// Notes a pull of the image served (its digest from the response) for the cache
+    /// policy. A failure to record costs the image some ranking, not the client its pull.
+    async fn record_pull(&self, names: &Names, digest: Option<Digest>) {
+        let Some(digest) = digest else {
+            return;
+        };
+        let storage = self.registry.service().storage();
+        if let Err(error) = self.pulls.pulled(&**storage, &names.local, &digest).await {
+            tracing::warn!(repository = %names.local, %digest, %error, "mirror: recording a pull failed");
         }
     }
 
@@ -192,6 +220,12 @@ impl Mirror {
         self.metrics.upstream_error(&self.config.ns);
         tracing::warn!(mirror = %self.upstream.base(), what, %error, "upstream request failed");
     }
+}
+
+/// The digest a manifest response names.
+fn served_digest(response: &Response<Body>) -> Option<Digest> {
+    let value = response.headers().get("docker-content-digest")?;
+    Digest::parse(value.to_str().ok()?).ok()
 }
 
 /// How an upstream error ends a transfer.

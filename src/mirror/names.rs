@@ -46,11 +46,16 @@ pub fn map(config: &MirrorConfig, name: &RepoName) -> Mapped {
     };
     // A port's colon cannot be in a repository name: `r.example:5000` keeps its cache under
     // `r.example_5000/`.
-    let local = format!("{}/{remote}", config.ns.replace(':', "_"));
+    let local = format!("{}{remote}", cache_namespace(&config.ns));
     match (RepoName::parse(&remote), RepoName::parse(&local)) {
         (Ok(remote), Ok(local)) => Mapped::Mirrored(Names { remote, local }),
         _ => Mapped::Invalid("the name is too long once the mirror's namespace is added"),
     }
+}
+
+/// Where a mirror of registry `ns` keeps its cache: `docker.io/`, `r.example_5000/`.
+pub fn cache_namespace(ns: &str) -> String {
+    format!("{}/", ns.replace(':', "_"))
 }
 
 #[cfg(test)]

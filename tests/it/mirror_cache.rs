@@ -1,10 +1,17 @@
 //! The pull-through cache's loose ends, against a real Distribution 2.8.2 upstream: what a
-//! client's manifest HEAD costs upstream.
+//! client's manifest HEAD costs upstream, and the cache policy (eviction, then GC) with
+//! podman.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 
+use crate::clients::{import_image, run};
 use crate::mirror::{mirror_of, push_image, ACCEPT};
-use crate::support::have_program;
+use crate::support::{have_program, podman, WharfProcess};
 use crate::upstream_registry::{Login, UpstreamRegistry};
 
 /// containerd (and so docker) resolves a tag with a HEAD before it pulls by digest. Docker
@@ -77,4 +84,132 @@ async fn a_manifest_head_on_a_miss_is_an_upstream_head_not_a_get() {
         .unwrap();
     let tags = tags.text().await.unwrap();
     assert!(tags.contains("\"1\""), "the tag was not kept: {tags}");
+}
+
+/// podman pulls two images through the mirror and pushes one of them to a local
+/// repository on the same root; the cache's size cap then evicts both cached images
+/// (`wharf gc --dry-run` says so), the collection frees the blobs only the evicted images
+/// named, the local image (sharing every layer with an evicted one) still pulls, and a
+/// pull through the mirror fetches from the upstream again.
+#[tokio::test(flavor = "multi_thread")]
+async fn podman_pull_eviction_gc_then_the_local_image_pulls_and_the_mirror_fetches_again() {
+    if !(have_program("docker-registry", "docker-registry") && have_program("podman", "podman")) {
+        return;
+    }
+    let (up_dir, conf, work, root) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let upstream = UpstreamRegistry::start(up_dir.path(), None, Login::Anonymous).await;
+    let plain = "--tls-verify=false";
+    for (name, content) in [
+        ("app", "shared with a local image"),
+        ("other", "only cached"),
+    ] {
+        import_image(work.path(), &format!("localhost/src/{name}:1"), content);
+        let to = format!("{}/team/{name}:1", upstream.addr);
+        run(podman(work.path()).args(["push", plain, &format!("localhost/src/{name}:1"), &to]));
+    }
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[[server]]\ndefault = true\n\
+         [[server.route]]\npath = \"/v2/hub/\"\nmirror = {:?}\nns = \"up.example\"\ncache_max_size = \"1\"\n\
+         [[server.route]]\npath = \"/\"\nregistry = {{}}\n",
+        root.path().display().to_string(),
+        upstream.url
+    );
+    let mut wharf = WharfProcess::spawn_async(conf.path(), &toml).await;
+    let hub = |name: &str, addr| format!("{addr}/hub/team/{name}:1");
+    run(podman(work.path()).args(["rmi", "-a", "-f"]));
+    for name in ["app", "other"] {
+        run(podman(work.path()).args(["pull", "-q", plain, &hub(name, wharf.addr)]));
+    }
+    let local = format!("{}/team/local:1", wharf.addr);
+    run(podman(work.path()).args(["push", plain, &hub("app", wharf.addr), &local]));
+    let app_blob_gets = upstream.requests("GET /v2/team/app/blobs/");
+    assert_eq!(
+        app_blob_gets,
+        2,
+        "config and layer once: {}",
+        upstream.log_text()
+    );
+    wharf.terminate();
+
+    // The CLI plans the eviction (the filesystem root is locked while wharf runs).
+    let out = run(Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["gc", "--dry-run", "--config"])
+        .arg(conf.path().join("wharf.toml"))
+        .env_remove("RUST_LOG"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    for name in ["app", "other"] {
+        let line = format!("would evict cached image up.example/team/{name}@");
+        assert!(said.contains(&line), "{said}");
+    }
+    assert!(!said.contains("team/local"), "{said}");
+
+    // Eviction and collection as the next run does them, a day and a half later.
+    let storage = Arc::new(wharf::registry::storage::fs::FsStorage::open(root.path()).unwrap());
+    let (config, _) = wharf::config::Config::load(Some(&conf.path().join("wharf.toml"))).unwrap();
+    let service = wharf::registry::service::Service::new(storage.clone(), 1 << 22, 1 << 20);
+    let later = SystemTime::now() + Duration::from_secs(36 * 3600);
+    let policies = wharf::gc::mirror_roots::policies(&config, root.path());
+    let evicted = wharf::gc::mirror_roots::evict(&service, &policies, later, false)
+        .await
+        .unwrap();
+    assert_eq!(evicted.len(), 2, "{evicted:#?}");
+    let swept = wharf::gc::collect_at(&*storage, &config.gc, later, false)
+        .await
+        .unwrap();
+    // Freed: `other`'s manifest, config and layer, and at most `app`'s manifest (podman
+    // may have pushed the same bytes to the local repository); never a blob of `local`.
+    let freed: HashSet<String> = swept.blobs.iter().map(|b| b.digest.to_string()).collect();
+    let other: HashSet<String> = named_by(&upstream.url, "team/other")
+        .await
+        .into_iter()
+        .collect();
+    let app = named_by(&upstream.url, "team/app").await;
+    assert!(freed.is_superset(&other), "{freed:?} {other:?}");
+    let rest: HashSet<_> = freed.difference(&other).cloned().collect();
+    assert!(rest.iter().all(|d| *d == app[0]), "{rest:?} {app:?}");
+    drop((service, storage));
+
+    let wharf = WharfProcess::spawn_async(conf.path(), &toml).await;
+    run(podman(work.path()).args(["rmi", "-a", "-f"]));
+    let local = format!("{}/team/local:1", wharf.addr);
+    run(podman(work.path()).args(["pull", "-q", plain, &local]));
+    run(podman(work.path()).args(["pull", "-q", plain, &hub("other", wharf.addr)]));
+    let other_gets = upstream.requests("GET /v2/team/other/blobs/");
+    assert_eq!(
+        other_gets,
+        4,
+        "the evicted image was fetched again: {}",
+        upstream.log_text()
+    );
+    let manifest_gets = upstream
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("\"GET /v2/team/other/manifests/") && l.contains("(mirror)"))
+        .count();
+    assert_eq!(manifest_gets, 2, "{}", upstream.log_text());
+}
+
+/// The digest of `repo:1`'s manifest upstream, then its config's and layers'.
+async fn named_by(base: &str, repo: &str) -> Vec<String> {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/v2/{repo}/manifests/1"))
+        .header("Accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    let bytes = r.bytes().await.unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let mut out = vec![
+        crate::support::sha256(&bytes),
+        m["config"]["digest"].as_str().unwrap().to_owned(),
+    ];
+    for layer in m["layers"].as_array().unwrap() {
+        out.push(layer["digest"].as_str().unwrap().to_owned());
+    }
+    out
 }
