@@ -50,6 +50,7 @@ mod records;
 mod referrers;
 mod registry2_config_yml;
 mod registry2_env;
+mod registry2_env_s3;
 mod registry2_interop;
 mod repo_delete;
 mod retention;
