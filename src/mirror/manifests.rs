@@ -22,7 +22,7 @@ use crate::registry::route::Route;
 use crate::registry::service::Caller;
 
 /// Every manifest type the engine stores, as the upstream is asked for them.
-const ACCEPT: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
+pub(super) const ACCEPT: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 /// RFC 9111's "response is stale" warning.
 const STALE: &str = "110 wharf \"Response is Stale: the mirrored registry could not be reached\"";
@@ -45,6 +45,11 @@ impl Mirror {
             self.metrics.hit(&self.config.ns);
             return self.local(parts, route, caller).await;
         }
+        if parts.method == Method::HEAD {
+            return self
+                .head_manifest(caller, names, reference, cached, parts)
+                .await;
+        }
         let key = format!("manifest {}:{reference}", names.local);
         let state = match self.flights.join(&key) {
             Joined::Follower(rx) => flight::outcome(rx).await,
@@ -63,13 +68,8 @@ impl Mirror {
         match (state, cached) {
             (State::Done, _) => self.local(parts, route, caller).await,
             (State::Failed(why), Some(_)) => {
-                self.metrics.stale(&self.config.ns);
-                tracing::warn!(repository = %names.local, %reference, why = why.message, "serving a cached manifest the upstream could not confirm");
-                let mut response = self.local(parts, route, caller).await?;
-                response
-                    .headers_mut()
-                    .insert(WARNING, HeaderValue::from_static(STALE));
-                Ok(response)
+                self.serve_stale(caller, names, reference, parts, &why.message)
+                    .await
             }
             (State::Failed(why), None) => Err(failed(&why, "manifest")),
             // A watch never ends in `Running`; the cache is the best answer if it did.
@@ -77,8 +77,27 @@ impl Mirror {
         }
     }
 
+    /// The cached copy of a manifest the upstream could not confirm, with a `Warning`.
+    pub(super) async fn serve_stale(
+        &self,
+        caller: &Caller,
+        names: &Names,
+        reference: &Reference,
+        parts: &Parts,
+        why: &str,
+    ) -> ApiResult<Response<Body>> {
+        self.metrics.stale(&self.config.ns);
+        tracing::warn!(repository = %names.local, %reference, why, "serving a cached manifest the upstream could not confirm");
+        let route = Route::Manifest(names.local.clone(), reference.clone());
+        let mut response = self.local(parts, route, caller).await?;
+        response
+            .headers_mut()
+            .insert(WARNING, HeaderValue::from_static(STALE));
+        Ok(response)
+    }
+
     /// The digest the cache holds for `reference`, if it holds it.
-    async fn cached_digest(
+    pub(super) async fn cached_digest(
         &self,
         caller: &Caller,
         names: &Names,
@@ -102,7 +121,7 @@ impl Mirror {
             .is_some_and(|at| at.elapsed() < self.config.tag_ttl)
     }
 
-    fn mark_checked(&self, names: &Names, tag: &Tag) {
+    pub(super) fn mark_checked(&self, names: &Names, tag: &Tag) {
         let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
         // Entries past their TTL are worth nothing: dropped as the map grows.
         if checked.len() >= 10_000 {
@@ -220,7 +239,7 @@ impl Refresh {
 }
 
 /// Only a 200 is content; anything else is an error (404 included).
-fn ok_status(
+pub(super) fn ok_status(
     r: Response<hyper::body::Incoming>,
 ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
     match r.status() {
@@ -229,7 +248,7 @@ fn ok_status(
     }
 }
 
-fn digest_header(headers: &http::HeaderMap) -> Option<Digest> {
+pub(super) fn digest_header(headers: &http::HeaderMap) -> Option<Digest> {
     let value = headers.get(DOCKER_CONTENT_DIGEST)?.to_str().ok()?;
     Digest::parse(value).ok()
 }

@@ -18,7 +18,9 @@
 //!   fetched again only when the digest moved. Digests never need revalidation. When the
 //!   upstream fails or times out, a cached tag is served anyway with a `Warning` header and
 //!   a log line. When each tag was checked is kept in memory: after a restart every tag is
-//!   checked once more.
+//!   checked once more. A client's **HEAD** the cache cannot answer is answered with an
+//!   upstream HEAD, never a GET (`manifest_head.rs`): containerd resolves every tag with a
+//!   HEAD, and Docker Hub counts a GET as a pull.
 //! - **Single flight** (`flight.rs`): one upstream fetch per blob or manifest however many
 //!   clients ask at once. For a blob (`blobs.rs`), the fetch runs in its own task, streaming
 //!   into storage and, chunk by chunk, to the client who started it; the others wait for it
@@ -36,6 +38,7 @@
 mod blobs;
 pub mod challenge;
 mod flight;
+mod manifest_head;
 mod manifests;
 mod metrics;
 mod names;

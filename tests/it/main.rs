@@ -33,6 +33,7 @@ mod lockout;
 mod malformed;
 mod manifests;
 mod mirror;
+mod mirror_cache;
 mod mirror_token;
 mod nodes;
 mod notifications;

@@ -22,7 +22,7 @@ use crate::support::{
 use crate::upstream_registry::{Login, UpstreamRegistry};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 fn tools() -> bool {
     have_program("docker-registry", "docker-registry")
@@ -178,7 +178,12 @@ async fn podman_pulls_through_a_tls_upstream_and_the_cache_outlives_it() {
 
 /// Pushes a one-layer image to the registry at `base` (anonymous); returns the manifest's
 /// and the layer's digests.
-async fn push_image(base: &str, repo: &str, tag: &str, layer: &[u8]) -> (String, String) {
+pub(crate) async fn push_image(
+    base: &str,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+) -> (String, String) {
     let http = Client::new();
     let config = format!("{{\"layer\":{}}}", layer.len()).into_bytes();
     for blob in [&config[..], layer] {
@@ -258,7 +263,7 @@ async fn relay(to: SocketAddr, cut_after: Arc<AtomicU64>) -> SocketAddr {
     addr
 }
 
-async fn mirror_of(url: &str, ns: &str) -> TestServer {
+pub(crate) async fn mirror_of(url: &str, ns: &str) -> TestServer {
     let toml = format!(
         "[[listener]]\naddress = \"127.0.0.1:0\"\n[[server]]\ndefault = true\n[[server.route]]\npath = \"/\"\nmirror = {url:?}\nns = {ns:?}\n"
     );
