@@ -8,6 +8,9 @@ mod receiver;
 mod store_relay;
 mod support;
 mod upstream_registry;
+// The GC benchmark's generator (an example of its own), tested by `gen_registry`.
+#[path = "../../examples/gen_registry/generate.rs"]
+mod generate_registry;
 
 mod access_rules;
 mod api_base;
@@ -22,6 +25,7 @@ mod deletes;
 mod front_door;
 mod fs_storage;
 mod gc;
+mod gen_registry;
 mod htpasswd;
 mod http2_windows;
 mod immutable_tags;
