@@ -269,3 +269,37 @@ fn a_push_through_the_converted_nginx_ui_on_s3() {
     let listing = moto.get(&format!("/{bucket}?list-type=2&prefix=docker/"));
     assert!(listing.contains("<Key>docker/"), "{listing}");
 }
+
+/// "Deploy a registry server": TLS and htpasswd in registry:2 itself, no nginx. Its
+/// `http.host` names the server, which stays the default one, so clients reach it by address.
+#[test]
+fn a_push_through_the_converted_deploy_tls_htpasswd() {
+    if !have_program("podman", "podman") {
+        return;
+    }
+    let (dir, work, trust) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let pki = Pki::new();
+    std::fs::write(trust.path().join("ca.crt"), &pki.ca_pem).unwrap();
+    let config = import("deploy-tls-htpasswd", dir.path(), None);
+    make_named_files(&config, &pki);
+    let wharf = serve(&config, dir.path());
+    let cert_dir = trust.path().display().to_string();
+    push_through(
+        &wharf,
+        dir.path(),
+        work.path(),
+        &["--cert-dir", &cert_dir],
+        true,
+    );
+    let repo = dir
+        .path()
+        .join("var/lib/registry/docker/registry/v2/repositories/team/app");
+    assert!(
+        repo.is_dir(),
+        "the push is under registry:2's rootdirectory"
+    );
+}

@@ -8,6 +8,9 @@ mod receiver;
 mod store_relay;
 mod support;
 mod upstream_registry;
+// The GC benchmark's generator (an example of its own), tested by `gen_registry`.
+#[path = "../../examples/gen_registry/generate.rs"]
+mod generate_registry;
 
 mod access_rules;
 mod api_base;
@@ -22,6 +25,7 @@ mod deletes;
 mod front_door;
 mod fs_storage;
 mod gc;
+mod gen_registry;
 mod htpasswd;
 mod http2_windows;
 mod immutable_tags;
@@ -51,6 +55,7 @@ mod records;
 mod referrers;
 mod registry2_config_yml;
 mod registry2_env;
+mod registry2_env_s3;
 mod registry2_interop;
 mod repo_delete;
 mod retention;

@@ -27,7 +27,7 @@ use crate::clients::run;
 use crate::support::{have_program, podman, sha256, Backend, TestStore, WharfProcess};
 
 /// What the tests push: `(repository:tag, manifest digest)` of each, from the source layout.
-struct Pushed {
+pub(crate) struct Pushed {
     single: String,
     multi: String,
     note: String,
@@ -102,26 +102,47 @@ impl Place {
 
 /// registry:2 as a child process. It cannot listen on port 0, so it gets a port that was
 /// free a moment ago, and is ready once `/v2/` answers.
-struct Registry2 {
+pub(crate) struct Registry2 {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Registry2 {
     async fn start(place: &Place, conf: &Path) -> Self {
+        let addr = Self::free_addr();
+        let config = write_registry2_config(place, conf, &format!("http:\n  addr: {addr}\n"));
+        Self::start_with(&config, addr, &[], conf).await
+    }
+
+    /// A loopback address that was free a moment ago.
+    pub(crate) fn free_addr() -> SocketAddr {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let config = write_registry2_config(place, conf, &format!("http:\n  addr: {addr}\n"));
+        ([127, 0, 0, 1], port).into()
+    }
+
+    /// registry:2 on `config`, which makes it listen on `addr`, with these `REGISTRY_*`
+    /// variables over it (and no others of this process's); its log goes to `conf`.
+    pub(crate) async fn start_with(
+        config: &Path,
+        addr: SocketAddr,
+        vars: &[(&str, String)],
+        conf: &Path,
+    ) -> Self {
         let log = conf.join("registry2.log");
-        let child = Command::new("docker-registry")
+        let mut cmd = Command::new("docker-registry");
+        for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("REGISTRY_")) {
+            cmd.env_remove(name);
+        }
+        let child = cmd
+            .envs(vars.iter().map(|(n, v)| (n, v)))
             // Its AWS SDK cannot take a custom CA bundle with its HTTP client (it panics),
             // and moto is plain HTTP anyway.
             .env_remove("AWS_CA_BUNDLE")
             .arg("serve")
-            .arg(&config)
+            .arg(config)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -146,7 +167,7 @@ impl Registry2 {
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -243,7 +264,7 @@ fn image(dir: &Path, arch: &str, content: &str) -> (Value, String) {
 
 /// An OCI layout under `<dir>/layout` holding `single` (an image), `multi` (an index of
 /// two architectures) and `note` (an artifact with its own artifactType and layer type).
-fn source_layout(dir: &Path) -> Pushed {
+pub(crate) fn source_layout(dir: &Path) -> Pushed {
     let layout = dir.join("layout");
     std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
     let (single, single_config) = image(dir, "amd64", "hello from the source");
@@ -297,7 +318,7 @@ fn source_layout(dir: &Path) -> Pushed {
 }
 
 /// skopeo copies everything of the source layout to the registry at `addr`.
-fn push_all(addr: SocketAddr, work: &Path) {
+pub(crate) fn push_all(addr: SocketAddr, work: &Path) {
     let layout = work.join("layout");
     for (name, dest) in [
         ("single", SINGLE),
@@ -338,7 +359,7 @@ fn push_docker_schema2(addr: SocketAddr, work: &Path) -> String {
 /// Pulls everything from the registry at `addr` and checks every digest: the manifests
 /// byte for byte (skopeo checks each blob against its digest as it copies), and podman's
 /// image id of the single image.
-fn pull_and_compare(addr: SocketAddr, work: &Path, pushed: &Pushed) {
+pub(crate) fn pull_and_compare(addr: SocketAddr, work: &Path, pushed: &Pushed) {
     for (reference, digest) in [
         (SINGLE, &pushed.single),
         (NESTED, &pushed.single),
@@ -380,7 +401,7 @@ fn pull_and_compare(addr: SocketAddr, work: &Path, pushed: &Pushed) {
 }
 
 /// The catalog and every repository's tags, as the registry at `addr` lists them.
-async fn listing(addr: SocketAddr) -> Value {
+pub(crate) async fn listing(addr: SocketAddr) -> Value {
     let http = Client::new();
     let get = |path: String| {
         let http = http.clone();
@@ -422,7 +443,7 @@ async fn status_of(method: reqwest::Method, url: String) -> StatusCode {
         .status()
 }
 
-fn expected_listing() -> Value {
+pub(crate) fn expected_listing() -> Value {
     json!({
         "repositories": ["team/app", "team/app/debug", "team/notes"],
         "team/app": ["1", "multi"], "team/app/debug": ["1"], "team/notes": ["1"],
