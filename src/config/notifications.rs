@@ -138,7 +138,8 @@ impl EndpointConfig {
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 const DEFAULT_POLL: Duration = Duration::from_secs(2);
 const DEFAULT_HISTORY: usize = 100;
-const ACTIONS: [&str; 4] = ["push", "pull", "mount", "delete"];
+/// registry:2's actions, and `fetch` (a mirror route's cache fill, asked for by name).
+const ACTIONS: [&str; 5] = ["push", "pull", "mount", "delete", "fetch"];
 
 pub(super) fn validate(
     check: &Check,

@@ -63,8 +63,16 @@ impl Endpoint {
     pub fn wants(&self, event: &Event) -> bool {
         let c = &self.config;
         let action = event.action.as_str();
-        (event.action != Action::Pull || c.pulls)
-            && (c.actions.is_empty() || c.actions.iter().any(|a| a == action))
+        let asked = c.actions.iter().any(|a| a == action);
+        // Pulls are many: only with `pulls`. Cache fills are no registry:2 action: only
+        // when named in `actions`, so consumers of registry:2's events see nothing new.
+        let by_kind = match event.action {
+            Action::Pull => c.pulls,
+            Action::Fetch => asked,
+            Action::Push | Action::Mount | Action::Delete => true,
+        };
+        by_kind
+            && (c.actions.is_empty() || asked)
             && c.wants_repository(event.target.repository.as_str())
             && match &event.target.media_type {
                 Some(m) => c.media_types.is_empty() || c.media_types.contains(m),

@@ -253,7 +253,7 @@ impl Transfer {
         });
         let service = self.registry.service();
         let stored = service
-            .put_blob(&self.caller, &self.repo, &self.digest, Box::pin(tee))
+            .put_fetched_blob(&self.caller, &self.repo, &self.digest, Box::pin(tee))
             .await;
         let state = match stored {
             Ok(Finished::Stored) => State::Done,

@@ -8,10 +8,12 @@
 //!   by prefix and by containerd's `?ns=` reach the same cache. Names under `push_to_local`
 //!   are ordinary local repositories; everything else is read-only (pushes get `DENIED`).
 //! - **Storage.** What is fetched goes through the repository service like a push: blobs
-//!   through [`Service::put_blob`](crate::registry::service::Service::put_blob) (digest
+//!   through [`Service::put_fetched_blob`](crate::registry::service::Service::put_fetched_blob) (digest
 //!   verified while streaming, published atomically; a transfer cut mid-blob leaves
 //!   nothing), manifests byte-exact through `store_fetched_manifest` (digest checked).
-//!   Each is announced as a push event by the caller who caused the fetch. Afterwards the
+//!   Each is announced as a `fetch` event (not a push: nobody pushed) with the request of
+//!   the client whose pull caused it; endpoints get those only when they ask for
+//!   `fetch` by name, as registry:2's proxy announces none. Afterwards the
 //!   engine serves them like anything pushed (ranges, HEAD, the manifest cache).
 //! - **Tags** (`manifests.rs`) are served from the cache for `tag_ttl` after they were last
 //!   checked, then revalidated with a HEAD (which Docker Hub does not count as a pull) and

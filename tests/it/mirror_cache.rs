@@ -213,3 +213,81 @@ async fn named_by(base: &str, repo: &str) -> Vec<String> {
     }
     out
 }
+
+/// A cache fill is not a push by whoever pulled: a webhook endpoint without filters (a
+/// registry:2 consumer, to which registry:2's proxy announces nothing of its fills) gets
+/// no event for it; one that asks for `fetch` gets each fill, named as one, with the
+/// puller's request.
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_fills_are_fetch_events_not_pushes() {
+    if !have_program("docker-registry", "docker-registry") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = UpstreamRegistry::start(dir.path(), None, Login::Anonymous).await;
+    let (digest, layer) = push_image(&upstream.url, "team/app", "1", b"a layer").await;
+    let receiver = crate::receiver::Receiver::http().await;
+    let hook = |name: &str, extra: &str| {
+        format!(
+            "[[notifications.endpoint]]\nname = {name:?}\nurl = {:?}\nbackoff = \"100ms\"\n{extra}\
+             [[notifications.endpoint.header]]\nname = \"x-hook\"\nvalue = {name:?}\n",
+            receiver.url()
+        )
+    };
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[notifications]\npoll = \"200ms\"\n{}{}\
+         [[server]]\ndefault = true\n\
+         [[server.route]]\npath = \"/v2/hub/\"\nmirror = {:?}\nns = \"up.example\"\n\
+         [[server.route]]\npath = \"/\"\nregistry = {{}}\n",
+        hook("all", ""),
+        hook("fetches", "actions = [\"fetch\"]\n"),
+        upstream.url
+    );
+    let (wharf, _) = crate::support::TestServer::start_config(&toml).await;
+    for path in [
+        "/v2/hub/team/app/manifests/1".to_owned(),
+        format!("/v2/hub/team/app/blobs/{layer}"),
+    ] {
+        let r = wharf
+            .http
+            .get(wharf.url(&path))
+            .header("Accept", ACCEPT)
+            .header("User-Agent", "containerd/1.7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        r.bytes().await.unwrap();
+    }
+    // A push to the local registry afterwards: the unfiltered endpoint's sign of life.
+    wharf.push_blob("team/local", b"local bytes").await;
+    let got = receiver.wait_for(3, Duration::from_secs(20)).await;
+    let by = |hook: &str| -> Vec<serde_json::Value> {
+        got.iter()
+            .filter(|d| d.headers["x-hook"] == hook)
+            .map(|d| d.event())
+            .collect()
+    };
+    let all = by("all");
+    assert!(
+        all.iter()
+            .all(|e| e["target"]["repository"] == "team/local"),
+        "a fill reached an unfiltered endpoint: {all:#?}"
+    );
+    let fetches = by("fetches");
+    assert_eq!(fetches.len(), 2, "{fetches:#?}");
+    assert!(
+        fetches.iter().all(|e| e["action"] == "fetch"),
+        "{fetches:#?}"
+    );
+    let manifest = fetches
+        .iter()
+        .find(|e| e["target"]["digest"] == digest.as_str());
+    let manifest = manifest.expect("the manifest's fill");
+    assert_eq!(manifest["target"]["repository"], "up.example/team/app");
+    assert_eq!(manifest["target"]["tag"], "1");
+    assert_eq!(manifest["request"]["useragent"], "containerd/1.7");
+    assert!(fetches
+        .iter()
+        .any(|e| e["target"]["digest"] == layer.as_str()));
+}

@@ -103,7 +103,7 @@ impl Catalog {
         match (action, target.kind) {
             (Action::Pull, _) | (Action::Delete, TargetKind::Blob) => {}
             (Action::Delete, TargetKind::Repository) => self.set_present(repo, false),
-            (Action::Push | Action::Mount, _) => self.set_present(repo, true),
+            (Action::Push | Action::Mount | Action::Fetch, _) => self.set_present(repo, true),
             (Action::Delete, TargetKind::Manifest | TargetKind::Tag) => {
                 let mut state = self.lock();
                 state.generation += 1;

@@ -23,16 +23,22 @@ pub enum Action {
     Mount,
     /// A manifest, a tag, a blob link or a whole repository was removed.
     Delete,
+    /// The pull-through cache stored what it fetched from its upstream (a manifest, with
+    /// its tag when fetched by tag, or a blob) for the pull of the event's actor. Not a
+    /// push: nobody pushed, and registry:2's proxy announces its fills not at all, so
+    /// endpoints get them only when they ask for `fetch` by name.
+    Fetch,
 }
 
 impl Action {
-    /// The name registry:2 uses (`push`, `pull`, `mount`, `delete`).
+    /// The name registry:2 uses (`push`, `pull`, `mount`, `delete`), and wharf's `fetch`.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Push => "push",
             Action::Pull => "pull",
             Action::Mount => "mount",
             Action::Delete => "delete",
+            Action::Fetch => "fetch",
         }
     }
 }

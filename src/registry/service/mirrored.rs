@@ -1,8 +1,9 @@
 //! Storing what the pull-through cache (`crate::mirror`) fetched from an upstream registry:
 //! a manifest exactly as the upstream sent it, linked and (by tag) tagged in the cache's
 //! repository. Unlike a push, the blobs it names need not be here yet: the cache fetches
-//! each when a client first asks for it. Blobs go through [`Service::put_blob`], verified
-//! like any monolithic upload.
+//! each when a client first asks for it. Blobs go through [`Service::put_fetched_blob`],
+//! verified like any monolithic upload. Each is announced as [`Action::Fetch`], not as a
+//! push by the client whose pull caused it.
 
 use bytes::Bytes;
 
@@ -60,11 +61,25 @@ impl Service {
         t.media_type = Some(manifest.media_type);
         t.size = Some(bytes.len() as u64);
         t.tag = tag.cloned();
-        self.emit(caller, Action::Push, t).await
+        self.emit(caller, Action::Fetch, t).await
     }
 }
 
 impl Service {
+    /// [`Service::put_blob`] for bytes the cache fetched: announced as a fetch.
+    pub async fn put_fetched_blob(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        digest: &Digest,
+        body: crate::registry::storage::ByteStream,
+    ) -> ApiResult<super::Finished> {
+        let owner = caller.owner(repo);
+        let outcome = self.storage.put_blob(&owner, digest, body).await?;
+        self.finished_as(caller, repo, digest, outcome, Action::Fetch)
+            .await
+    }
+
     /// Whether the blob's bytes are stored at all (for any repository).
     pub async fn blob_stored(&self, digest: &Digest) -> ApiResult<bool> {
         Ok(self.storage.blob_size(digest).await?.is_some())
@@ -86,7 +101,7 @@ impl Service {
         let mut t = target(TargetKind::Blob, repo);
         t.digest = Some(digest.clone());
         t.size = Some(size);
-        self.emit(caller, Action::Push, t).await?;
+        self.emit(caller, Action::Fetch, t).await?;
         Ok(true)
     }
 }

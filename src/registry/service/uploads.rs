@@ -130,6 +130,19 @@ impl Service {
         digest: &Digest,
         outcome: Finish,
     ) -> ApiResult<Finished> {
+        self.finished_as(caller, repo, digest, outcome, Action::Push)
+            .await
+    }
+
+    /// [`Service::finished`], announced as `action` (a push, or the mirror's fetch).
+    pub(super) async fn finished_as(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        digest: &Digest,
+        outcome: Finish,
+        action: Action,
+    ) -> ApiResult<Finished> {
         let size = match outcome {
             Finish::Done { size } => {
                 // Just written: the write time protects it (`touch.rs`).
@@ -156,7 +169,7 @@ impl Service {
         let mut t = target(TargetKind::Blob, repo);
         t.digest = Some(digest.clone());
         t.size = size;
-        self.emit(caller, Action::Push, t).await?;
+        self.emit(caller, action, t).await?;
         Ok(Finished::Stored)
     }
 }
