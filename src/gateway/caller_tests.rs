@@ -67,7 +67,8 @@ async fn the_service_learns_user_groups_address_host_and_agent() {
     };
     let engine = Arc::new(Registry::new(storage, options).with_events(sink.clone()));
     let registries = HashMap::from([(root.clone(), engine)]);
-    let gateway = Gateway::new(&config, &registries, Arc::new(metrics::Metrics::new())).unwrap();
+    let gateway =
+        Gateway::new(&config, &registries, Arc::new(metrics::Metrics::new()), &[]).unwrap();
 
     let digest = crate::registry::reference::Digest::of(
         crate::registry::reference::Algorithm::Sha256,

@@ -107,11 +107,14 @@ enum Target {
 }
 
 impl Gateway {
-    /// Builds the routing tables; `registries` holds one engine per storage root.
+    /// Builds the routing tables; `registries` holds one engine per storage root, `kept`
+    /// the mirrors of the gateway a reload replaces (those unchanged live on, with their
+    /// state; see `mirror/reload.rs`).
     pub fn new(
         config: &Config,
         registries: &HashMap<PathBuf, Arc<Registry>>,
         metrics: Arc<metrics::Metrics>,
+        kept: &[Arc<crate::mirror::Mirror>],
     ) -> Result<Self, GatewayError> {
         let limits = ratelimit::RateLimits::new(config, metrics.clone());
         let mut routes = Vec::new();
@@ -134,13 +137,20 @@ impl Gateway {
                         *timeout,
                     )?),
                     RouteTarget::Mirror(m) => match registries.get(&m.root) {
-                        Some(reg) => Target::Mirror(Arc::new(
-                            crate::mirror::Mirror::new(m, reg.clone(), metrics.mirror.clone())
-                                .map_err(|source| GatewayError::Mirror {
+                        Some(reg) => Target::Mirror(
+                            crate::mirror::Mirror::reuse_or_new(
+                                m,
+                                reg.clone(),
+                                metrics.mirror.clone(),
+                                kept,
+                            )
+                            .map_err(|source| {
+                                GatewayError::Mirror {
                                     prefix: r.prefix.clone(),
                                     source,
-                                })?,
-                        )),
+                                }
+                            })?,
+                        ),
                         None => continue, // bind opens one per root; cannot happen
                     },
                     RouteTarget::Redirect { to, status } => Target::Redirect {
@@ -187,6 +197,17 @@ impl Gateway {
             ui,
             recorder: Arc::new(access_log::Recorder::new(&config.log, metrics)?),
         })
+    }
+
+    /// The mirror routes' mirrors, for the next reload to keep.
+    pub fn mirrors(&self) -> Vec<Arc<crate::mirror::Mirror>> {
+        let targets = self.routes.iter().flatten().map(|r| &r.target);
+        targets
+            .filter_map(|t| match t {
+                Target::Mirror(m) => Some(m.clone()),
+                Target::Registry(_) | Target::Upstream(_) | Target::Redirect { .. } => None,
+            })
+            .collect()
     }
 
     pub async fn handle<B>(&self, req: Request<B>, conn: &ConnInfo) -> Response<Body>

@@ -101,7 +101,8 @@ async fn a_ui_delete_is_announced_with_the_ui_user_as_actor() {
     };
     let engine = Arc::new(Registry::new(storage.clone(), options).with_events(sink.clone()));
     let registries = HashMap::from([(root.clone(), engine)]);
-    let gateway = Gateway::new(&config, &registries, Arc::new(metrics::Metrics::new())).unwrap();
+    let gateway =
+        Gateway::new(&config, &registries, Arc::new(metrics::Metrics::new()), &[]).unwrap();
 
     let anonymous = "0".repeat(64);
     let (_, _, page) = send(&gateway, "GET", "/ui/login", &anonymous, "").await;
@@ -143,7 +144,8 @@ async fn the_cookie_is_secure_over_tls_and_pages_carry_a_strict_csp() {
         immutable: Vec::new(),
     };
     let registries = HashMap::from([(root.clone(), Arc::new(Registry::new(storage, options)))]);
-    let gateway = Gateway::new(&config, &registries, Arc::new(metrics::Metrics::new())).unwrap();
+    let gateway =
+        Gateway::new(&config, &registries, Arc::new(metrics::Metrics::new()), &[]).unwrap();
     for tls in [false, true] {
         let conn = ConnInfo {
             tls: tls.then_some(crate::tls::acceptor::TlsInfo {

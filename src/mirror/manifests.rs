@@ -281,7 +281,7 @@ mod tests {
         };
         let registry = Arc::new(Registry::new(storage, options));
         let metrics = Arc::new(MirrorMetrics::default());
-        let mirror = Mirror::new(&config, registry, metrics).unwrap();
+        let mirror = Mirror::reuse_or_new(&config, registry, metrics, &[]).unwrap();
         let names = Names {
             remote: RepoName::parse("library/alpine").unwrap(),
             local: RepoName::parse("docker.io/library/alpine").unwrap(),

@@ -40,6 +40,8 @@
 //!   storage, at most once a minute per node and image: it survives restarts and counts
 //!   every node's pulls). `cache_max_age` and `cache_max_size` decide which images stay GC
 //!   roots; the others are deleted through the service, and GC frees what only they named.
+//! - **Reload** (`reload.rs`): SIGHUP keeps a mirror route whose config and files did not
+//!   change, with its tokens, transfers in flight, tag revalidation times and pull recorder.
 //! - **Metrics** (`metrics.rs`): hits, misses, upstream bytes, upstream errors, stale serves.
 
 mod blobs;
@@ -50,6 +52,7 @@ mod manifests;
 mod metrics;
 mod names;
 pub mod pulls;
+mod reload;
 mod token;
 mod upstream;
 
@@ -86,14 +89,17 @@ pub struct Mirror {
     /// Records when each cached image was last pulled (the cache policy's ranking).
     pulls: pulls::Pulls,
     metrics: Arc<MirrorMetrics>,
+    /// What it was built from; a reload keeps the mirror while they are the same.
+    sources: reload::Sources,
 }
 
 impl Mirror {
-    /// Reads the route's CA and password files: call it at start-up or reload.
-    pub fn new(
+    /// Reads the route's CA and password files (`sources` holds what they said).
+    fn with_sources(
         config: &MirrorConfig,
         registry: Arc<Registry>,
         metrics: Arc<MirrorMetrics>,
+        sources: reload::Sources,
     ) -> io::Result<Self> {
         Ok(Self {
             upstream: UpstreamRegistry::new(config)?,
@@ -103,6 +109,7 @@ impl Mirror {
             checked: Mutex::new(HashMap::new()),
             pulls: pulls::Pulls::default(),
             metrics,
+            sources,
         })
     }
 

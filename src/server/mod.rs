@@ -141,7 +141,8 @@ impl Reloader {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let registries = open_registries(&config, known, &self.state.outboxes).await?;
-        let shared = build_shared(&config, &registries, self.state.metrics.clone()).await?;
+        let kept = self.state.snapshot().gateway.mirrors();
+        let shared = build_shared(&config, &registries, self.state.metrics.clone(), &kept).await?;
         *self
             .state
             .registries
@@ -172,7 +173,7 @@ impl Server {
         for registry in registries.values() {
             maintenance::purge_uploads_at_start(registry, config.storage.upload_max_age).await;
         }
-        let shared = build_shared(&config, &registries, metrics.clone()).await?;
+        let shared = build_shared(&config, &registries, metrics.clone(), &[]).await?;
         let admin = match config.admin_address {
             Some(address) => Some(
                 TcpListener::bind(address)
@@ -284,8 +285,14 @@ async fn build_shared(
     config: &Config,
     registries: &HashMap<PathBuf, Arc<Registry>>,
     metrics: Arc<Metrics>,
+    kept_mirrors: &[Arc<crate::mirror::Mirror>],
 ) -> Result<Shared, ServerError> {
-    let gateway = Arc::new(Gateway::new(config, registries, metrics.clone())?);
+    let gateway = Arc::new(Gateway::new(
+        config,
+        registries,
+        metrics.clone(),
+        kept_mirrors,
+    )?);
     let tls = match config.servers.iter().any(|s| s.tls.is_some()) {
         true => {
             let (servers, ca_dir) = (config.servers.clone(), config.ca_dir.clone());

@@ -4,8 +4,7 @@
 
 use std::collections::HashSet;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 
@@ -88,9 +87,9 @@ async fn a_manifest_head_on_a_miss_is_an_upstream_head_not_a_get() {
 
 /// podman pulls two images through the mirror and pushes one of them to a local
 /// repository on the same root; the cache's size cap then evicts both cached images
-/// (`wharf gc --dry-run` says so), the collection frees the blobs only the evicted images
-/// named, the local image (sharing every layer with an evicted one) still pulls, and a
-/// pull through the mirror fetches from the upstream again.
+/// (`wharf gc --dry-run` says so, then `wharf gc` does it), the collection frees the blobs
+/// only the evicted images named and keeps those the local image shares, the local image
+/// still pulls, and a pull through the mirror fetches from the upstream again.
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_pull_eviction_gc_then_the_local_image_pulls_and_the_mirror_fetches_again() {
     if !(have_program("docker-registry", "docker-registry") && have_program("podman", "podman")) {
@@ -113,7 +112,8 @@ async fn podman_pull_eviction_gc_then_the_local_image_pulls_and_the_mirror_fetch
         run(podman(work.path()).args(["push", plain, &format!("localhost/src/{name}:1"), &to]));
     }
     let toml = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[[server]]\ndefault = true\n\
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[gc]\ngrace = \"1ms\"\n\
+         [[server]]\ndefault = true\n\
          [[server.route]]\npath = \"/v2/hub/\"\nmirror = {:?}\nns = \"up.example\"\ncache_max_size = \"1\"\n\
          [[server.route]]\npath = \"/\"\nregistry = {{}}\n",
         root.path().display().to_string(),
@@ -148,31 +148,46 @@ async fn podman_pull_eviction_gc_then_the_local_image_pulls_and_the_mirror_fetch
     }
     assert!(!said.contains("team/local"), "{said}");
 
-    // Eviction and collection as the next run does them, a day and a half later.
-    let storage = Arc::new(wharf::registry::storage::fs::FsStorage::open(root.path()).unwrap());
-    let (config, _) = wharf::config::Config::load(Some(&conf.path().join("wharf.toml"))).unwrap();
-    let service = wharf::registry::service::Service::new(storage.clone(), 1 << 22, 1 << 20);
-    let later = SystemTime::now() + Duration::from_secs(36 * 3600);
-    let policies = wharf::gc::mirror_roots::policies(&config, root.path());
-    let evicted = wharf::gc::mirror_roots::evict(&service, &policies, later, false)
-        .await
-        .unwrap();
-    assert_eq!(evicted.len(), 2, "{evicted:#?}");
-    let swept = wharf::gc::collect_at(&*storage, &config.gc, later, false)
-        .await
-        .unwrap();
+    // The collection itself: the evictions, then the mark and sweep (grace 1ms).
+    let out = run(Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["gc", "--config"])
+        .arg(conf.path().join("wharf.toml"))
+        .env_remove("RUST_LOG"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    for name in ["app", "other"] {
+        let line = format!("evicted cached image up.example/team/{name}@");
+        assert!(said.contains(&line), "{said}");
+    }
     // Freed: `other`'s manifest, config and layer, and at most `app`'s manifest (podman
     // may have pushed the same bytes to the local repository); never a blob of `local`.
-    let freed: HashSet<String> = swept.blobs.iter().map(|b| b.digest.to_string()).collect();
+    let freed: HashSet<String> = said
+        .lines()
+        .filter_map(|l| l.strip_prefix("deleted blob "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect();
     let other: HashSet<String> = named_by(&upstream.url, "team/other")
         .await
         .into_iter()
         .collect();
     let app = named_by(&upstream.url, "team/app").await;
-    assert!(freed.is_superset(&other), "{freed:?} {other:?}");
+    assert!(freed.is_superset(&other), "{said}\n{other:?}");
     let rest: HashSet<_> = freed.difference(&other).cloned().collect();
-    assert!(rest.iter().all(|d| *d == app[0]), "{rest:?} {app:?}");
-    drop((service, storage));
+    assert!(rest.iter().all(|d| *d == app[0]), "{said}\n{app:?}");
+    let blob_file = |d: &str| {
+        let hex = &d["sha256:".len()..];
+        root.path()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    };
+    for shared in &app[1..] {
+        assert!(
+            blob_file(shared).exists(),
+            "{shared} of team/local was deleted"
+        );
+    }
 
     let wharf = WharfProcess::spawn_async(conf.path(), &toml).await;
     run(podman(work.path()).args(["rmi", "-a", "-f"]));

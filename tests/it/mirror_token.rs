@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,6 +21,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::clients::{import_image, run};
+use crate::mirror::ACCEPT;
 use crate::support::{have_program, podman, WharfProcess};
 use crate::upstream_registry::{Login, UpstreamRegistry};
 
@@ -172,6 +174,34 @@ async fn serve(issuer: Arc<Issuer>) -> SocketAddr {
     addr
 }
 
+/// Distribution with `auth: token` from a new issuer, holding `team/app:1` (pushed by podman
+/// from `work`): the issuer (its requests forgotten), the registry, the image's id.
+async fn token_upstream(dir: &Path, work: &Path) -> (Arc<Issuer>, UpstreamRegistry, String) {
+    let issuer = Arc::new(Issuer::new());
+    let cert = dir.join("issuer.crt");
+    std::fs::write(&cert, issuer.cert_pem()).unwrap();
+    let realm = format!("http://{}/token", serve(issuer.clone()).await);
+    let login = Login::Token {
+        realm,
+        issuer: ISSUER,
+        service: SERVICE,
+        cert,
+    };
+    let upstream = UpstreamRegistry::start(dir, None, login).await;
+    let image_id = import_image(work, "localhost/src/app:1", "behind a token");
+    run(podman(work).args([
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        "puller:s3cret",
+        "localhost/src/app:1",
+        &format!("{}/team/app:1", upstream.addr),
+    ]));
+    run(podman(work).args(["rmi", "-a", "-f"]));
+    issuer.asked.lock().unwrap().clear();
+    (issuer, upstream, image_id)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_pulls_through_a_token_authenticated_upstream() {
     if !have_program("docker-registry", "docker-registry") || !have_program("podman", "podman") {
@@ -183,28 +213,7 @@ async fn podman_pulls_through_a_token_authenticated_upstream() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let issuer = Arc::new(Issuer::new());
-    let cert = up_dir.path().join("issuer.crt");
-    std::fs::write(&cert, issuer.cert_pem()).unwrap();
-    let realm = format!("http://{}/token", serve(issuer.clone()).await);
-    let login = Login::Token {
-        realm,
-        issuer: ISSUER,
-        service: SERVICE,
-        cert,
-    };
-    let upstream = UpstreamRegistry::start(up_dir.path(), None, login).await;
-    let image_id = import_image(work.path(), "localhost/src/app:1", "behind a token");
-    run(podman(work.path()).args([
-        "push",
-        "--tls-verify=false",
-        "--creds",
-        "puller:s3cret",
-        "localhost/src/app:1",
-        &format!("{}/team/app:1", upstream.addr),
-    ]));
-    run(podman(work.path()).args(["rmi", "-a", "-f"]));
-    issuer.asked.lock().unwrap().clear();
+    let (issuer, upstream, image_id) = token_upstream(up_dir.path(), work.path()).await;
     // The first token wharf gets grants nothing: Distribution refuses it with a 401, and
     // wharf must ask again.
     *issuer.useless.lock().unwrap() = 1;
@@ -236,5 +245,109 @@ async fn podman_pulls_through_a_token_authenticated_upstream() {
         ],
         "{}",
         upstream.log_text()
+    );
+}
+
+/// SIGHUP keeps an unchanged mirror route with its state: after a reload that changed
+/// something else, a tag fetched within `tag_ttl` is served without asking the upstream,
+/// and a blob is fetched with the token already held (the issuer is not asked again). A
+/// reload that changed the route's password file starts the route afresh: a new token,
+/// and the tag checked again.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_keeps_an_unchanged_mirror_routes_token_and_tag_checks() {
+    if !have_program("docker-registry", "docker-registry") || !have_program("podman", "podman") {
+        return;
+    }
+    let (up_dir, conf, work) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (issuer, upstream, _) = token_upstream(up_dir.path(), work.path()).await;
+    let password = conf.path().join("upstream-password");
+    std::fs::write(&password, "s3cret").unwrap();
+    let toml = |grace: &str| {
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n\
+             [shutdown]\ngrace = {grace:?}\n[[server]]\ndefault = true\n\
+             [[server.route]]\npath = \"/\"\nmirror = {:?}\nusername = \"puller\"\n\
+             password_file = {:?}\ntag_ttl = \"1h\"\n",
+            conf.path().join("data").display().to_string(),
+            upstream.url,
+            password.display().to_string()
+        )
+    };
+    let log = conf.path().join("wharf.log");
+    let wharf = WharfProcess::spawn_logging(
+        conf.path(),
+        &toml("10s"),
+        std::fs::File::create(&log).unwrap(),
+    );
+    // A connection keeps the configuration it was accepted under: a new one per request.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let get = |path: String| {
+        let url = format!("http://{}/v2/team/app/{path}", wharf.addr);
+        let http = http.clone();
+        async move {
+            let r = http.get(url).header("Accept", ACCEPT).send().await.unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::OK, "{path}");
+            r.bytes().await.unwrap()
+        }
+    };
+    let manifest = get("manifests/1".into()).await;
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let config = m["config"]["digest"].as_str().unwrap().to_owned();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let asked = || issuer.asked.lock().unwrap().len();
+    let heads = || upstream.requests("HEAD /v2/team/app/manifests/1");
+    assert_eq!(asked(), 1, "one token for the manifest");
+
+    // Something else changes: the route is kept, with its token and its tag's check.
+    std::fs::write(conf.path().join("wharf.toml"), toml("5s")).unwrap();
+    reload(&wharf, &log, 1);
+    get("manifests/1".into()).await;
+    assert_eq!(
+        heads(),
+        0,
+        "the tag was checked again:\n{}",
+        upstream.log_text()
+    );
+    get(format!("blobs/{config}")).await;
+    assert_eq!(asked(), 1, "a new token was asked for after the reload");
+
+    // The route's password file changes (same password, other bytes): a new route.
+    std::fs::write(&password, "s3cret\n").unwrap();
+    reload(&wharf, &log, 2);
+    get(format!("blobs/{layer}")).await;
+    assert_eq!(
+        asked(),
+        2,
+        "the changed route used the old token:\n{}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        upstream.log_text()
+    );
+    get("manifests/1".into()).await;
+    assert_eq!(heads(), 1, "{}", upstream.log_text());
+}
+
+/// Sends SIGHUP and waits until the log says the `n`th reload is done.
+fn reload(wharf: &WharfProcess, log: &Path, n: usize) {
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &wharf.child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent, "kill -HUP failed");
+    let done = (0..400).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.matches("configuration reloaded").count() >= n
+    });
+    assert!(
+        done,
+        "reload {n} not in the log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
     );
 }
