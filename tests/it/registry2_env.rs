@@ -273,6 +273,88 @@ fn registry_log_level_sets_what_wharf_logs() {
     );
 }
 
+/// The variables README's table (in "Switching from registry:2") names in its first column:
+/// `_KEY` after `REGISTRY_HTTP_TLS_CERTIFICATE` is `REGISTRY_HTTP_TLS_KEY`, and in the row of
+/// those accepted with nothing needed, `_HTTP_SECRET` is `REGISTRY_HTTP_SECRET`. Patterns
+/// (`_REDIS_*`) and the "refused" row are left out.
+fn readme_variables() -> Vec<(String, String)> {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(readme).unwrap();
+    let table = readme
+        .split("| registry:2 variable | wharf |")
+        .nth(1)
+        .unwrap();
+    let mut vars = Vec::new();
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cell = row.split(" | ").next().unwrap();
+        if cell.contains("refused") {
+            continue;
+        }
+        let mut last = String::new();
+        for token in cell.split('`').skip(1).step_by(2) {
+            let (name, value) = token.split_once('=').unwrap_or((token, "x"));
+            let name = match name.strip_prefix('_') {
+                _ if name.starts_with("REGISTRY_") => name.to_owned(),
+                Some(_) if cell.contains("accepted") => format!("REGISTRY{name}"),
+                Some(_) if !last.is_empty() => {
+                    format!("{}{name}", &last[..last.rfind('_').unwrap()])
+                }
+                _ => continue,
+            };
+            let plain = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit() || b"_-".contains(&b);
+            if name.bytes().all(plain) {
+                last.clone_from(&name);
+                vars.push((name, value.to_owned()));
+            }
+        }
+    }
+    vars
+}
+
+/// Every variable README's table says wharf takes, wharf knows (a value it dislikes is
+/// another error), and the table has each one issue 14 asks for.
+#[test]
+fn every_variable_in_the_readme_table_is_one_wharf_knows() {
+    let vars = readme_variables();
+    let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    for wanted in [
+        "REGISTRY_HTTP_ADDR",
+        "REGISTRY_HTTP_TLS_CERTIFICATE",
+        "REGISTRY_HTTP_TLS_KEY",
+        "REGISTRY_AUTH",
+        "REGISTRY_AUTH_HTPASSWD_REALM",
+        "REGISTRY_AUTH_HTPASSWD_PATH",
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+        "REGISTRY_STORAGE_S3_BUCKET",
+        "REGISTRY_STORAGE_S3_REGION",
+        "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+        "REGISTRY_STORAGE_S3_ACCESSKEY",
+        "REGISTRY_STORAGE_S3_SECRETKEY",
+        "REGISTRY_STORAGE_S3_ROOTDIRECTORY",
+        "REGISTRY_STORAGE_S3_FORCEPATHSTYLE",
+        "REGISTRY_STORAGE_DELETE_ENABLED",
+        "REGISTRY_LOG_LEVEL",
+    ] {
+        assert!(
+            names.contains(&wanted),
+            "README's table lacks {wanted}: {names:?}"
+        );
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/container.toml");
+    for (name, value) in &vars {
+        let args = ["check-config", conf.to_str().unwrap()];
+        let out = wharf_run(cwd.path(), &args, &[(name.as_str(), value.clone())])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !said.contains("is not a registry:2 setting wharf knows"),
+            "{said}"
+        );
+    }
+}
+
 /// What can be checked of the image without pulling a base image (none can be pulled where
 /// these tests run): fully qualified bases, registry:2's port and volume, a build context
 /// that holds what the COPYs name and none of what .dockerignore keeps out.
