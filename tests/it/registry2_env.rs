@@ -32,10 +32,15 @@ pub(crate) fn wharf_run(cwd: &Path, args: &[&str], vars: &[(&str, String)]) -> C
 }
 
 pub(crate) fn spawn(cmd: &mut Command) -> WharfProcess {
+    spawn_logging(cmd, Stdio::null())
+}
+
+/// [`spawn`], with wharf's log (stderr) going to `log`.
+fn spawn_logging(cmd: &mut Command, log: impl Into<Stdio>) -> WharfProcess {
     use std::io::{BufRead, BufReader};
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("start wharf");
     let mut line = String::new();
@@ -220,6 +225,136 @@ fn check_config_reports_what_each_registry_variable_became() {
     assert!(!said.contains("shh-do-not-print"), "{said}");
 }
 
+/// `REGISTRY_LOG_LEVEL`, in registry:2's words, sets what wharf logs: `error` leaves out
+/// the start-up lines logged at info by default, `debug` adds wharf's debug events (a
+/// connection that ended in a protocol error). Access lines are no log events: they stay.
+#[test]
+fn registry_log_level_sets_what_wharf_logs() {
+    use std::io::{Read, Write};
+    let cwd = tempfile::tempdir().unwrap();
+    let root = cwd.path().join("data").to_str().unwrap().to_owned();
+    let logged = |level: Option<&str>| {
+        let mut vars = vec![
+            ("REGISTRY_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+            ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", root.clone()),
+        ];
+        vars.extend(level.map(|l| ("REGISTRY_LOG_LEVEL", l.to_owned())));
+        let path = cwd
+            .path()
+            .join(format!("{}.log", level.unwrap_or("default")));
+        let log = std::fs::File::create(&path).unwrap();
+        let mut wharf = spawn_logging(&mut wharf_with_env(cwd.path(), &vars), log);
+        let mut http = std::net::TcpStream::connect(wharf.addr).unwrap();
+        http.write_all(b"GET /v2/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        http.read_to_end(&mut Vec::new()).unwrap();
+        let mut garbage = std::net::TcpStream::connect(wharf.addr).unwrap();
+        garbage.write_all(b"NOT HTTP AT ALL\r\n\r\n").unwrap();
+        let _ = garbage.read_to_end(&mut Vec::new());
+        wharf.terminate();
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let access = "\"GET /v2/ HTTP/1.1\" 200";
+    let default = logged(None);
+    assert!(
+        default.contains(" INFO wharf") && !default.contains(" DEBUG "),
+        "{default}"
+    );
+    let error = logged(Some("error"));
+    assert!(
+        !error.contains(" INFO ") && !error.contains(" DEBUG "),
+        "{error}"
+    );
+    assert!(error.contains(access), "{error}");
+    let debug = logged(Some("debug"));
+    assert!(
+        debug.contains(" DEBUG ") && debug.contains("connection ended with an error"),
+        "{debug}"
+    );
+}
+
+/// The variables README's table (in "Switching from registry:2") names in its first column:
+/// `_KEY` after `REGISTRY_HTTP_TLS_CERTIFICATE` is `REGISTRY_HTTP_TLS_KEY`, and in the row of
+/// those accepted with nothing needed, `_HTTP_SECRET` is `REGISTRY_HTTP_SECRET`. Patterns
+/// (`_REDIS_*`) and the "refused" row are left out.
+fn readme_variables() -> Vec<(String, String)> {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(readme).unwrap();
+    let table = readme
+        .split("| registry:2 variable | wharf |")
+        .nth(1)
+        .unwrap();
+    let mut vars = Vec::new();
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cell = row.split(" | ").next().unwrap();
+        if cell.contains("refused") {
+            continue;
+        }
+        let mut last = String::new();
+        for token in cell.split('`').skip(1).step_by(2) {
+            let (name, value) = token.split_once('=').unwrap_or((token, "x"));
+            let name = match name.strip_prefix('_') {
+                _ if name.starts_with("REGISTRY_") => name.to_owned(),
+                Some(_) if cell.contains("accepted") => format!("REGISTRY{name}"),
+                Some(_) if !last.is_empty() => {
+                    format!("{}{name}", &last[..last.rfind('_').unwrap()])
+                }
+                _ => continue,
+            };
+            let plain = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit() || b"_-".contains(&b);
+            if name.bytes().all(plain) {
+                last.clone_from(&name);
+                vars.push((name, value.to_owned()));
+            }
+        }
+    }
+    vars
+}
+
+/// Every variable README's table says wharf takes, wharf knows (a value it dislikes is
+/// another error), and the table has each one issue 14 asks for.
+#[test]
+fn every_variable_in_the_readme_table_is_one_wharf_knows() {
+    let vars = readme_variables();
+    let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    for wanted in [
+        "REGISTRY_HTTP_ADDR",
+        "REGISTRY_HTTP_TLS_CERTIFICATE",
+        "REGISTRY_HTTP_TLS_KEY",
+        "REGISTRY_AUTH",
+        "REGISTRY_AUTH_HTPASSWD_REALM",
+        "REGISTRY_AUTH_HTPASSWD_PATH",
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+        "REGISTRY_STORAGE_S3_BUCKET",
+        "REGISTRY_STORAGE_S3_REGION",
+        "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+        "REGISTRY_STORAGE_S3_ACCESSKEY",
+        "REGISTRY_STORAGE_S3_SECRETKEY",
+        "REGISTRY_STORAGE_S3_ROOTDIRECTORY",
+        "REGISTRY_STORAGE_S3_FORCEPATHSTYLE",
+        "REGISTRY_STORAGE_DELETE_ENABLED",
+        "REGISTRY_LOG_LEVEL",
+    ] {
+        assert!(
+            names.contains(&wanted),
+            "README's table lacks {wanted}: {names:?}"
+        );
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/container.toml");
+    for (name, value) in &vars {
+        let args = ["check-config", conf.to_str().unwrap()];
+        let out = wharf_run(cwd.path(), &args, &[(name.as_str(), value.clone())])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !said.contains("is not a registry:2 setting wharf knows"),
+            "{said}"
+        );
+    }
+}
+
 /// What can be checked of the image without pulling a base image (none can be pulled where
 /// these tests run): fully qualified bases, registry:2's port and volume, a build context
 /// that holds what the COPYs name and none of what .dockerignore keeps out.
@@ -239,7 +374,18 @@ fn the_container_image_is_laid_out_like_registry2s() {
             None => path.starts_with(p.trim_end_matches('/')),
         })
     };
-    assert!(ignored("target/debug/wharf") && ignored("conf/users.htpasswd"));
+    // Build outputs and local data of a working copy, gigabytes of it (fuzz/target after
+    // scripts/fuzz, the browser test's npm packages), stay out of the build context.
+    for local in [
+        "target/debug/wharf",
+        "conf/users.htpasswd",
+        "fuzz/target/x86_64-unknown-linux-gnu/release/route",
+        "fuzz/corpus/route/0a1b",
+        "tests/ui/node_modules/puppeteer/package.json",
+        "data/docker/registry/v2/blobs",
+    ] {
+        assert!(ignored(local), "{local}: sent to the build context");
+    }
     for line in dockerfile.lines().map(str::trim) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {

@@ -339,21 +339,70 @@ pub(crate) fn push_all(addr: SocketAddr, work: &Path) {
 }
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
-/// skopeo converts the single image to Docker schema2 on its way to `team/legacy:1`;
-/// returns the manifest's digest as the registry at `addr` has it.
-fn push_docker_schema2(addr: SocketAddr, work: &Path) -> String {
-    let dest = format!("docker://{addr}/team/legacy:1");
-    run(Command::new("skopeo")
-        .args(["copy", "--format", "v2s2", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:single", work.join("layout").display()))
-        .arg(&dest));
-    let out = run(Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(&dest));
-    let manifest: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(manifest["mediaType"], DOCKER_MANIFEST);
-    sha256(&out.stdout)
+/// The most common manifests in a registry:2 volume, as docker pushes them: skopeo converts
+/// the single image to Docker schema2 (`team/legacy:1`) and the index to a Docker manifest
+/// list (`team/legacy:multi`). Returns `(tag, digest, media type)` of each, as the registry
+/// at `addr` has them.
+fn push_docker_formats(addr: SocketAddr, work: &Path) -> Vec<(&'static str, String, &'static str)> {
+    let mut pushed = Vec::new();
+    for (source, tag, media_type) in [
+        ("single", "1", DOCKER_MANIFEST),
+        ("multi", "multi", DOCKER_LIST),
+    ] {
+        let dest = format!("docker://{addr}/team/legacy:{tag}");
+        run(Command::new("skopeo")
+            .args([
+                "copy",
+                "--all",
+                "--format",
+                "v2s2",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("oci:{}:{source}", work.join("layout").display()))
+            .arg(&dest));
+        let out = run(Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(&dest));
+        let manifest: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(manifest["mediaType"], media_type);
+        pushed.push((tag, sha256(&out.stdout), media_type));
+    }
+    pushed
+}
+
+/// wharf at `addr` serves what [`push_docker_formats`] put in registry:2's storage byte for
+/// byte, answers a HEAD with the type registry:2 would, and podman pulls both.
+async fn serves_docker_formats(addr: SocketAddr, work: &Path, pushed: &[(&str, String, &str)]) {
+    for (tag, digest, media_type) in pushed {
+        let out = run(Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{addr}/team/legacy:{tag}")));
+        assert_eq!(
+            &sha256(&out.stdout),
+            digest,
+            "team/legacy:{tag}, byte for byte"
+        );
+        let r = Client::new()
+            .head(format!("http://{addr}/v2/team/legacy/manifests/{tag}"))
+            .header("accept", ACCEPT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["content-type"],
+            *media_type,
+            "team/legacy:{tag}"
+        );
+        assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+        run(podman(work).args([
+            "pull",
+            "-q",
+            "--tls-verify=false",
+            &format!("{addr}/team/legacy:{tag}"),
+        ]));
+    }
 }
 
 /// Pulls everything from the registry at `addr` and checks every digest: the manifests
@@ -460,12 +509,11 @@ async fn registry2_then_wharf(backend: Backend) {
     let pushed = source_layout(work.path());
     let mut registry2 = Registry2::start(&place, conf.path()).await;
     push_all(registry2.addr, work.path());
-    // The most common manifest in a registry:2 volume: Docker schema2, as docker pushes.
-    let docker = push_docker_schema2(registry2.addr, work.path());
+    let docker = push_docker_formats(registry2.addr, work.path());
     let listed = listing(registry2.addr).await;
     let mut expected = expected_listing();
     expected["repositories"] = json!(["team/app", "team/app/debug", "team/legacy", "team/notes"]);
-    expected["team/legacy"] = json!(["1"]);
+    expected["team/legacy"] = json!(["1", "multi"]);
     assert_eq!(listed, expected);
     registry2.stop();
 
@@ -476,28 +524,7 @@ async fn registry2_then_wharf(backend: Backend) {
         "wharf lists what registry:2 did"
     );
     pull_and_compare(wharf.addr, work.path(), &pushed);
-    let out = run(Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{}/team/legacy:1", wharf.addr)));
-    assert_eq!(
-        sha256(&out.stdout),
-        docker,
-        "the schema2 manifest, byte for byte"
-    );
-    let r = Client::new()
-        .head(format!("http://{}/v2/team/legacy/manifests/1", wharf.addr))
-        .header("accept", ACCEPT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.headers()["content-type"], DOCKER_MANIFEST);
-    assert_eq!(r.headers()["docker-content-digest"], docker.as_str());
-    run(podman(work.path()).args([
-        "pull",
-        "-q",
-        "--tls-verify=false",
-        &format!("{}/team/legacy:1", wharf.addr),
-    ]));
+    serves_docker_formats(wharf.addr, work.path(), &docker).await;
     // A HEAD answers the type registry:2 would, though nothing but the bytes records it.
     let r = Client::new()
         .head(format!(
