@@ -79,8 +79,11 @@
 //! every deletion is an event and immutable tags are refused), and the mark then sees what
 //! they no longer reach.
 
+pub mod leased;
 pub mod mark;
+pub mod metrics;
 pub mod retention;
+pub mod schedule;
 pub mod sweep;
 
 use std::collections::HashMap;

@@ -1,0 +1,222 @@
+//! The server's collections. Each storage root gets one scheduler: every `[gc] interval`
+//! (counted from the end of the storage's latest run by any node, read from `gc/last`, so
+//! several nodes and restarts share one schedule) it takes the GC lease and runs the
+//! `[[retention]]` policies, then a collection. Without an interval it only prunes touch
+//! records (see [`prune_touches`]). A reload sends a new [`Plan`]: the next run uses it.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use super::leased::{self, Leased};
+use super::metrics::GcMetrics;
+use crate::config::{GcConfig, RetentionPolicy};
+use crate::events::lease::Lease;
+use crate::registry::service::gc_status::{LastRun, RunResult};
+use crate::registry::service::Service;
+use crate::registry::storage::Storage;
+
+/// What the scheduler of one root runs with: the engine (retention deletes through its
+/// service, so every deletion is an event and immutable tags hold) and the settings.
+#[derive(Clone)]
+pub struct Plan {
+    pub engine: Arc<dyn AsRef<Service> + Send + Sync>,
+    pub gc: GcConfig,
+    pub retention: Arc<[RetentionPolicy]>,
+}
+
+impl Plan {
+    fn service(&self) -> &Service {
+        (*self.engine).as_ref()
+    }
+}
+
+/// When the next run is due: `interval` after the latest run's end, or after `since` (the
+/// scheduler's start) when the storage has seen none.
+pub fn next_due(last: Option<&LastRun>, since: SystemTime, interval: Duration) -> SystemTime {
+    last.map_or(since, |l| l.ended) + interval
+}
+
+/// How long a node waits before looking again when another one holds the lease.
+fn busy_retry(interval: Duration) -> Duration {
+    interval.min(Duration::from_secs(30))
+}
+
+/// Runs the root's schedule until `plans` closes (the server stopping drops its sender).
+pub async fn run_forever(mut plans: watch::Receiver<Plan>, holder: String, metrics: GcMetrics) {
+    let storage = plans.borrow().service().storage().clone();
+    let mut lease = leased::lease(storage.clone(), holder);
+    let since = SystemTime::now();
+    let mut not_before = since;
+    loop {
+        let plan = plans.borrow_and_update().clone();
+        let status = plan.service().gc_status().clone();
+        let wait = match plan.gc.interval {
+            Some(interval) => {
+                let last = leased::read_last(&*storage).await.ok().flatten();
+                if let Some(last) = &last {
+                    status.seen(last.clone());
+                }
+                let due = next_due(last.as_ref(), since, interval).max(not_before);
+                status.scheduled(Some(interval), Some(due));
+                due.duration_since(SystemTime::now()).unwrap_or_default()
+            }
+            None => {
+                status.scheduled(None, None);
+                plan.gc.grace
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            changed = plans.changed() => match changed {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
+        }
+        let Some(interval) = plan.gc.interval else {
+            prune_touches(&*storage, plan.gc.grace).await;
+            continue;
+        };
+        // Another node may have run while this one slept.
+        let last = leased::read_last(&*storage).await.ok().flatten();
+        if next_due(last.as_ref(), since, interval) > SystemTime::now() {
+            continue;
+        }
+        if !run_once(&plan, &mut lease, &metrics).await {
+            not_before = SystemTime::now() + busy_retry(interval);
+        }
+    }
+}
+
+/// One scheduled run under the lease: retention, then a collection. Returns false when
+/// another node held the lease (nothing done).
+pub async fn run_once(plan: &Plan, lease: &mut Lease, metrics: &GcMetrics) -> bool {
+    let service = plan.service();
+    let storage = service.storage();
+    let status = service.gc_status();
+    let started = SystemTime::now();
+    let work = async {
+        let retained = super::retention::run(service, &plan.retention, false).await;
+        let tags_deleted = match &retained {
+            Ok(repos) => repos
+                .iter()
+                .flat_map(|r| &r.entries)
+                .filter(|e| e.outcome == super::retention::Outcome::Deleted)
+                .count(),
+            Err(error) => {
+                // The collection still runs: it needs nothing retention does.
+                tracing::warn!(%error, "retention failed; collecting anyway");
+                0
+            }
+        };
+        (
+            tags_deleted,
+            super::collect(&**storage, &plan.gc, false).await,
+        )
+    };
+    status.started(started);
+    let outcome = leased::with_lease(lease, work).await;
+    let mut run = LastRun {
+        started,
+        ended: SystemTime::now(),
+        result: RunResult::Failure,
+        error: None,
+        tags_deleted: 0,
+        objects_freed: 0,
+        bytes_freed: 0,
+        links_removed: 0,
+    };
+    match outcome {
+        Ok(Leased::Ran((tags, Ok(swept)))) => {
+            run.result = RunResult::Success;
+            run.tags_deleted = tags;
+            run.objects_freed = swept.blobs.len();
+            run.bytes_freed = swept.bytes;
+            run.links_removed = swept.manifests_unlinked.len() + swept.layers_unlinked.len();
+            tracing::info!(
+                tags_deleted = tags,
+                blobs = run.objects_freed,
+                bytes = run.bytes_freed,
+                links = run.links_removed,
+                spared = swept.spared,
+                "garbage collection done"
+            );
+        }
+        Ok(Leased::Ran((tags, Err(error)))) => {
+            tracing::error!(%error, "garbage collection failed");
+            run.tags_deleted = tags;
+            run.error = Some("storage failed during the run (see the server's log)".into());
+        }
+        Ok(Leased::Lost) => run.error = Some("the GC lease was lost mid-run".into()),
+        Ok(Leased::Busy(holder)) => {
+            tracing::info!(
+                ?holder,
+                "garbage collection skipped: another node holds the GC lease"
+            );
+            status.finished_elsewhere();
+            metrics.skipped();
+            return false;
+        }
+        Err(error) => {
+            tracing::error!(%error, "garbage collection could not take the GC lease");
+            run.error = Some("storage failed taking the GC lease (see the server's log)".into());
+        }
+    }
+    metrics.finished(&run);
+    leased::write_last(&**storage, &run).await;
+    status.finished(run);
+    true
+}
+
+/// Deletes touch records older than `grace`. They protect nothing any more for a
+/// collection with this grace (it counts only touches after its cut-off), and without
+/// a schedule nothing else would delete them: a node still writes them, because a
+/// `wharf gc` (or another node's schedule) may run at any time, so the choice is to
+/// prune rather than not write. Failures are logged; the next round tries again.
+pub async fn prune_touches(storage: &dyn Storage, grace: Duration) {
+    let cutoff = SystemTime::now()
+        .checked_sub(grace)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    match super::sweep::clear_touches(storage, cutoff).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, "pruned old GC touch records"),
+        Err(error) => tracing::warn!(%error, "pruning GC touch records failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_ended(at: SystemTime) -> LastRun {
+        LastRun {
+            started: at,
+            ended: at,
+            result: RunResult::Success,
+            error: None,
+            tags_deleted: 0,
+            objects_freed: 0,
+            bytes_freed: 0,
+            links_removed: 0,
+        }
+    }
+
+    #[test]
+    fn the_next_run_is_an_interval_after_the_latest_one_by_any_node() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            next_due(None, t, hour),
+            t + hour,
+            "none yet: from the start"
+        );
+        let earlier = run_ended(t - Duration::from_secs(600));
+        assert_eq!(
+            next_due(Some(&earlier), t, hour),
+            t + Duration::from_secs(3000)
+        );
+        let later = run_ended(t + hour);
+        assert_eq!(next_due(Some(&later), t, hour), t + 2 * hour);
+    }
+}
