@@ -11,7 +11,7 @@ use super::{Check, ConfigError};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GcConfig {
     /// How long after a scheduled run ends the next one starts (retention first, then mark
-    /// and sweep); `None` when `interval = "off"` or absent, leaving only `wharf gc`.
+    /// and sweep); a day by default; `None` when `interval = "off"`, leaving only `wharf gc`.
     pub interval: Option<Duration>,
     /// How old an unreferenced blob or manifest must be before it is deleted. It covers the
     /// time between a client uploading a layer and pushing the manifest that names it, so
@@ -83,10 +83,11 @@ impl GcConfig {
 }
 
 pub(super) fn gc(check: &Check, raw: &RawGc) -> Result<GcConfig, ConfigError> {
-    // Off unless asked for: deleting data is something an operator turns on (registry:2
-    // never collects by itself either), and `wharf gc` stays available.
+    // On by default: a registry that only grows is what this replaces. With the default
+    // grace and `untagged = "keep"` a run deletes only what registry:2's `garbage-collect`
+    // would (nothing any manifest names).
     let interval = match raw.interval.as_deref() {
-        None | Some("off") => None,
+        Some("off") => None,
         other => Some(check.duration("gc.interval", other, DAY)?),
     };
     // Counted from the end of a run, so runs never overlap; under a second is a typo.
@@ -257,9 +258,9 @@ mod tests {
     }
 
     #[test]
-    fn gc_defaults_are_off_with_a_day_of_grace_keeping_untagged() {
+    fn gc_defaults_are_daily_with_a_day_of_grace_keeping_untagged() {
         let c = Config::builtin();
-        assert_eq!(c.gc.interval, None);
+        assert_eq!(c.gc.interval, Some(DAY));
         assert_eq!(c.gc.grace, DAY);
         assert_eq!(c.gc.untagged, Untagged::Keep);
         assert!(c.retention.is_empty() && c.immutable.is_empty());
@@ -268,7 +269,7 @@ mod tests {
     #[test]
     fn gc_interval_off_leaves_only_the_command() {
         assert_eq!(ok("[gc]\ninterval = \"off\"").gc.interval, None);
-        assert_eq!(ok("[gc]\ngrace = \"2h\"").gc.interval, None);
+        assert_eq!(ok("[gc]\ngrace = \"2h\"").gc.interval, Some(DAY));
         assert_eq!(ok("[gc]\ninterval = \"12h\"").gc.interval, Some(DAY / 2));
     }
 

@@ -6,7 +6,9 @@
 //!
 //! Every run that held the lease writes what it did to the record `gc/last`, so every node
 //! (and a restarted one) schedules from the latest run of any node, and the status API
-//! shows it.
+//! shows it. Before the first run, the schedule counts from `gc/since`, written once by
+//! the first scheduler on the storage: servers restarted more often than the interval
+//! still collect.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +31,10 @@ fn lease_key() -> RecordKey {
 
 fn last_key() -> RecordKey {
     key("gc/last")
+}
+
+fn since_key() -> RecordKey {
+    key("gc/since")
 }
 
 fn key(name: &'static str) -> RecordKey {
@@ -83,6 +89,26 @@ pub async fn with_lease<T>(
     };
     lease.release().await;
     Ok(outcome)
+}
+
+/// When the storage's schedule began: `gc/since`, created with `now` by the first
+/// scheduler to ask (of racing nodes, one creates it and all read the same). When the
+/// storage fails, `now` (this process's start then counts, as if the storage were new).
+pub async fn schedule_epoch(storage: &dyn Storage, now: SystemTime) -> SystemTime {
+    let read = async {
+        let mine = Bytes::from(ms(now).to_string());
+        storage.create_record(&since_key(), mine).await?;
+        let stored = storage.read_record(&since_key()).await?;
+        StorageResult::Ok(stored.and_then(|(b, _)| std::str::from_utf8(&b).ok()?.parse().ok()))
+    };
+    match read.await {
+        Ok(Some(since_ms)) => time(since_ms),
+        Ok(None) => now,
+        Err(error) => {
+            tracing::warn!(%error, "could not read when the GC schedule began");
+            now
+        }
+    }
 }
 
 /// `gc/last` as stored: a [`LastRun`] in Unix ms.

@@ -1,8 +1,12 @@
 //! The server's collections. Each storage root gets one scheduler: every `[gc] interval`
-//! (counted from the end of the storage's latest run by any node, read from `gc/last`, so
-//! several nodes and restarts share one schedule) it takes the GC lease and runs the
-//! `[[retention]]` policies, then a collection. Without an interval it only prunes touch
-//! records (see [`prune_touches`]). A reload sends a new [`Plan`]: the next run uses it.
+//! (counted from the end of the storage's latest run by any node, read from `gc/last`, or
+//! before the first from `gc/since`, so several nodes and restarts share one schedule) it
+//! takes the GC lease and runs the `[[retention]]` policies, then a collection. Without an
+//! interval it only prunes touch records (see [`prune_touches`]). A reload sends a new
+//! [`Plan`]: the next run uses it.
+//!
+//! Time is read through [`Clock`], tokio's clock anchored to the wall clock once, so the
+//! tests run days of schedule with tokio's time paused.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -32,8 +36,30 @@ impl Plan {
     }
 }
 
+/// The wall clock as the scheduler sees it: the time at its start plus tokio's elapsed
+/// time (so a paused test runtime moves it; over a server's life the two differ by the
+/// host's clock corrections, which only shift a run by as much).
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    wall: SystemTime,
+    mono: tokio::time::Instant,
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Self {
+            wall: SystemTime::now(),
+            mono: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> SystemTime {
+        self.wall + self.mono.elapsed()
+    }
+}
+
 /// When the next run is due: `interval` after the latest run's end, or after `since` (the
-/// scheduler's start) when the storage has seen none.
+/// storage's schedule epoch) when the storage has seen none.
 pub fn next_due(last: Option<&LastRun>, since: SystemTime, interval: Duration) -> SystemTime {
     last.map_or(since, |l| l.ended) + interval
 }
@@ -44,10 +70,20 @@ fn busy_retry(interval: Duration) -> Duration {
 }
 
 /// Runs the root's schedule until `plans` closes (the server stopping drops its sender).
-pub async fn run_forever(mut plans: watch::Receiver<Plan>, holder: String, metrics: GcMetrics) {
+pub async fn run_forever(plans: watch::Receiver<Plan>, holder: String, metrics: GcMetrics) {
+    run_on_clock(plans, holder, metrics, Clock::start()).await;
+}
+
+/// [`run_forever`] reading time from `clock` (tests share one across a restart).
+async fn run_on_clock(
+    mut plans: watch::Receiver<Plan>,
+    holder: String,
+    metrics: GcMetrics,
+    clock: Clock,
+) {
     let storage = plans.borrow().service().storage().clone();
     let mut lease = leased::lease(storage.clone(), holder);
-    let since = SystemTime::now();
+    let since = leased::schedule_epoch(&*storage, clock.now()).await;
     let mut not_before = since;
     loop {
         let plan = plans.borrow_and_update().clone();
@@ -60,7 +96,7 @@ pub async fn run_forever(mut plans: watch::Receiver<Plan>, holder: String, metri
                 }
                 let due = next_due(last.as_ref(), since, interval).max(not_before);
                 status.scheduled(Some(interval), Some(due));
-                due.duration_since(SystemTime::now()).unwrap_or_default()
+                due.duration_since(clock.now()).unwrap_or_default()
             }
             None => {
                 status.scheduled(None, None);
@@ -80,22 +116,22 @@ pub async fn run_forever(mut plans: watch::Receiver<Plan>, holder: String, metri
         };
         // Another node may have run while this one slept.
         let last = leased::read_last(&*storage).await.ok().flatten();
-        if next_due(last.as_ref(), since, interval) > SystemTime::now() {
+        if next_due(last.as_ref(), since, interval) > clock.now() {
             continue;
         }
-        if !run_once(&plan, &mut lease, &metrics).await {
-            not_before = SystemTime::now() + busy_retry(interval);
+        if !run_once(&plan, &mut lease, &metrics, clock).await {
+            not_before = clock.now() + busy_retry(interval);
         }
     }
 }
 
 /// One scheduled run under the lease: retention, then a collection. Returns false when
 /// another node held the lease (nothing done).
-pub async fn run_once(plan: &Plan, lease: &mut Lease, metrics: &GcMetrics) -> bool {
+pub async fn run_once(plan: &Plan, lease: &mut Lease, metrics: &GcMetrics, clock: Clock) -> bool {
     let service = plan.service();
     let storage = service.storage();
     let status = service.gc_status();
-    let started = SystemTime::now();
+    let started = clock.now();
     let work = async {
         let retained = super::retention::run(service, &plan.retention, false).await;
         let tags_deleted = match &retained {
@@ -119,7 +155,7 @@ pub async fn run_once(plan: &Plan, lease: &mut Lease, metrics: &GcMetrics) -> bo
     let outcome = leased::with_lease(lease, work).await;
     let mut run = LastRun {
         started,
-        ended: SystemTime::now(),
+        ended: clock.now(),
         result: RunResult::Failure,
         error: None,
         tags_deleted: 0,
@@ -186,37 +222,5 @@ pub async fn prune_touches(storage: &dyn Storage, grace: Duration) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run_ended(at: SystemTime) -> LastRun {
-        LastRun {
-            started: at,
-            ended: at,
-            result: RunResult::Success,
-            error: None,
-            tags_deleted: 0,
-            objects_freed: 0,
-            bytes_freed: 0,
-            links_removed: 0,
-        }
-    }
-
-    #[test]
-    fn the_next_run_is_an_interval_after_the_latest_one_by_any_node() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let hour = Duration::from_secs(3600);
-        assert_eq!(
-            next_due(None, t, hour),
-            t + hour,
-            "none yet: from the start"
-        );
-        let earlier = run_ended(t - Duration::from_secs(600));
-        assert_eq!(
-            next_due(Some(&earlier), t, hour),
-            t + Duration::from_secs(3000)
-        );
-        let later = run_ended(t + hour);
-        assert_eq!(next_due(Some(&later), t, hour), t + 2 * hour);
-    }
-}
+#[path = "schedule_tests.rs"]
+mod tests;

@@ -265,9 +265,8 @@ async fn a_reload_changing_gc_takes_effect() {
     assert_eq!(r.status(), StatusCode::OK);
     let status: Value = r.json().await.unwrap();
     assert_eq!(
-        status["interval_seconds"],
-        Value::Null,
-        "off by default: {status}"
+        status["interval_seconds"], 86400,
+        "daily by default: {status}"
     );
     assert_eq!(status["last_run"], Value::Null, "{status}");
 
@@ -313,7 +312,8 @@ async fn a_reload_changing_gc_takes_effect() {
 async fn touch_records_are_pruned_with_the_schedule_off() {
     let dir = tempfile::tempdir().unwrap();
     let digest = plant_blob(dir.path(), "team/app", &bytes_of(100, 7));
-    let s = TestServer::start_on(dir.path(), "[gc]\ngrace = \"1s\"\n").await;
+    let gc = "[gc]\ninterval = \"off\"\ngrace = \"1s\"\n";
+    let s = TestServer::start_on(dir.path(), gc).await;
     let r = s
         .http
         .head(s.url(&format!("/v2/team/app/blobs/{digest}")))

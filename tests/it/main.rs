@@ -22,6 +22,7 @@ mod deletes;
 mod front_door;
 mod fs_storage;
 mod gc;
+mod gc_kill;
 mod gc_online;
 mod htpasswd;
 mod http2_windows;
