@@ -14,16 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use super::record::now_ms;
+use crate::registry::storage::records::LeaseRecord;
 use crate::registry::storage::{RecordKey, Storage, StorageResult};
-
-#[derive(Debug, Serialize, Deserialize)]
-struct LeaseRecord {
-    holder: String,
-    expires_ms: u64,
-}
 
 pub struct Lease {
     storage: Arc<dyn Storage>,

@@ -26,7 +26,7 @@ use crate::registry::storage::{RecordKey, Storage, StorageResult};
 pub const LEASE: Duration = Duration::from_secs(60);
 
 fn lease_key() -> RecordKey {
-    key("gc/lease")
+    key(crate::registry::service::gc_status::LEASE_KEY)
 }
 
 fn last_key() -> RecordKey {

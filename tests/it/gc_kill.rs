@@ -17,7 +17,7 @@ use crate::support::{bytes_of, sha256, TestServer};
 
 /// Enough garbage that the sweep runs for a while (a debug build deletes a few thousand
 /// blobs a second here), so the kill lands in the middle of it.
-const GARBAGE: usize = 12_000;
+const GARBAGE: usize = 5_000;
 
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 

@@ -171,6 +171,8 @@ async fn wharf_gc_beside_a_running_server_takes_the_lease() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains(&format!("deleted blob {layer}")), "{text}");
     assert!(!blob_path(&s.root, &layer).exists());
+    let status = gc_status(&s).await;
+    assert_eq!(status["lease"], Value::Null, "released: {status}");
 
     // A live collector of this host (this test process) holds the lease.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
@@ -186,6 +188,8 @@ async fn wharf_gc_beside_a_running_server_takes_the_lease() {
         format!("{{\"holder\":{holder:?},\"expires_ms\":{until}}}"),
     )
     .unwrap();
+    let status = gc_status(&s).await;
+    assert_eq!(status["lease"]["holder"], holder.as_str(), "{status}");
     let out = wharf_gc(&config);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

@@ -9,7 +9,7 @@
 //! - `GET /wharf/api/v1/usage`: per repository the caller may pull (like `_catalog`), its
 //!   tags, manifests, bytes and unique bytes (`{"repositories": [...]}`).
 //! - `GET /wharf/api/v1/gc`: the storage's garbage collection: the schedule, the next run,
-//!   whether one is running, and the last run (start, end, result, tags deleted, objects
+//!   whether one is running here, who holds the GC lease, and the last run (start, end, result, tags deleted, objects
 //!   and bytes freed). An operator's view, so it needs what deleting in every repository
 //!   does: the `delete` permission of the rule for `*`, and deletes being on.
 //!
@@ -116,7 +116,9 @@ impl Registry {
                 Ok(Reply::new(StatusCode::OK).json(&json!({ "repositories": usage })))
             }
             (AdminRoute::Gc, &Method::GET) => {
-                Ok(Reply::new(StatusCode::OK).json(&self.service().gc_status().to_json()))
+                let service = self.service();
+                let report = service.gc_status().report(&**service.storage()).await?;
+                Ok(Reply::new(StatusCode::OK).json(&report))
             }
             (_, method) => Err(ApiError::new(
                 Code::MethodNotAllowed,

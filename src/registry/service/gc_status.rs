@@ -4,9 +4,15 @@
 //! engines of a reload (like the catalog).
 
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+
+use crate::registry::storage::records::LeaseRecord;
+use crate::registry::storage::{RecordKey, Storage, StorageResult};
+
+/// The GC lease's record (`gc::leased` takes it).
+pub const LEASE_KEY: &str = "gc/lease";
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -104,7 +110,27 @@ impl GcStatus {
         self.with(|s| s.last.clone())
     }
 
-    /// The JSON `GET /wharf/api/v1/gc` answers (times in RFC 3339, UTC).
+    /// [`GcStatus::to_json`] with who holds the GC lease now, by its record (any node's
+    /// scheduled run or a `wharf gc`; `null` when free or expired).
+    pub async fn report(&self, storage: &dyn Storage) -> StorageResult<serde_json::Value> {
+        let mut report = self.to_json();
+        let key = RecordKey::new(LEASE_KEY)
+            .unwrap_or_else(|| unreachable!("{LEASE_KEY} is a valid record key"));
+        let now = SystemTime::now();
+        let held = storage
+            .read_record(&key)
+            .await?
+            .and_then(|(bytes, _)| serde_json::from_slice::<LeaseRecord>(&bytes).ok())
+            .map(|l| (l.holder, UNIX_EPOCH + Duration::from_millis(l.expires_ms)))
+            .filter(|(_, until)| *until > now);
+        report["lease"] = held.map_or(serde_json::Value::Null, |(holder, until)| {
+            let until = humantime::format_rfc3339_seconds(until).to_string();
+            serde_json::json!({ "holder": holder, "expires": until })
+        });
+        Ok(report)
+    }
+
+    /// The JSON `GET /wharf/api/v1/gc` answers (times in RFC 3339, UTC), without the lease.
     pub fn to_json(&self) -> serde_json::Value {
         let s = self.with(|s| s.clone());
         let time = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
