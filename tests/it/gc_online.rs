@@ -44,8 +44,9 @@ pub async fn gc_status(s: &TestServer) -> Value {
 /// (the engine's cache must not serve it afterwards); v2 and the other image still pull.
 #[tokio::test]
 async fn a_scheduled_run_applies_retention_then_frees_what_nothing_references() {
-    let s = TestServer::start_with(
-        "[registry]\ndelete = true\n[gc]\ninterval = \"1s\"\ngrace = \"1s\"\nuntagged = \"delete\"\n\
+    let (s, _) = TestServer::start_config(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n\
+         [registry]\ndelete = true\n[gc]\ninterval = \"1s\"\ngrace = \"1s\"\nuntagged = \"delete\"\n\
          [[retention]]\nrepos = \"team/*\"\nkeep_last = 1\n",
     )
     .await;
@@ -130,6 +131,25 @@ async fn a_scheduled_run_applies_retention_then_frees_what_nothing_references() 
         status["next_run"].is_string() || status["running_since"].is_string(),
         "{status}"
     );
+    let admin = s.admin.expect("admin listener");
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name));
+        let line = line.unwrap_or_else(|| panic!("{name} not in:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("wharf_gc_runs_total{result=\"success\"}") >= 1.0);
+    let freed = (1000 + layer.len()) as f64; // v1's layer and the untagged image's
+
+    assert!(value("wharf_gc_freed_bytes_total") >= freed, "{metrics}");
+    assert!(value("wharf_gc_freed_objects_total") >= 2.0, "{metrics}");
+    assert!(value("wharf_gc_last_success_timestamp_seconds") > 1.7e9);
+    assert!(value("wharf_gc_duration_seconds") >= 0.0);
 }
 
 fn wharf_gc(config: &Path) -> std::process::Output {
