@@ -11,16 +11,7 @@ use wharf::server::{describe_root, open_storage};
 
 pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, _) = Config::load(path.as_deref())?;
-    let mut roots: Vec<PathBuf> = Vec::new();
-    let routed = config.servers.iter().flat_map(|s| &s.routes);
-    for route in routed {
-        if let Some(root) = route.target.root() {
-            if !roots.iter().any(|r| r == root) {
-                roots.push(root.to_owned());
-            }
-        }
-    }
-    for root in roots {
+    for root in crate::repo_cmd::storage_roots(&config) {
         let storage: Arc<dyn Storage> = match &config.storage.backend {
             // The server holds the root's lock; reading records needs none.
             StorageBackend::Filesystem => Arc::new(FsStorage::open_records_reader(&root)?),

@@ -1,58 +1,143 @@
 //! `wharf gc [--dry-run]`: on each storage root, the mirror routes' cache policy
 //! (`gc::mirror_roots`: idle or over-size cached images deleted through the repository
 //! service, announced as deletes), then one mark and sweep, printing what goes (or, dry,
-//! what would) and how many bytes.
+//! what would) and how many bytes. It runs beside servers on the same storage: it holds
+//! the GC lease (the one the servers' schedules take, `gc::leased`) for the run, so it
+//! never sweeps at the same time as a scheduled collection, and on the filesystem it opens
+//! the root without its lock (`FsStorage::open_beside_server`). A dry run deletes nothing
+//! and takes no lease.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use wharf::config::Config;
-use wharf::gc::mirror_roots::{self, Why};
+use wharf::config::{Config, StorageBackend};
+use wharf::gc::leased::{self, Leased};
+use wharf::gc::mirror_roots::{self, Eviction, NsPolicy, Why};
 use wharf::gc::retention::Outcome;
+use wharf::gc::sweep::Swept;
+use wharf::registry::service::gc_status::{LastRun, RunResult};
+use wharf::registry::service::Service;
+use wharf::registry::storage::fs::FsStorage;
+use wharf::registry::storage::Storage;
+use wharf::server::{describe_root, open_storage};
 
 pub async fn run(path: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
     let (config, _) = Config::load(path.as_deref())?;
-    let verb = if dry_run { "would delete" } else { "deleted" };
-    // On the filesystem this takes the root's lock: until the collector runs inside the
-    // server (with its lease), it runs with the server stopped, and says so rather than
-    // racing it.
-    for engine in crate::repo_cmd::services(&config).await? {
-        println!("storage {}", engine.place);
-        let policies = mirror_roots::policies(&config, &engine.root);
-        let evicted = mirror_roots::evict(&engine.service, &policies, SystemTime::now(), dry_run)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: {}", engine.place, e.message))?;
-        for e in &evicted {
-            let why = match e.why {
-                Why::Age => "not pulled for cache_max_age",
-                Why::Size => "least recently pulled over cache_max_size",
-            };
-            let image = format!("cached image {}@{}", e.repo, e.digest);
-            match &e.outcome {
-                Outcome::Planned => println!("would evict {image} ({why})"),
-                Outcome::Deleted => println!("evicted {image} ({why})"),
-                Outcome::Skipped(reason) => println!("kept {image}: {reason}"),
+    for root in crate::repo_cmd::storage_roots(&config) {
+        let name = describe_root(&config.storage.backend, &root);
+        println!("storage {name}");
+        let fs = match &config.storage.backend {
+            StorageBackend::Filesystem => Some(Arc::new(FsStorage::open_beside_server(&root)?)),
+            _ => None,
+        };
+        let storage: Arc<dyn Storage> = match &fs {
+            Some(fs) => fs.clone(),
+            None => open_storage(&config.storage.backend, &root).await?,
+        };
+        let service = crate::repo_cmd::service_on(&config, storage.clone())?;
+        let policies = mirror_roots::policies(&config, &root);
+        if dry_run {
+            let evicted = evict(&service, &policies, &name, true).await?;
+            print_evictions(&evicted);
+            if !evicted.is_empty() {
+                println!("(a dry run does not count the blobs the evictions would free)");
             }
+            print(
+                &wharf::gc::collect(&*storage, &config.gc, true).await?,
+                true,
+            );
+            continue;
         }
-        if dry_run && !evicted.is_empty() {
-            println!("(a dry run does not count the blobs the evictions would free)");
-        }
-        let swept = wharf::gc::collect(&**engine.service.storage(), &config.gc, dry_run).await?;
-        for (repo, digest) in &swept.manifests_unlinked {
-            println!("{verb} untagged manifest {repo}@{digest}");
-        }
-        for (repo, digest) in &swept.layers_unlinked {
-            println!("{verb} layer link {repo}@{digest} (no manifest of {repo} names it)");
-        }
-        for blob in &swept.blobs {
-            println!("{verb} blob {} ({} bytes)", blob.digest, blob.size);
-        }
-        println!(
-            "{verb} {} blobs, {} bytes; {} kept because linked or touched since the mark",
-            swept.blobs.len(),
-            swept.bytes,
-            swept.spared
-        );
+        let mut lease = leased::lease(storage.clone(), wharf::events::lease::holder_name());
+        let started = SystemTime::now();
+        let work = async {
+            if let Some(fs) = &fs {
+                // Only this collector uses its staging directory now.
+                fs.clear_staging().await?;
+            }
+            let evicted = evict(&service, &policies, &name, false).await?;
+            let swept = wharf::gc::collect(&*storage, &config.gc, false).await?;
+            anyhow::Ok((evicted, swept))
+        };
+        let (evicted, swept) = match leased::with_lease(&mut lease, work).await? {
+            Leased::Ran(done) => done?,
+            Leased::Busy(holder) => {
+                let by = holder.map_or("another collector".to_owned(), |(h, until_ms)| {
+                    let until = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(until_ms);
+                    format!(
+                        "{h} (lease until {})",
+                        humantime::format_rfc3339_seconds(until)
+                    )
+                });
+                anyhow::bail!(
+                    "{name}: a collection is running already, by {by}; try again once it ends"
+                );
+            }
+            Leased::Lost => anyhow::bail!(
+                "{name}: the GC lease was lost mid-run; the run stopped (run it again)"
+            ),
+        };
+        print_evictions(&evicted);
+        print(&swept, false);
+        let run = LastRun {
+            started,
+            ended: SystemTime::now(),
+            result: RunResult::Success,
+            error: None,
+            tags_deleted: 0,
+            objects_freed: swept.blobs.len(),
+            bytes_freed: swept.bytes,
+            links_removed: swept.manifests_unlinked.len() + swept.layers_unlinked.len(),
+        };
+        leased::write_last(&*storage, &run).await;
     }
     Ok(())
+}
+
+/// The mirror routes' cache policy on this root (`gc::mirror_roots`), before the mark, so
+/// the collection frees the blobs only the evicted images named.
+async fn evict(
+    service: &Service,
+    policies: &[NsPolicy],
+    name: &str,
+    dry_run: bool,
+) -> anyhow::Result<Vec<Eviction>> {
+    mirror_roots::evict(service, policies, SystemTime::now(), dry_run)
+        .await
+        .map_err(|e| anyhow::anyhow!("{name}: {}", e.message))
+}
+
+fn print_evictions(evicted: &[Eviction]) {
+    for e in evicted {
+        let why = match e.why {
+            Why::Age => "not pulled for cache_max_age",
+            Why::Size => "least recently pulled over cache_max_size",
+        };
+        let image = format!("cached image {}@{}", e.repo, e.digest);
+        match &e.outcome {
+            Outcome::Planned => println!("would evict {image} ({why})"),
+            Outcome::Deleted => println!("evicted {image} ({why})"),
+            Outcome::Skipped(reason) => println!("kept {image}: {reason}"),
+        }
+    }
+}
+
+fn print(swept: &Swept, dry_run: bool) {
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for (repo, digest) in &swept.manifests_unlinked {
+        println!("{verb} untagged manifest {repo}@{digest}");
+    }
+    for (repo, digest) in &swept.layers_unlinked {
+        println!("{verb} layer link {repo}@{digest} (no manifest of {repo} names it)");
+    }
+    for blob in &swept.blobs {
+        println!("{verb} blob {} ({} bytes)", blob.digest, blob.size);
+    }
+    println!(
+        "{verb} {} blobs, {} bytes; {} kept because linked or touched since the mark",
+        swept.blobs.len(),
+        swept.bytes,
+        swept.spared
+    );
 }

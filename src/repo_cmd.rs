@@ -156,46 +156,53 @@ async fn delete(name: &str, path: Option<PathBuf>) -> anyhow::Result<()> {
 pub struct Engine {
     /// The root as people name it (a directory, `s3://bucket/prefix`).
     pub place: String,
-    /// The root as the config names it.
-    pub root: PathBuf,
     pub service: Service,
 }
 
 /// One service per storage root the config's registry and mirror routes name, with the config's immutable
 /// rules and the root's notifications outbox.
 pub async fn services(config: &Config) -> anyhow::Result<Vec<Engine>> {
-    let mut roots: Vec<PathBuf> = Vec::new();
-    for route in config.servers.iter().flat_map(|s| &s.routes) {
-        // Mirror routes' caches are repositories too (retention, usage, gc's cache policy).
-        if let Some(root) = route.target.root() {
-            if !roots.iter().any(|r| r == root) {
-                roots.push(root.to_owned());
-            }
-        }
-    }
     let mut out = Vec::new();
-    for root in roots {
+    for root in storage_roots(config) {
         let place = describe_root(&config.storage.backend, &root);
-        let root_path = root.clone();
         let storage: Arc<dyn Storage> = match &config.storage.backend {
             StorageBackend::Filesystem => Arc::new(FsStorage::open(&root).map_err(|e| {
                 anyhow::anyhow!("{e} (stop the server on {place}, or use the HTTP API)")
             })?),
             backend => open_storage(backend, &root).await?,
         };
-        let events = Notifications::outbox_only(&config.notifications, storage.clone())?;
-        let service = Service::new(
-            storage,
-            config.registry.max_manifest_bytes,
-            config.registry.manifest_cache_bytes,
-        )
-        .with_immutable(&config.immutable)
-        .with_events(events);
         out.push(Engine {
             place,
-            root: root_path,
-            service,
+            service: service_on(config, storage)?,
         });
     }
     Ok(out)
+}
+
+/// Every storage root the config's registry and mirror routes name, once each in the order
+/// they first appear. Mirror routes' caches are repositories too (retention, usage, gc's
+/// cache policy).
+pub fn storage_roots(config: &Config) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    for route in config.servers.iter().flat_map(|s| &s.routes) {
+        if let Some(root) = route.target.root() {
+            if !roots.iter().any(|r| r == root) {
+                roots.push(root.to_owned());
+            }
+        }
+    }
+    roots
+}
+
+/// The repository service a command runs on `storage`: the config's limits and immutable
+/// tags, and its notifications written to the outbox (the servers deliver them).
+pub fn service_on(config: &Config, storage: Arc<dyn Storage>) -> anyhow::Result<Service> {
+    let events = Notifications::outbox_only(&config.notifications, storage.clone())?;
+    Ok(Service::new(
+        storage,
+        config.registry.max_manifest_bytes,
+        config.registry.manifest_cache_bytes,
+    )
+    .with_immutable(&config.immutable)
+    .with_events(events))
 }

@@ -4,21 +4,20 @@
 //! before it expires. A node that dies stops renewing, and after `lease` another takes
 //! over and delivers what the dead one left, so nothing is dropped (an event the dead node
 //! sent but had not yet marked is sent again: at least once).
+//!
+//! A holder is named `<host>/<pid>/<random>`. A lease held by a process of this host that
+//! is gone (SIGKILL, a crash) counts as expired at once, so a restarted `wharf serve` or
+//! `wharf gc` need not wait out a dead run's lease; another host's holder cannot be
+//! checked, and its lease runs its course.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use super::record::now_ms;
+use crate::registry::storage::records::LeaseRecord;
 use crate::registry::storage::{RecordKey, Storage, StorageResult};
-
-#[derive(Debug, Serialize, Deserialize)]
-struct LeaseRecord {
-    holder: String,
-    expires_ms: u64,
-}
 
 pub struct Lease {
     storage: Arc<dyn Storage>,
@@ -69,7 +68,7 @@ impl Lease {
             return self.storage.create_record(&self.key, bytes).await;
         };
         match serde_json::from_slice::<LeaseRecord>(&current) {
-            Ok(l) if l.holder != self.holder && l.expires_ms > now => Ok(false),
+            Ok(l) if l.holder != self.holder && l.expires_ms > now && !gone(&l.holder) => Ok(false),
             // Ours to renew, expired, or unreadable: replace exactly what was read.
             _ => {
                 self.storage
@@ -77,6 +76,14 @@ impl Lease {
                     .await
             }
         }
+    }
+
+    /// Who holds the lease now and until when (Unix ms), as the record says.
+    pub async fn holder(&self) -> StorageResult<Option<(String, u64)>> {
+        let record = self.storage.read_record(&self.key).await?;
+        Ok(record
+            .and_then(|(bytes, _)| serde_json::from_slice::<LeaseRecord>(&bytes).ok())
+            .map(|l| (l.holder, l.expires_ms)))
     }
 
     /// How often a holder renews: a third of the lease, so two renewals can fail before
@@ -108,6 +115,28 @@ impl Lease {
                 .await;
         }
     }
+}
+
+/// Whether `holder` (`<host>/<pid>/<random>`) was a process of this host whose pid is
+/// gone. (This process's own pid under another name is not taken for an earlier run:
+/// several engines of one process, or test nodes, hold leases side by side.)
+fn gone(holder: &str) -> bool {
+    let mut parts = holder.split('/');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse().ok())) else {
+        return false;
+    };
+    let here = crate::registry::storage::object::host_name();
+    !here.is_empty() && host == here && !crate::registry::storage::object::process_alive(pid)
+}
+
+/// A holder name for this process: `<host>/<pid>/<random>`, unique per run.
+pub fn holder_name() -> String {
+    let host = crate::registry::storage::object::host_name();
+    let host = match host.is_empty() {
+        true => "wharf".to_owned(),
+        false => host,
+    };
+    format!("{host}/{}/{}", std::process::id(), uuid::Uuid::new_v4())
 }
 
 #[cfg(test)]
@@ -148,5 +177,37 @@ mod tests {
         storage.put_record(&key, bytes).await.unwrap();
         let mut b = lease(&storage, "b", Duration::from_secs(60));
         assert!(b.hold().await.unwrap());
+    }
+
+    /// A killed `wharf gc` on this host leaves its lease behind; its restart takes it at
+    /// once. A live holder of this host, or one of another host, keeps it.
+    #[tokio::test]
+    async fn a_lease_of_a_dead_process_of_this_host_is_taken_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).unwrap());
+        let host = crate::registry::storage::object::host_name();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let parent = std::os::unix::process::parent_id();
+        for (holder, taken) in [
+            (format!("{host}/{parent}/x"), false),
+            (format!("elsewhere-{host}/{dead_pid}/x"), false),
+            (
+                format!("{host}/{}/another-engine", std::process::id()),
+                false,
+            ),
+            (format!("{host}/{dead_pid}/x"), true),
+        ] {
+            let record = LeaseRecord {
+                holder: holder.clone(),
+                expires_ms: now_ms() + 60_000,
+            };
+            let key = RecordKey::new("events/ci/lease").unwrap();
+            let bytes = Bytes::from(serde_json::to_vec(&record).unwrap());
+            storage.put_record(&key, bytes).await.unwrap();
+            let mut b = lease(&storage, &holder_name(), Duration::from_secs(60));
+            assert_eq!(b.hold().await.unwrap(), taken, "{holder}");
+        }
     }
 }

@@ -74,26 +74,38 @@ async fn mark_repo(
     inputs: &Inputs<'_>,
     marked: &mut Marked,
 ) -> StorageResult<()> {
-    let of_kind = |kind| links.iter().filter(move |l| l.kind == kind);
+    // Lists, not iterator closures, across the awaits below: a closure held over an await
+    // makes the future `Send` only for some lifetimes, and the server spawns this.
+    let revisions: Vec<&LinkEntry> = links
+        .iter()
+        .copied()
+        .filter(|l| l.kind == LinkKind::Manifest)
+        .collect();
+    let layers: Vec<&LinkEntry> = links
+        .iter()
+        .copied()
+        .filter(|l| l.kind == LinkKind::Layer)
+        .collect();
     let mut roots = Vec::new();
     for tag in storage.list_tags(repo).await?.unwrap_or_default() {
         if let Some(d) = storage.read_tag(repo, &tag).await? {
             roots.push(d);
         }
     }
-    for revision in of_kind(LinkKind::Manifest) {
+    for revision in &revisions {
         if untagged == Untagged::Keep || inputs.recent(revision) {
             roots.push(revision.digest.clone());
         }
     }
     let reached = reach(storage, repo, roots, &mut marked.live).await?;
     if untagged == Untagged::Delete {
-        let dead = of_kind(LinkKind::Manifest).filter(|l| !reached.named.contains(&l.digest));
-        marked
-            .untagged
-            .extend(dead.map(|l| (repo.clone(), l.digest.clone())));
+        for l in &revisions {
+            if !reached.named.contains(&l.digest) {
+                marked.untagged.push((repo.clone(), l.digest.clone()));
+            }
+        }
     }
-    for layer in of_kind(LinkKind::Layer) {
+    for layer in layers {
         if reached.named.contains(&layer.digest) || inputs.recent(layer) {
             marked.live.insert(layer.digest.clone());
         } else {

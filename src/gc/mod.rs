@@ -2,10 +2,11 @@
 //!
 //! What exists: [`retention`], the pure planner that turns `[[retention]]` policies and a
 //! repository's tags and manifests into what to delete; [`mark`] and [`sweep`] with
-//! [`collect`], which `wharf gc [--dry-run]` runs, on every backend (the filesystem walks
-//! its directories, the object stores list their keys: `storage` module docs); the touch
-//! records (`registry::service::touch`). What does not exist yet: the lease, the
-//! scheduler, and metrics. Their design is written here, because its safety is the point.
+//! [`collect`], which `wharf gc [--dry-run]` and the server's [`schedule`] run, on every
+//! backend (the filesystem walks its directories, the object stores list their keys:
+//! `storage` module docs); the touch records (`registry::service::touch`); the GC lease
+//! and the record of the last run ([`leased`]); and [`metrics`]. The design is written
+//! here, because its safety is the point.
 //!
 //! # Why an online collection cannot delete a blob a push still needs
 //!
@@ -82,9 +83,12 @@
 //! every deletion is an event and immutable tags are refused), and the mark then sees what
 //! they no longer reach.
 
+pub mod leased;
 pub mod mark;
+pub mod metrics;
 pub mod mirror_roots;
 pub mod retention;
+pub mod schedule;
 pub mod sweep;
 
 use std::collections::HashMap;

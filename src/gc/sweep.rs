@@ -11,7 +11,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use super::mark::Marked;
 use crate::registry::reference::{Digest, RepoName};
 use crate::registry::service::touch;
-use crate::registry::storage::{BlobEntry, LinkKind, Storage, StorageResult};
+use crate::registry::storage::{BlobEntry, LinkKind, RecordKey, Storage, StorageResult};
 
 /// How many deletions (or re-checks) are in flight at once: on an object store each is a
 /// round trip or two, and a run must not crowd out the requests the registry serves.
@@ -39,27 +39,16 @@ pub async fn sweep(
 ) -> StorageResult<Swept> {
     let mut swept = Swept::default();
     // Links before bytes: a crash in between leaves garbage, never a link to nothing.
-    let condemned = marked
-        .untagged
-        .iter()
-        .map(|(r, d)| (LinkKind::Manifest, r, d))
-        .chain(
-            marked
-                .stale_layers
-                .iter()
-                .map(|(r, d)| (LinkKind::Layer, r, d)),
-        );
-    let unlinked: Vec<_> = futures_util::stream::iter(condemned)
-        .map(|(kind, repo, digest)| async move {
-            let gone = unlink_unless_touched(storage, kind, repo, digest, cutoff, dry_run).await?;
-            StorageResult::Ok((kind, repo, digest, gone))
-        })
+    // Owned items and plain async fns in the streams: closures borrowing their items make
+    // the future `Send` only for some lifetimes, and the server spawns collections.
+    let unlinked: Vec<_> = futures_util::stream::iter(condemned(marked))
+        .map(|(kind, repo, digest)| unlink_entry(storage, kind, repo, digest, cutoff, dry_run))
         .buffer_unordered(CONCURRENT)
         .try_collect()
         .await?;
     let mut kept_linked = HashSet::new();
     for (kind, repo, digest, gone) in unlinked {
-        let entry = (repo.clone(), digest.clone());
+        let entry = (repo, digest.clone());
         match (gone, kind) {
             (false, _) => {
                 swept.spared += 1;
@@ -80,13 +69,13 @@ pub async fn sweep(
         .filter(|b| !kept_linked.contains(&b.digest))
         .collect();
     let linked = linked_now(storage, marked, dry_run).await?;
+    // A candidate some repository links now is spared.
+    let (spared, candidates): (Vec<_>, Vec<_>) = candidates
+        .into_iter()
+        .partition(|b| linked.contains(&b.digest));
+    swept.spared += spared.len();
     let deleted: Vec<Option<BlobEntry>> = futures_util::stream::iter(candidates)
-        .map(|blob| async {
-            if linked.contains(&blob.digest) {
-                return Ok(None);
-            }
-            delete_unless_touched(storage, blob, cutoff, dry_run).await
-        })
+        .map(|blob| delete_unless_touched(storage, blob, cutoff, dry_run))
         .buffer_unordered(CONCURRENT)
         .try_collect()
         .await?;
@@ -99,6 +88,35 @@ pub async fn sweep(
         swept.touches_cleared = clear_touches(storage, cutoff).await?;
     }
     Ok(swept)
+}
+
+/// What the mark condemned: untagged revisions, then stale layer links.
+fn condemned(marked: &Marked) -> Vec<(LinkKind, RepoName, Digest)> {
+    let manifests = marked
+        .untagged
+        .iter()
+        .map(|(r, d)| (LinkKind::Manifest, r, d));
+    let layers = marked
+        .stale_layers
+        .iter()
+        .map(|(r, d)| (LinkKind::Layer, r, d));
+    manifests
+        .chain(layers)
+        .map(|(kind, r, d)| (kind, r.clone(), d.clone()))
+        .collect()
+}
+
+/// [`unlink_unless_touched`] with its item handed back: `(kind, repo, digest, gone)`.
+async fn unlink_entry(
+    storage: &dyn Storage,
+    kind: LinkKind,
+    repo: RepoName,
+    digest: Digest,
+    cutoff: SystemTime,
+    dry_run: bool,
+) -> StorageResult<(LinkKind, RepoName, Digest, bool)> {
+    let gone = unlink_unless_touched(storage, kind, &repo, &digest, cutoff, dry_run).await?;
+    Ok((kind, repo, digest, gone))
 }
 
 /// Every digest some repository links now (one enumeration). A dry run unlinked nothing,
@@ -182,8 +200,15 @@ async fn delete_unless_touched(
     Ok(None)
 }
 
+async fn delete_record(storage: &dyn Storage, key: RecordKey) -> StorageResult<bool> {
+    storage.delete_record(&key).await
+}
+
 /// Deletes the touch records older than the cut-off; returns how many.
-async fn clear_touches(storage: &dyn Storage, cutoff: SystemTime) -> StorageResult<usize> {
+pub(super) async fn clear_touches(
+    storage: &dyn Storage,
+    cutoff: SystemTime,
+) -> StorageResult<usize> {
     let old: Vec<_> = touch::list_all(storage)
         .await?
         .into_iter()
@@ -191,7 +216,7 @@ async fn clear_touches(storage: &dyn Storage, cutoff: SystemTime) -> StorageResu
         .collect();
     let count = old.len();
     futures_util::stream::iter(old)
-        .map(|t| async move { storage.delete_record(&t.key).await })
+        .map(|t| delete_record(storage, t.key))
         .buffer_unordered(CONCURRENT)
         .try_collect::<Vec<bool>>()
         .await?;

@@ -70,10 +70,13 @@ impl Registry {
         self
     }
 
-    /// Shares `other`'s repository index (`service/catalog.rs`): for a new engine on the
-    /// same storage, so that changes through either engine reach the one index.
+    /// Shares `other`'s repository index (`service/catalog.rs`) and GC status: for a new
+    /// engine on the same storage, so that changes through either engine reach the one index.
     pub fn sharing_catalog_of(mut self, other: &Registry) -> Self {
-        self.service = self.service.with_catalog(other.service().catalog().clone());
+        self.service = self
+            .service
+            .with_catalog(other.service().catalog().clone())
+            .with_gc_status(other.service().gc_status().clone());
         self
     }
 
@@ -115,6 +118,13 @@ impl Registry {
                 probed.is_ok()
             })
             .await
+    }
+}
+
+/// The scheduled collector runs retention through the engine's service.
+impl AsRef<Service> for Registry {
+    fn as_ref(&self) -> &Service {
+        &self.service
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod admin;
 mod allocator;
+mod collector;
 pub(crate) mod conn;
 mod conn_limit;
 mod drain;
@@ -92,6 +93,10 @@ struct State {
     registries: Mutex<HashMap<PathBuf, Arc<Registry>>>,
     /// The notifications of each root, started with its engine.
     outboxes: Arc<notifications::Outboxes>,
+    /// The garbage collector of each root, started when the server runs.
+    collectors: collector::Collectors,
+    /// The config the server runs with (its latest reload's).
+    config: Mutex<Config>,
 }
 
 impl State {
@@ -149,6 +154,10 @@ impl Reloader {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = registries;
         self.state.conn_limit.set_caps(caps_of(&config.limits));
+        self.state
+            .collectors
+            .apply(&config, &registries_now(&self.state));
+        *self.state.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
         *self
             .state
             .current
@@ -164,6 +173,8 @@ impl Server {
         let mut metrics = Metrics::new();
         let event_metrics = EventMetrics::default();
         event_metrics.register(metrics.registry_mut());
+        let gc_metrics = crate::gc::metrics::GcMetrics::default();
+        gc_metrics.register(metrics.registry_mut());
         let metrics = Arc::new(metrics);
         let outboxes = Arc::new(notifications::Outboxes::new(
             config.notifications.clone(),
@@ -202,6 +213,8 @@ impl Server {
                 conn_limit: conn_limit::ConnLimiter::new(caps_of(&config.limits)),
                 registries: Mutex::new(registries),
                 outboxes,
+                collectors: collector::Collectors::new(gc_metrics),
+                config: Mutex::new(config.clone()),
             }),
             config,
         })
@@ -248,11 +261,16 @@ impl Server {
                 stop_rx.clone(),
             )));
         }
-        let registries: Vec<_> = (self.state.registries.lock())
+        let config = self
+            .state
+            .config
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+            .clone();
+        self.state
+            .collectors
+            .apply(&config, &registries_now(&self.state));
+        let registries: Vec<_> = registries_now(&self.state).into_values().collect();
         let purges: Vec<_> = registries
             .into_iter()
             .map(|r| {
@@ -270,6 +288,7 @@ impl Server {
             let _ = l.await;
         }
         purges.iter().for_each(|p| p.abort());
+        self.state.collectors.shutdown();
         drop(stop_rx);
         let grace = self.state.snapshot().shutdown_grace;
         match tokio::time::timeout(grace, stop_tx.closed()).await {
@@ -278,6 +297,15 @@ impl Server {
         }
         self.state.outboxes.shutdown().await;
     }
+}
+
+/// The engines by storage root, as the latest reload left them.
+fn registries_now(state: &State) -> HashMap<PathBuf, Arc<Registry>> {
+    state
+        .registries
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }
 
 /// The gateway and certificates for a configuration.
@@ -338,9 +366,15 @@ async fn open_registries(
             continue;
         }
         let engine = match known.get(&root) {
-            Some(existing) if *existing.options() == options => existing.clone(),
-            // New `[registry]` limits: a new engine (and manifest cache) on the same storage,
-            // announcing its events where the old one did.
+            Some(existing)
+                if *existing.options() == options
+                    && existing.service().gc_grace() == config.gc.grace =>
+            {
+                existing.clone()
+            }
+            // New `[registry]` limits or `gc.grace` (how often pushes touch blobs): a new
+            // engine (and manifest cache) on the same storage, announcing its events where
+            // the old one did.
             Some(existing) => Arc::new(
                 Registry::new(existing.storage().clone(), options.clone())
                     .with_events(existing.events().clone())

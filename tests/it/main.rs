@@ -25,6 +25,8 @@ mod deletes;
 mod front_door;
 mod fs_storage;
 mod gc;
+mod gc_kill;
+mod gc_online;
 mod gen_registry;
 mod htpasswd;
 mod http2_windows;

@@ -8,6 +8,10 @@
 //!   200 with `{"repository": name, "tags": [...]}`, the tags it had.
 //! - `GET /wharf/api/v1/usage`: per repository the caller may pull (like `_catalog`), its
 //!   tags, manifests, bytes and unique bytes (`{"repositories": [...]}`).
+//! - `GET /wharf/api/v1/gc`: the storage's garbage collection: the schedule, the next run,
+//!   whether one is running here, who holds the GC lease, and the last run (start, end, result, tags deleted, objects
+//!   and bytes freed). An operator's view, so it needs what deleting in every repository
+//!   does: the `delete` permission of the rule for `*`, and deletes being on.
 //!
 //! Errors are the registry's JSON envelope, with the same codes (401 with a challenge,
 //! 403 `DENIED`, 404 `NAME_UNKNOWN`, 405 `UNSUPPORTED` when deletes are off).
@@ -25,6 +29,7 @@ use crate::registry::Registry;
 const PREFIX: &str = "/wharf/api/";
 const REPOSITORIES: &str = "/wharf/api/v1/repositories/";
 const USAGE: &str = "/wharf/api/v1/usage";
+const GC: &str = "/wharf/api/v1/gc";
 
 /// A parsed path of wharf's API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +38,8 @@ pub enum AdminRoute {
     Repository(RepoName),
     /// `/wharf/api/v1/usage`
     Usage,
+    /// `/wharf/api/v1/gc`
+    Gc,
 }
 
 /// Whether `path` belongs to wharf's API (its errors are JSON, like the registry's).
@@ -42,8 +49,10 @@ pub fn is_api_path(path: &str) -> bool {
 
 /// Parses a path under `/wharf/api/` (still percent-encoded).
 pub fn parse(path: &str) -> ApiResult<AdminRoute> {
-    if path.trim_end_matches('/') == USAGE {
-        return Ok(AdminRoute::Usage);
+    match path.trim_end_matches('/') {
+        USAGE => return Ok(AdminRoute::Usage),
+        GC => return Ok(AdminRoute::Gc),
+        _ => {}
     }
     if let Some(name) = path.strip_prefix(REPOSITORIES) {
         let name = percent_encoding::percent_decode_str(name.trim_end_matches('/'))
@@ -71,6 +80,12 @@ pub fn needed(route: &AdminRoute, method: &Method) -> Need {
         },
         // Filtered like the catalog: only what the caller may pull.
         AdminRoute::Usage => Need::Listing,
+        // Only the rule for every repository (`*`) can grant it: no name matches "*"
+        // except that pattern.
+        AdminRoute::Gc => Need::Repo {
+            repo: "*".to_owned(),
+            action: Action::Delete,
+        },
     }
 }
 
@@ -99,6 +114,11 @@ impl Registry {
                     None => Vec::new(),
                 };
                 Ok(Reply::new(StatusCode::OK).json(&json!({ "repositories": usage })))
+            }
+            (AdminRoute::Gc, &Method::GET) => {
+                let service = self.service();
+                let report = service.gc_status().report(&**service.storage()).await?;
+                Ok(Reply::new(StatusCode::OK).json(&report))
             }
             (_, method) => Err(ApiError::new(
                 Code::MethodNotAllowed,
@@ -134,5 +154,13 @@ mod tests {
         assert!(is_api_path("/wharf/api/v1/usage") && !is_api_path("/wharf/apiary"));
         assert_eq!(parse("/wharf/api/v1/usage").unwrap(), AdminRoute::Usage);
         assert_eq!(needed(&AdminRoute::Usage, &Method::GET), Need::Listing);
+        assert_eq!(parse("/wharf/api/v1/gc/").unwrap(), AdminRoute::Gc);
+        assert_eq!(
+            needed(&AdminRoute::Gc, &Method::GET),
+            Need::Repo {
+                repo: "*".into(),
+                action: Action::Delete
+            }
+        );
     }
 }

@@ -51,15 +51,18 @@ impl Service {
     /// A manifest by tag or digest, from the cache when that cannot be stale.
     ///
     /// On storage only this process writes, every write invalidates what it changes, so
-    /// whole lookups are cached. On shared storage another node may retag or delete at any
-    /// moment: the tag and the repository's link are read every time, and only the bytes,
-    /// which the digest fixes, come from the cache.
+    /// whole lookups by tag are cached. On shared storage another node may retag or delete at
+    /// any moment: the tag and the repository's link are read every time, and only the
+    /// bytes, which the digest fixes, come from the cache. A lookup by digest reads the link
+    /// on every backend: a garbage collection (this server's, or `wharf gc` beside it on
+    /// the same root) removes untagged manifests' links without going through this cache,
+    /// while tags, which it never removes, stay cached.
     async fn manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
     ) -> ApiResult<Arc<CachedManifest>> {
-        let shared = self.storage.shared();
+        let shared = self.storage.shared() || matches!(reference, Reference::Digest(_));
         let key = reference.to_string();
         let ticket = self.cache.ticket();
         if !shared {

@@ -30,6 +30,7 @@ pub mod cache;
 pub mod caller;
 pub mod catalog;
 pub mod event;
+pub mod gc_status;
 
 mod blobs;
 mod immutable;
@@ -80,6 +81,10 @@ pub struct Service {
     touches: Touches,
     /// The repository index (`catalog.rs`), told of every effect by [`Service::emit`].
     catalog: Arc<Catalog>,
+    /// The grace period `touches` was sized for (a reload changing it needs a new engine).
+    gc_grace: std::time::Duration,
+    /// What the storage's last garbage collection on this node did (`gc_status.rs`).
+    gc_status: Arc<gc_status::GcStatus>,
 }
 
 impl Service {
@@ -95,6 +100,8 @@ impl Service {
             immutable: Arc::new([]),
             touches: Touches::for_grace(crate::config::GcConfig::DEFAULT_GRACE),
             catalog: Arc::new(Catalog::new(storage.shared())),
+            gc_grace: crate::config::GcConfig::DEFAULT_GRACE,
+            gc_status: Arc::default(),
             storage,
         }
     }
@@ -102,6 +109,21 @@ impl Service {
     /// Touches blobs often enough for a collection with this grace period (`touch.rs`).
     pub fn with_gc_grace(mut self, grace: std::time::Duration) -> Self {
         self.touches = Touches::for_grace(grace);
+        self.gc_grace = grace;
+        self
+    }
+
+    pub fn gc_grace(&self) -> std::time::Duration {
+        self.gc_grace
+    }
+
+    pub fn gc_status(&self) -> &Arc<gc_status::GcStatus> {
+        &self.gc_status
+    }
+
+    /// Shares another engine's GC status (a reload's new engine on the same storage).
+    pub fn with_gc_status(mut self, status: Arc<gc_status::GcStatus>) -> Self {
+        self.gc_status = status;
         self
     }
 

@@ -14,6 +14,15 @@
 //! - Listing returns every key under a prefix, at any depth, sorted by key, so records
 //!   named by time list in time order.
 
+/// A lease as its record holds it: `events::lease` takes and renews them (the
+/// notifications' and the GC's); the GC status reads who holds the GC's.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct LeaseRecord {
+    pub holder: String,
+    /// Unix ms; 0 once released.
+    pub expires_ms: u64,
+}
+
 /// Where a record lives: `/`-separated segments of ASCII letters, digits, `.`, `_`, `-`,
 /// none empty or starting with `.`, so a key can name a file or an object directly.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

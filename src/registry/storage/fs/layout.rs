@@ -35,6 +35,9 @@ pub struct Layout {
     v2: PathBuf,
     /// `<root>/wharf`: what only wharf keeps.
     wharf: PathBuf,
+    /// Staging for atomic writes: `wharf/tmp`, which the process holding the root clears
+    /// when it opens it, or a directory of its own for a process beside it (`wharf gc`).
+    tmp: PathBuf,
 }
 
 /// `<alg>/<hex>`, the directory registry:2 names a digest by under `_layers`, `revisions`
@@ -48,8 +51,15 @@ impl Layout {
         Self {
             v2: root.join("docker").join("registry").join("v2"),
             wharf: root.join("wharf"),
+            tmp: root.join("wharf").join("tmp"),
             root,
         }
+    }
+
+    /// The layout with staging in `wharf/<name>` instead of `wharf/tmp`.
+    pub fn staging_in(mut self, name: &str) -> Self {
+        self.tmp = self.wharf.join(name);
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -136,7 +146,7 @@ impl Layout {
     }
 
     pub fn tmp(&self) -> PathBuf {
-        self.wharf.join("tmp")
+        self.tmp.clone()
     }
 }
 

@@ -86,6 +86,37 @@ impl FsStorage {
         })
     }
 
+    /// Opens a root for a collection beside the server that may hold it (`wharf gc`): no
+    /// root lock, and staging files in `wharf/gc-tmp`, which the server never clears (it
+    /// clears `wharf/tmp` when it starts, which would pull a staged file from under this
+    /// process). One collector at a time holds the GC lease, so that directory has one user,
+    /// and it clears it once it holds the lease ([`FsStorage::clear_staging`]).
+    pub fn open_beside_server(root: &Path) -> io::Result<Self> {
+        let layout = Layout::new(root.to_path_buf()).staging_in("gc-tmp");
+        refuse_registry2_data_dir(root)?;
+        for dir in [layout.blobs(), layout.repositories(), layout.tmp()] {
+            atomic::create_dirs(&dir)?;
+        }
+        Ok(Self {
+            layout,
+            sessions: uploads::Sessions::default(),
+            _lock: None,
+        })
+    }
+
+    /// Removes what a killed process left in this storage's staging directory; only for
+    /// the one user of a directory of its own ([`FsStorage::open_beside_server`]).
+    pub async fn clear_staging(&self) -> StorageResult<()> {
+        let tmp = self.layout.tmp();
+        blocking("clear staging", move || {
+            for entry in fs::read_dir(&tmp)? {
+                let _ = fs::remove_file(entry?.path());
+            }
+            Ok(())
+        })
+        .await
+    }
+
     pub fn root(&self) -> &Path {
         self.layout.root()
     }

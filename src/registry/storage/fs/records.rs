@@ -1,22 +1,22 @@
 //! Small records on disk, under `<root>/wharf/records/<key>` (see `storage::records` for the
 //! contract). Writes go through `atomic` (temp file, fsync, rename, fsync of the
 //! directory). A create is a hard link of the staged file: `link(2)` fails when the name
-//! exists, atomically. A replace compares the record's content hash under a process-wide
-//! lock; one process owns a root (`root_lock`), so no other writer can slip in.
+//! exists, atomically. A replace compares the record's content hash while holding an
+//! exclusive `flock` on `wharf/records.lock`: the server owning the root and a `wharf gc`
+//! beside it (which takes the GC lease through these records) both write records, so the
+//! compare-and-replace must exclude other processes, not only other threads. A `flock`
+//! belongs to an open file, so each replace opens the file: threads of one process
+//! exclude each other the same way, and the kernel drops the lock of a killed process.
 
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
 use super::{atomic, blocking, FsStorage};
 use crate::registry::storage::{RecordKey, RecordVersion, StorageResult};
-
-/// Serialises compare-and-replace within the process (the only writer of its root).
-static REPLACE: Mutex<()> = Mutex::new(());
 
 impl FsStorage {
     fn records_dir(&self) -> PathBuf {
@@ -56,8 +56,9 @@ impl FsStorage {
         expected: &RecordVersion,
     ) -> StorageResult<bool> {
         let (tmp, path, expected) = (self.staging(), self.record_path(key), expected.clone());
+        let lock = self.layout.wharf().join("records.lock");
         blocking("replace record", move || {
-            let _held = REPLACE.lock().unwrap_or_else(|p| p.into_inner());
+            let _held = exclusive(&lock)?;
             match atomic::read_optional(&path)? {
                 Some(now) if version_of(&now) == expected => {
                     atomic::write_file(&tmp, &path, &bytes).map(|()| true)
@@ -99,6 +100,28 @@ impl FsStorage {
     pub(super) async fn delete_record_file(&self, key: &RecordKey) -> StorageResult<bool> {
         let path = self.record_path(key);
         blocking("delete record", move || atomic::remove_file(&path)).await
+    }
+}
+
+/// Waits for the exclusive `flock` on `path` (created if missing); held until the file is
+/// dropped. Replaces are a few per lease renewal, so the wait is short and on the blocking
+/// pool.
+fn exclusive(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    loop {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock only uses the descriptor, which `file` keeps open for the call.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
@@ -150,4 +173,38 @@ fn walk(dir: &Path, prefix: &RecordKey, out: &mut Vec<RecordKey>) -> io::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::storage::Storage;
+
+    /// `wharf gc` beside the server replaces records too (the GC lease): a replace must
+    /// wait while another process holds the records' lock. Another open file description
+    /// of the lock file stands for that process, as `flock` sees it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replace_waits_while_another_process_holds_the_records_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(FsStorage::open(dir.path()).unwrap());
+        let key = RecordKey::new("gc/lease").unwrap();
+        s.put_record(&key, Bytes::from_static(b"a")).await.unwrap();
+        let (_, version) = s.read_record(&key).await.unwrap().unwrap();
+        let other = exclusive(&dir.path().join("wharf/records.lock")).unwrap();
+        let replace = tokio::spawn({
+            let (s, key) = (s.clone(), key.clone());
+            async move {
+                s.replace_record(&key, Bytes::from_static(b"b"), &version)
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !replace.is_finished(),
+            "replaced under another process's lock"
+        );
+        drop(other);
+        assert!(replace.await.unwrap().unwrap());
+        assert_eq!(&s.read_record(&key).await.unwrap().unwrap().0[..], b"b");
+    }
 }

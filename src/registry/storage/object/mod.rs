@@ -42,7 +42,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload
 /// Reads a secret given inline, in a file or in a variable (also for other modules' secrets).
 pub use self::client::secret as read_secret;
 use self::keys::Keys;
-pub use self::monolithic::host_name;
+pub use self::monolithic::{host_name, process_alive};
 /// For the layout's promises (`crate::invariants`): keys built, and keys listed, parsed.
 #[cfg(any(test, fuzzing))]
 pub(crate) use self::{

@@ -58,7 +58,7 @@ pub fn host_name() -> String {
 
 /// Whether a process of this host is running. Where there is no `/proc` to ask, it is
 /// assumed to run, so its sessions wait for `upload_max_age`.
-fn process_alive(pid: u32) -> bool {
+pub fn process_alive(pid: u32) -> bool {
     let proc = std::path::Path::new("/proc");
     !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }
