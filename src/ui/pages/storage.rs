@@ -1,0 +1,121 @@
+//! The storage page: what each repository the viewer may pull uses (the figures
+//! `GET /wharf/api/v1/usage` gives: tags, manifests, bytes, bytes only it links), the
+//! totals, and the garbage collector's status when the server has one to show.
+//!
+//! Who sees it follows the usage API's rule: everyone, each viewer only the repositories
+//! they may pull, while sharing is judged over every repository (a hidden repository's
+//! links still make a blob shared, so "unique" never overstates what a delete frees).
+
+use std::time::{Duration, SystemTime};
+
+use maud::{html, Markup};
+
+use super::layout::{date, size, Frame};
+use crate::registry::service::usage::RepoUsage;
+
+/// The collector's status as the page shows it. Nothing fills it yet: the server keeps no
+/// GC status (`wharf gc` runs from the command line); see `handlers::gc_view`.
+#[derive(Clone, Debug, Default)]
+pub struct GcView {
+    /// Time between scheduled runs; `None`: only `wharf gc`.
+    pub interval: Option<Duration>,
+    pub running_since: Option<SystemTime>,
+    pub next_run: Option<SystemTime>,
+    pub last_run: Option<GcRun>,
+}
+
+/// One finished collection.
+#[derive(Clone, Debug)]
+pub struct GcRun {
+    pub ended: SystemTime,
+    /// `success`, `failure` or `skipped`.
+    pub result: String,
+    pub error: Option<String>,
+    pub tags_deleted: usize,
+    pub objects_freed: usize,
+    pub bytes_freed: u64,
+}
+
+pub fn render(frame: &Frame<'_>, usage: &[RepoUsage], gc: Option<&GcView>) -> Markup {
+    super::layout::page(
+        frame,
+        html! {
+            h1 { "Storage" }
+            section aria-labelledby="usage" {
+                h2 id="usage" { "Usage by repository" }
+                (usage_table(usage))
+            }
+            section aria-labelledby="gc" {
+                h2 id="gc" { "Garbage collection" }
+                (gc_status(gc))
+            }
+        },
+    )
+}
+
+fn usage_table(usage: &[RepoUsage]) -> Markup {
+    let total = |f: fn(&RepoUsage) -> u64| usage.iter().map(f).sum::<u64>();
+    html! {
+        @if usage.is_empty() {
+            p.empty { "No repositories you may pull." }
+        } @else {
+            p.muted {
+                "Unique: the bytes no other repository links, which deleting the repository "
+                "and a garbage collection would free."
+            }
+            div.scroll { table.usage {
+                thead { tr {
+                    th scope="col" { "Repository" } th.num scope="col" { "Tags" }
+                    th.num scope="col" { "Manifests" } th.num scope="col" { "Size" }
+                    th.num scope="col" { "Unique" }
+                } }
+                tbody {
+                    @for r in usage {
+                        tr {
+                            td { a href={ "/ui/repo/" (r.repository) } { (r.repository) } }
+                            td.num { (r.tags) } td.num { (r.manifests) }
+                            td.num { (size(r.bytes)) } td.num { (size(r.unique_bytes)) }
+                        }
+                    }
+                }
+                tfoot { tr {
+                    th scope="row" { (usage.len()) @if usage.len() == 1 { " repository" } @else { " repositories" } }
+                    td.num { (total(|r| r.tags as u64)) } td.num { (total(|r| r.manifests as u64)) }
+                    td.num { (size(total(|r| r.bytes))) } td.num { (size(total(|r| r.unique_bytes))) }
+                } }
+            } }
+        }
+    }
+}
+
+fn gc_status(gc: Option<&GcView>) -> Markup {
+    let Some(gc) = gc else {
+        return html! {
+            p.empty role="status" {
+                "This server does not run garbage collections itself: run "
+                code { "wharf gc" } " against its storage (see the README)."
+            }
+        };
+    };
+    html! {
+        dl.facts {
+            dt { "Schedule" }
+            dd { @match gc.interval {
+                Some(every) => { "every " (humantime::format_duration(every)) }
+                None => { "none (" code { "wharf gc" } " only)" }
+            } }
+            @if let Some(at) = gc.running_since { dt { "Running since" } dd { (date(at)) } }
+            @if let Some(at) = gc.next_run { dt { "Next run" } dd { (date(at)) } }
+            dt { "Last run" }
+            dd { @match &gc.last_run {
+                None => { "none yet" }
+                Some(run) => {
+                    (run.result) ", ended " (date(run.ended)) ": "
+                    (run.tags_deleted) " tags deleted, " (run.objects_freed) " blobs freed ("
+                    (size(run.bytes_freed)) ")"
+                    @if let Some(error) = &run.error { " — " (error) }
+                }
+            } }
+        }
+    }
+}
