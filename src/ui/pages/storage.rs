@@ -81,7 +81,9 @@ fn usage_table(usage: &[RepoUsage]) -> Markup {
                 tfoot { tr {
                     th scope="row" { (usage.len()) @if usage.len() == 1 { " repository" } @else { " repositories" } }
                     td.num { (total(|r| r.tags as u64)) } td.num { (total(|r| r.manifests as u64)) }
-                    td.num { (size(total(|r| r.bytes))) } td.num { (size(total(|r| r.unique_bytes))) }
+                    // No size total: repositories share blobs, so their sizes do not add
+                    // up to what storage holds; unique bytes do.
+                    td {} td.num { (size(total(|r| r.unique_bytes))) }
                 } }
             } }
         }
