@@ -296,6 +296,29 @@ impl Server {
             Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
         self.state.outboxes.shutdown().await;
+        save_indexes(&self.state.registries).await;
+    }
+}
+
+/// How long a stopping server gives the repository indexes to be saved.
+const SAVE_INDEX_WITHIN: Duration = Duration::from_secs(5);
+
+/// Saves each engine's repository index with the figures this run learnt, so the next
+/// start lists them at once (`registry/service/catalog_saved.rs`). Bounded: a store that
+/// does not answer does not hold the exit up.
+async fn save_indexes(registries: &Mutex<HashMap<PathBuf, Arc<Registry>>>) {
+    let engines: Vec<_> = (registries.lock())
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    for engine in engines {
+        let saving = engine.service().catalog().save(engine.storage().as_ref());
+        match tokio::time::timeout(SAVE_INDEX_WITHIN, saving).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "saving the repository index failed"),
+            Err(_) => tracing::warn!("saving the repository index took too long; not saved"),
+        }
     }
 }
 

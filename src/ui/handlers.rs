@@ -1,9 +1,12 @@
 //! One function per UI endpoint: check who is asking, read through `browse`, render.
 
+use std::time::Duration;
+
 use http::{Method, Request, Response, StatusCode};
 
 use super::pages::forms::{self, DeleteTarget};
 use super::pages::layout::{page_param, Frame};
+use super::pages::storage::{self as storage_page, GcView};
 use super::pages::{image as image_page, repo as repo_page, repos as repos_page};
 use super::{form, html, see_other, session, Context, LoginOutcome, Ui, Viewer};
 use crate::auth::Identity;
@@ -16,6 +19,13 @@ use crate::registry::service::browse;
 const REPOS_PER_PAGE: usize = 50;
 /// Tags per page of a repository.
 const TAGS_PER_PAGE: usize = 30;
+/// How long the list waits for the repository names on the first view after the first
+/// start on a root (nothing saved to list from), before saying they are still being read.
+/// A small root's walk always fits, even on a loaded machine; a cold walk of 10,000
+/// repositories may not, but happens once: later starts list from the saved index.
+const NAMES_WAIT: Duration = Duration::from_secs(1);
+/// When a browser shown that asks again.
+const RETRY_SECONDS: u64 = 1;
 
 /// One request's visitor: who they are and the CSRF token for their forms.
 pub(super) struct Visit<'a> {
@@ -68,6 +78,7 @@ pub(super) async fn route(v: &Visit<'_>, req: Request<Body>) -> ApiResult<Respon
         (true, _, "/ui") => Ok(see_other("/ui/")),
         (true, _, "/ui/") => repos(v, query).await,
         (true, _, "/ui/login") => Ok(login_form(v)),
+        (true, _, "/ui/storage") => storage(v).await,
         (true, _, "/ui/delete") => confirm_delete(v, query).await,
         (true, _, "/ui/delete-repository") => confirm_delete_repository(v, query).await,
         (true, _, p) if p.starts_with("/ui/repo/") => repo(v, &p["/ui/repo/".len()..], query).await,
@@ -80,6 +91,27 @@ pub(super) async fn route(v: &Visit<'_>, req: Request<Body>) -> ApiResult<Respon
     }
 }
 
+/// What each repository the viewer may pull uses (the usage API's figures and rule), and
+/// the collector's status.
+async fn storage(v: &Visit<'_>) -> ApiResult<Response<Body>> {
+    let viewer = v.viewer();
+    let usage = v.cx.registry.service().usage(Some(&viewer.pull)).await?;
+    let gc = gc_view(v, &viewer);
+    Ok(html(
+        StatusCode::OK,
+        storage_page::render(&v.frame("Storage"), &usage, gc.as_ref()),
+    ))
+}
+
+/// The collector's status for the storage page, shown to whom `GET /wharf/api/v1/gc`
+/// answers: a viewer the rule for every repository (`*`) lets delete.
+fn gc_view(v: &Visit<'_>, viewer: &Viewer) -> Option<GcView> {
+    viewer
+        .delete
+        .allows("*")
+        .then(|| v.cx.registry.service().gc_status().snapshot())
+}
+
 pub(super) fn not_found_plain() -> Response<Body> {
     Reply::new(StatusCode::NOT_FOUND)
         .header(http::header::CONTENT_LENGTH, 0)
@@ -90,14 +122,20 @@ async fn repos(v: &Visit<'_>, query: Option<&str>) -> ApiResult<Response<Body>> 
     let q = query_param(query, "q").unwrap_or_default();
     let viewer = v.viewer();
     let visible = move |r: &str| viewer.pull.allows(r);
-    let page = browse::repositories(
-        v.cx.registry,
-        &visible,
-        &q,
-        page_param(query),
-        REPOS_PER_PAGE,
-    )
-    .await?;
+    let at = (page_param(query), REPOS_PER_PAGE);
+    let Some(page) = browse::repositories(v.cx.registry, &visible, &q, at, NAMES_WAIT).await?
+    else {
+        let mut r = html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            repos_page::still_reading(&v.frame("Repositories"), RETRY_SECONDS),
+        );
+        super::set_header(
+            &mut r,
+            http::header::RETRY_AFTER,
+            &RETRY_SECONDS.to_string(),
+        );
+        return Ok(r);
+    };
     Ok(html(
         StatusCode::OK,
         repos_page::render(&v.frame("Repositories"), &q, &page),

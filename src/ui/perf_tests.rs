@@ -92,17 +92,39 @@ async fn store_big_image(storage: &dyn Storage) {
         .unwrap();
 }
 
+/// What a request to `registry`'s UI needs besides itself.
+fn context<'a>(registry: &'a Registry, access: &'a Everyone) -> Context<'a> {
+    Context {
+        registry,
+        access,
+        host: "registry.example",
+        tls: false,
+        caller: Default::default(),
+    }
+}
+
 /// How long one request for `path` took, and its answer's body.
 async fn time_once(ui: &Ui, cx: &Context<'_>, path: &str) -> (Duration, String) {
+    let (took, status, body) = answer(ui, cx, path).await;
+    assert_eq!(status, StatusCode::OK, "{path}");
+    (took, body)
+}
+
+/// One request for `path`: how long it took, its status and body.
+async fn answer(ui: &Ui, cx: &Context<'_>, path: &str) -> (Duration, StatusCode, String) {
     let req: Request<Body> = Request::get(path).body(empty()).unwrap();
     let started = Instant::now();
     let response = ui.handle(req, cx).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    let status = response.status();
     let bytes = http_body_util::BodyExt::collect(response.into_body())
         .await
         .unwrap();
     let took = started.elapsed();
-    (took, String::from_utf8(bytes.to_bytes().to_vec()).unwrap())
+    (
+        took,
+        status,
+        String::from_utf8(bytes.to_bytes().to_vec()).unwrap(),
+    )
 }
 
 /// The median time of five requests for `path`, and the last answer's body.
@@ -164,20 +186,20 @@ async fn big_listings_and_big_images_render_quickly() {
         manifest_cache_bytes: 1 << 20,
         immutable: Vec::new(),
     };
-    let registry = Registry::new(storage, options);
+    let registry = Registry::new(storage, options.clone());
     let (ui, access) = (Ui::new(), Everyone);
-    let cx = Context {
-        registry: &registry,
-        access: &access,
-        host: "registry.example",
-        tls: false,
-        caller: Default::default(),
-    };
-    // The first view after start-up reads the whole catalog from disk: printed, not bound.
+    let cx = context(&registry, &access);
+    // The first view after the first start on a root (nothing saved) walks the whole
+    // catalog, and says "still reading" (503) if that takes long: printed, not bound.
     let started = Instant::now();
-    let (_, body) = time_once(&ui, &cx, "/ui/?page=200").await;
-    let first = started.elapsed();
-    assert!(body.contains("10001 repositories"), "{body}");
+    let (first, body) = loop {
+        match answer(&ui, &cx, "/ui/?page=200").await {
+            (took, StatusCode::SERVICE_UNAVAILABLE, _) => eprintln!("still reading after {took:?}"),
+            (_, status, body) => break (started.elapsed(), (status, body)),
+        }
+    };
+    assert_eq!(body.0, StatusCode::OK);
+    assert!(body.1.contains("10001 repositories"), "{}", body.1);
     let (list, body) = time(&ui, &cx, "/ui/?page=150").await;
     assert!(body.contains("10001 repositories") && body.contains("Page 150 of 201"));
     let mut names: Vec<_> = (0..REPOS).map(repo_name).collect();
@@ -188,8 +210,35 @@ async fn big_listings_and_big_images_render_quickly() {
     assert!(body.contains("10 repositories"), "app07770..app07779");
     let (image, body) = time(&ui, &cx, "/ui/image/big/app:1").await;
     assert!(body.contains("100 layers") && body.contains("RUN step 99"));
-    eprintln!("UI server-side on 10,001 repositories on the filesystem: first list view {first:?}; median of 5: list page 150 {list:?}, search {search:?}, 100-layer image {image:?}");
+
+    // A restart: a new engine on the same root lists at once from the index the last run
+    // saved (as a stopping server saves it), the walk running behind that first view.
+    let catalog = registry.service().catalog().clone();
+    catalog.settled().await;
+    catalog.save(registry.storage().as_ref()).await.unwrap();
+    drop(catalog);
+    drop(registry);
+    let storage = Arc::new(FsStorage::open(dir.path()).unwrap());
+    let registry = Registry::new(storage, options);
+    let cx = context(&registry, &access);
+    let (restart, body) = time_once(&ui, &cx, "/ui/?page=150").await;
+    assert!(
+        body.contains("Page 150 of 201") && body.contains("1 tag"),
+        "{body}"
+    );
+    registry.service().catalog().settled().await;
+
+    eprintln!("UI server-side on 10,001 repositories on the filesystem: first list view {first:?}; median of 5: list page 150 {list:?}, search {search:?}, 100-layer image {image:?}; first list view after a restart {restart:?}");
     for (what, took) in [("list", list), ("search", search), ("image", image)] {
         assert!(took < BOUND, "{what} took {took:?}");
+    }
+    // Unoptimised, reading and decoding the saved index (JSON, 10,001 names), with the
+    // walk starting beside it, took 188 ms once on a busy 2-core machine: bound in release
+    // builds, printed in debug (scripts/bench --ui-only times it on disk, released).
+    if !cfg!(debug_assertions) {
+        assert!(
+            restart < BOUND,
+            "the first view after a restart took {restart:?}"
+        );
     }
 }

@@ -346,3 +346,98 @@ async fn a_whole_repository_goes_after_a_confirmation_saying_what_it_frees() {
     assert!(kept.body.contains("immutable"), "{}", kept.body);
     assert!(tag_exists(&s, "locked/app", "1").await);
 }
+
+/// The storage page: each viewer sees the usage of what they may pull (tags, manifests,
+/// size, unique bytes, totals), with sharing judged over every repository, and where the
+/// collector's status will show.
+#[tokio::test]
+async fn the_storage_page_shows_the_usage_of_what_the_viewer_may_pull() {
+    let (s, _dir) = server().await;
+    push(&s, "public/tool", "1").await;
+    push(&s, "public/tool", "2").await;
+    push(&s, "team/secret", "1").await;
+    // A blob team/secret links too: shared, so not unique to public/tool.
+    let shared = b"shared layer bytes".to_vec();
+    for repo in ["public/tool", "team/secret"] {
+        let r = s
+            .http
+            .post(s.url(&format!(
+                "/v2/{repo}/blobs/uploads/?digest={}",
+                crate::support::sha256(&shared)
+            )))
+            .basic_auth("alice", Some("a-pass"))
+            .body(shared.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    // public/tool's own blobs: its config and its manifest (as `push` makes them).
+    let config = "{\"repo\":\"public/tool\"}";
+    let digest = crate::support::sha256(config.as_bytes());
+    let manifest = crate::support::image_manifest(&digest, config.len(), &[]);
+    let own = config.len() + serde_json::to_vec(&manifest).unwrap().len();
+
+    let mut anon = Browser::new(&s);
+    let page = anon.get("/ui/storage").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("public/tool"), "{}", page.body);
+    assert!(!page.body.contains("team/secret"), "{}", page.body);
+    // public/tool: 2 tags, 1 manifest (both tags name the same one), and its row's sizes.
+    let row = row_of(&page.body, "public/tool");
+    assert_eq!(cells(&row)[..2], ["2", "1"], "{row}");
+    let sizes = [format!("{} B", own + shared.len()), format!("{own} B")];
+    assert_eq!(
+        cells(&row)[2..],
+        sizes,
+        "the shared layer is not unique: {row}"
+    );
+    assert!(page.body.contains("1 repository<"), "{}", page.body);
+    // The collector's status is for those who may delete everywhere, as its API is.
+    assert!(
+        page.body.contains("shown to administrators"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Last run"), "{}", page.body);
+
+    let mut bob = Browser::new(&s);
+    bob.login("bob", "b-pass").await;
+    let page = bob.get("/ui/storage").await;
+    assert!(row_of(&page.body, "team/secret").contains("<td"));
+    assert!(page.body.contains("2 repositories<"), "{}", page.body);
+    assert!(
+        !page.body.contains("Last run"),
+        "bob may not delete: {}",
+        page.body
+    );
+
+    let mut alice = Browser::new(&s);
+    alice.login("alice", "a-pass").await;
+    let page = alice.get("/ui/storage").await;
+    // The default schedule (daily), its next run, and no run yet.
+    assert!(page.body.contains("every 1day"), "{}", page.body);
+    assert!(page.body.contains("Next run"), "{}", page.body);
+    assert!(
+        page.body.contains("Last run</dt><dd>none yet"),
+        "{}",
+        page.body
+    );
+}
+
+/// The table row of `repo` on the storage page.
+fn row_of(body: &str, repo: &str) -> String {
+    let at = body
+        .find(&format!(">{repo}</a>"))
+        .unwrap_or_else(|| panic!("no row for {repo} in {body}"));
+    let end = body[at..].find("</tr>").unwrap() + at;
+    body[at..end].to_owned()
+}
+
+/// The numeric cells of a row, in order.
+fn cells(row: &str) -> Vec<String> {
+    row.split("<td class=\"num\">")
+        .skip(1)
+        .map(|c| c.split("</td>").next().unwrap().to_owned())
+        .collect()
+}

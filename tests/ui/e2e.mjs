@@ -99,6 +99,17 @@ try {
   await page.getByRole("heading", { name: "Manifest" }).waitFor();
   await shot(page, "image");
 
+  // The storage page, from the header: usage of what alice may pull, with the totals.
+  await page.getByRole("link", { name: "Storage", exact: true }).click();
+  await page.getByRole("heading", { name: "Usage by repository" }).waitFor();
+  const usage = page.locator("table.usage");
+  for (const repo of ["team/app", "other/thing", "evil/app"]) {
+    assert.equal(await usage.getByRole("link", { name: repo, exact: true }).count(), 1, repo);
+  }
+  await usage.getByRole("rowheader", { name: "3 repositories" }).waitFor();
+  await page.getByRole("heading", { name: "Garbage collection" }).waitFor();
+  await shot(page, "storage");
+
   // Deleting a tag, with the confirmation.
   await page.goto(`${base}/ui/repo/team/app`);
   await page.locator("#tag-old").getByRole("link", { name: "Delete tag…" }).click();

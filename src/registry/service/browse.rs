@@ -9,7 +9,7 @@
 //! (`catalog.rs`) and asks storage at most for the figures of one page.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -56,16 +56,22 @@ pub struct RepoSummary {
 /// Repositories `visible` allows whose name contains `query` (case-insensitive), sorted,
 /// page `page` of `per_page`. Names and figures come from the repository index
 /// (`catalog.rs`), so storage is read only for what the index does not hold yet.
+///
+/// `None` when the names are not known within `wait`: only on the first view after the
+/// first start on a root (nothing saved), while the walk of storage runs on without it.
 pub async fn repositories(
     registry: &Registry,
     visible: &(dyn Fn(&str) -> bool + Send + Sync),
     query: &str,
-    page: usize,
-    per_page: usize,
-) -> ApiResult<Page<RepoSummary>> {
+    (page, per_page): (usize, usize),
+    wait: Duration,
+) -> ApiResult<Option<Page<RepoSummary>>> {
     let query = query.trim().to_lowercase();
     let (catalog, storage) = (registry.service().catalog(), registry.storage());
-    let all = catalog.names(storage).await?;
+    let Ok(all) = tokio::time::timeout(wait, catalog.names(storage)).await else {
+        return Ok(None);
+    };
+    let all = all?;
     let mut total = 0;
     let mut shown = Vec::with_capacity(per_page);
     for name in all.iter() {
@@ -86,12 +92,12 @@ pub async fn repositories(
             figures,
         })
         .collect();
-    Ok(Page {
+    Ok(Some(Page {
         items,
         total,
         page,
         per_page,
-    })
+    }))
 }
 
 /// A tag as a repository's page shows it.

@@ -10,7 +10,13 @@
 //! older than [`SHARED_TTL`] are served once more while a fresh read runs in the background;
 //! on a local root only this process writes (the root lock), and [`LOCAL_TTL`] only bounds
 //! how long something written behind wharf's back (registry:2 on the same directory) stays
-//! unseen. The first view after start-up reads the names from storage and waits for them.
+//! unseen.
+//!
+//! The first view after start-up does not wait for a walk of storage either: it is served
+//! what the last run saved (`catalog_saved.rs`), as stale, while the walk runs behind it;
+//! each walk saves the index again, and so does a server that stops. Only with nothing
+//! saved (the first start on a root) does a view wait for the walk, and then in a task of
+//! its own, so a view that stops waiting (the UI's, after a moment) leaves it running.
 //!
 //! The `_catalog` API still reads storage on every call: it must be exact across nodes.
 
@@ -23,9 +29,10 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
 use super::browse::{Descriptor, RawManifest};
+use super::catalog_saved::{self as saved, Saved};
 use super::{Action, Target, TargetKind};
 use crate::registry::reference::{Digest, RepoName};
-use crate::registry::storage::{Storage, StorageResult};
+use crate::registry::storage::{Storage, StorageError, StorageResult};
 
 /// How old names and figures may be on shared storage before they are read again.
 pub const SHARED_TTL: Duration = Duration::from_secs(10);
@@ -35,6 +42,9 @@ pub const LOCAL_TTL: Duration = Duration::from_secs(300);
 const MAX_FIGURES: usize = 100_000;
 /// Storage reads run at once while figures are computed.
 const CONCURRENT_READS: usize = 8;
+/// Changes kept from start-up until the names are first read, to replay over the saved
+/// index; past it the saved index is not used (the walk is).
+const MAX_EARLY: usize = 10_000;
 
 /// What the listing shows of a repository.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,11 +65,27 @@ pub struct Catalog {
     listing: Arc<tokio::sync::Mutex<()>>,
     /// Read-held by each background reading, so tests can wait for them to end.
     background: Arc<tokio::sync::RwLock<()>>,
+    /// Held while the index is saved; holds the fingerprint of what storage has.
+    saving: tokio::sync::Mutex<Option<u64>>,
 }
 
 struct Timed<T> {
     value: T,
-    at: Instant,
+    /// When it was read from storage; `None` for what the saved index said (stale).
+    at: Option<Instant>,
+}
+
+impl<T> Timed<T> {
+    fn now(value: T) -> Self {
+        Self {
+            value,
+            at: Some(Instant::now()),
+        }
+    }
+
+    fn fresh(&self, ttl: Duration) -> bool {
+        self.at.is_some_and(|at| at.elapsed() < ttl)
+    }
 }
 
 #[derive(Default)]
@@ -74,15 +100,24 @@ struct State {
     generation: u64,
     /// Repositories whose stale figures are being read again.
     refreshing: HashSet<RepoName>,
+    /// From start-up until the first walk begins: the repositories changed (present, gone,
+    /// or `None`: figures only), to replay over the saved index, which may predate them.
+    /// `None` once a walk began, or when more than [`MAX_EARLY`] came.
+    early: Option<Vec<(RepoName, Option<bool>)>>,
 }
 
 impl Catalog {
     pub fn new(shared: bool) -> Self {
+        let state = State {
+            early: Some(Vec::new()),
+            ..State::default()
+        };
         Self {
             ttl: if shared { SHARED_TTL } else { LOCAL_TTL },
-            state: Mutex::default(),
+            state: Mutex::new(state),
             listing: Arc::default(),
             background: Arc::default(),
+            saving: tokio::sync::Mutex::default(),
         }
     }
 
@@ -108,6 +143,7 @@ impl Catalog {
                 let mut state = self.lock();
                 state.generation += 1;
                 state.figures.remove(repo);
+                state.note_early(repo, None);
             }
         }
     }
@@ -116,6 +152,7 @@ impl Catalog {
         let mut state = self.lock();
         state.generation += 1;
         state.figures.remove(repo);
+        state.note_early(repo, Some(present));
         if let Some(pending) = &mut state.during_listing {
             pending.push((repo.clone(), present));
         }
@@ -132,14 +169,7 @@ impl Catalog {
         if let Some(stale) = self.cached_names(false) {
             // Served once more while they are read again, unless a reading runs already.
             if let Ok(guard) = self.listing.clone().try_lock_owned() {
-                let (me, storage) = (self.clone(), storage.clone());
-                let running = self.background.clone().try_read_owned().ok();
-                tokio::spawn(async move {
-                    let _running = running;
-                    if let Err(error) = me.list(storage.as_ref(), guard).await {
-                        tracing::warn!(%error, "reading the repository names again failed");
-                    }
-                });
+                self.spawn_listing(storage.clone(), guard, None);
             }
             return Ok(stale);
         }
@@ -147,18 +177,123 @@ impl Catalog {
             return Ok(fresh);
         }
         let guard = self.listing.clone().lock_owned().await;
-        // Another view may have read them while this one waited.
-        match self.cached_names(true) {
-            Some(fresh) => Ok(fresh),
-            None => self.list(storage.as_ref(), guard).await,
+        // Another view may have read them (or the saved index) while this one waited.
+        if let Some(names) = self.any_names() {
+            return Ok(names);
         }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.spawn_listing(storage.clone(), guard, Some(answer));
+        answered.await.unwrap_or_else(|_| {
+            Err(StorageError::Io {
+                op: "list repositories",
+                source: std::io::Error::other("the listing task ended early"),
+            })
+        })
+    }
+
+    /// Reads the names in a task of its own, holding `guard`. With an `answer` (nothing is
+    /// known yet), the saved index first when there is one: it is the answer, and the
+    /// walk goes on behind it; without one, the walk's result is.
+    fn spawn_listing(
+        self: &Arc<Self>,
+        storage: Arc<dyn Storage>,
+        guard: OwnedMutexGuard<()>,
+        mut answer: Option<tokio::sync::oneshot::Sender<StorageResult<Arc<Vec<RepoName>>>>>,
+    ) {
+        let me = self.clone();
+        let running = self.background.clone().try_read_owned().ok();
+        tokio::spawn(async move {
+            let _running = running;
+            if answer.is_some() {
+                if let Some(names) = me.install_saved(storage.as_ref()).await {
+                    if let Some(answer) = answer.take() {
+                        let _ = answer.send(Ok(names));
+                    }
+                }
+            }
+            let listed = me.list(storage.as_ref(), guard).await;
+            match (answer, listed) {
+                (Some(answer), listed) => drop(answer.send(listed)),
+                (None, Ok(_)) => {}
+                (None, Err(error)) => {
+                    tracing::warn!(%error, "reading the repository names again failed");
+                }
+            }
+            if let Err(error) = me.save(storage.as_ref()).await {
+                tracing::warn!(%error, "saving the repository index failed");
+            }
+        });
     }
 
     /// The cached names, if fresh (or, with `fresh` false, if stale).
     fn cached_names(&self, fresh: bool) -> Option<Arc<Vec<RepoName>>> {
         let state = self.lock();
         let names = state.names.as_ref()?;
-        (fresh == (names.at.elapsed() < self.ttl)).then(|| names.value.clone())
+        (fresh == names.fresh(self.ttl)).then(|| names.value.clone())
+    }
+
+    fn any_names(&self) -> Option<Arc<Vec<RepoName>>> {
+        self.lock().names.as_ref().map(|n| n.value.clone())
+    }
+
+    /// Takes the saved index as the (stale) names and figures, with the changes made since
+    /// start-up replayed over it; `None` when there is none to take.
+    async fn install_saved(&self, storage: &dyn Storage) -> Option<Arc<Vec<RepoName>>> {
+        // Nothing to replay the changes over once a walk began: not worth a read.
+        self.lock().early.as_ref()?;
+        let (Saved { mut names, figures }, print) = saved::load(storage).await?;
+        let names = {
+            let mut state = self.lock();
+            let early = state.early.take()?;
+            let mut changed = HashSet::new();
+            for (repo, present) in early {
+                if let Some(present) = present {
+                    apply(&mut names, &repo, present);
+                }
+                changed.insert(repo);
+            }
+            for (repo, value) in figures {
+                if !changed.contains(&repo) {
+                    let value = Arc::new(value);
+                    state.figures.insert(repo, Timed { value, at: None });
+                }
+            }
+            let names = Arc::new(names);
+            state.names = Some(Timed {
+                value: names.clone(),
+                at: None,
+            });
+            names
+        };
+        // What storage holds is this; no need to write it back unchanged.
+        *self.saving.lock().await = Some(print);
+        Some(names)
+    }
+
+    /// Saves the names and the figures known (after each walk, and when the server stops),
+    /// unless storage holds that already. Nothing is saved before the names were read, nor
+    /// an empty index where none was saved.
+    pub async fn save(&self, storage: &dyn Storage) -> StorageResult<()> {
+        let mut saving = self.saving.lock().await;
+        let bytes = {
+            let state = self.lock();
+            let Some(names) = &state.names else {
+                return Ok(());
+            };
+            if names.value.is_empty() && saving.is_none() {
+                return Ok(());
+            }
+            saved::encode(&names.value, |n| {
+                state.figures.get(n).map(|f| f.value.as_ref())
+            })
+        };
+        let print = saved::fingerprint(&bytes);
+        if *saving == Some(print) {
+            return Ok(());
+        }
+        saved::save(storage, bytes).await?;
+        *saving = Some(print);
+        Ok(())
     }
 
     /// Reads the names from storage and keeps them, with what changed meanwhile.
@@ -167,7 +302,12 @@ impl Catalog {
         storage: &dyn Storage,
         _reading: OwnedMutexGuard<()>,
     ) -> StorageResult<Arc<Vec<RepoName>>> {
-        self.lock().during_listing = Some(Vec::new());
+        {
+            let mut state = self.lock();
+            state.during_listing = Some(Vec::new());
+            // The walk sees every change made so far (they were durable before noted).
+            state.early = None;
+        }
         let listed = storage.list_repositories().await;
         let mut state = self.lock();
         let changes = state.during_listing.take().unwrap_or_default();
@@ -177,10 +317,7 @@ impl Catalog {
             apply(&mut names, &repo, present);
         }
         let names = Arc::new(names);
-        state.names = Some(Timed {
-            value: names.clone(),
-            at: Instant::now(),
-        });
+        state.names = Some(Timed::now(names.clone()));
         Ok(names)
     }
 
@@ -199,7 +336,7 @@ impl Catalog {
             for repo in repos {
                 match state.figures.get(repo) {
                     Some(kept) => {
-                        if kept.at.elapsed() >= self.ttl && state.refreshing.insert(repo.clone()) {
+                        if !kept.fresh(self.ttl) && state.refreshing.insert(repo.clone()) {
                             stale.push(repo.clone());
                         }
                         out.push(Some(kept.value.clone()));
@@ -255,9 +392,21 @@ impl Catalog {
         if state.figures.len() >= MAX_FIGURES {
             state.figures.clear();
         }
-        let at = Instant::now();
         for (repo, value) in read {
-            state.figures.insert(repo, Timed { value, at });
+            state.figures.insert(repo, Timed::now(value));
+        }
+    }
+}
+
+impl State {
+    /// Keeps a change for the saved index while no walk has begun (see `early`).
+    fn note_early(&mut self, repo: &RepoName, present: Option<bool>) {
+        if self.names.is_some() {
+            return;
+        }
+        match &mut self.early {
+            Some(early) if early.len() < MAX_EARLY => early.push((repo.clone(), present)),
+            _ => self.early = None,
         }
     }
 }

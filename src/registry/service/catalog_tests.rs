@@ -170,3 +170,64 @@ async fn on_shared_storage_other_nodes_changes_show_once_the_ttl_passed() {
         2
     );
 }
+
+/// The figures `catalog` gives for `r` (kept, stale or read now).
+async fn tags_of(catalog: &Arc<Catalog>, storage: &Arc<dyn Storage>, r: &RepoName) -> usize {
+    let figures = catalog.figures(storage, std::slice::from_ref(r)).await;
+    figures.unwrap()[0].tags
+}
+
+#[tokio::test]
+async fn after_a_restart_the_saved_index_lists_at_once_and_a_walk_corrects_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).unwrap());
+    let before = Service::new(storage.clone(), 1 << 20, 1 << 20);
+    let (app, old) = (repo("team/app"), repo("team/old"));
+    push_image(&before, &app, &tag("1"), b"layer one").await;
+    push_image(&before, &old, &tag("1"), b"layer old").await;
+    let catalog = before.catalog().clone();
+    assert_eq!(
+        names(&catalog.names(&storage).await.unwrap()),
+        ["team/app", "team/old"]
+    );
+    assert_eq!(tags_of(&catalog, &storage, &app).await, 1);
+    catalog.settled().await;
+    // As a stopping server does: with the figures learnt since the walk saved the names.
+    catalog.save(storage.as_ref()).await.unwrap();
+
+    // While wharf is down, registry:2 on the same root deletes a repository, creates one,
+    // and pushes a tag to another.
+    storage.delete_repository(&old).await.unwrap();
+    let config = Digest::of(Algorithm::Sha256, b"{}");
+    let ghost = repo("ghost/app");
+    storage
+        .link(&ghost, LinkKind::Layer, &config)
+        .await
+        .unwrap();
+    push_image(&before, &app, &tag("2"), b"layer two").await;
+
+    // Started again; a push comes before the first view.
+    let after = Service::new(storage.clone(), 1 << 20, 1 << 20);
+    let catalog = after.catalog().clone();
+    push_image(&after, &repo("team/new"), &tag("1"), b"layer new").await;
+    // The first view is the saved index (stale) with that push replayed over it...
+    assert_eq!(
+        names(&catalog.names(&storage).await.unwrap()),
+        ["team/app", "team/new", "team/old"]
+    );
+    assert_eq!(tags_of(&catalog, &storage, &app).await, 1, "saved figures");
+    // ...and the walk behind it, and a read of the stale figures, bring what storage has.
+    catalog.settled().await;
+    assert_eq!(
+        names(&catalog.names(&storage).await.unwrap()),
+        ["ghost/app", "team/app", "team/new"]
+    );
+    assert_eq!(tags_of(&catalog, &storage, &app).await, 2);
+
+    // The walk saved what it found: the next start lists that at once.
+    let again = Service::new(storage.clone(), 1 << 20, 1 << 20);
+    assert_eq!(
+        names(&again.catalog().names(&storage).await.unwrap()),
+        ["ghost/app", "team/app", "team/new"]
+    );
+}

@@ -60,6 +60,16 @@ struct State {
     interval_secs: Option<u64>,
 }
 
+/// What [`GcStatus`] holds at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Time between scheduled runs; `None`: only `wharf gc`.
+    pub interval: Option<Duration>,
+    pub running_since: Option<SystemTime>,
+    pub next_run: Option<SystemTime>,
+    pub last_run: Option<LastRun>,
+}
+
 #[derive(Debug, Default)]
 pub struct GcStatus {
     state: Mutex<State>,
@@ -104,6 +114,16 @@ impl GcStatus {
     /// This node's attempt found another collector running: nothing of its own to show.
     pub fn finished_elsewhere(&self) {
         self.with(|s| s.running_since = None);
+    }
+
+    /// A copy of what it holds now (the web UI's storage page shows it).
+    pub fn snapshot(&self) -> Snapshot {
+        self.with(|s| Snapshot {
+            interval: s.interval_secs.map(Duration::from_secs),
+            running_since: s.running_since,
+            next_run: s.next,
+            last_run: s.last.clone(),
+        })
     }
 
     pub fn last(&self) -> Option<LastRun> {

@@ -22,13 +22,15 @@
 //! - `immutable.rs`: `[[immutable]]` tags, checked by manifest push and delete.
 //! - `touch.rs`: touch records, which keep a blob a client relies on from a concurrent
 //!   garbage collection (the `gc` module docs).
-//! - `catalog.rs`: the repository index the UI lists from, kept right by [`Service::emit`].
+//! - `catalog.rs`: the repository index the UI lists from, kept right by [`Service::emit`];
+//!   `catalog_saved.rs`: the index saved in storage for the first view after a restart.
 //! - `cache.rs`: the bounded manifest cache; `caller.rs`: [`Caller`]; `event.rs`: events.
 
 pub mod browse;
 pub mod cache;
 pub mod caller;
 pub mod catalog;
+mod catalog_saved;
 pub mod event;
 pub mod gc_status;
 
@@ -40,7 +42,7 @@ mod mirrored;
 mod repositories;
 pub mod touch;
 mod uploads;
-mod usage;
+pub mod usage;
 
 #[cfg(test)]
 mod catalog_tests;

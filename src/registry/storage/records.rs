@@ -3,7 +3,8 @@
 //!
 //! # Contract
 //!
-//! - A record is small (a few KiB): it is written and read whole.
+//! - A record is small (a few KiB; the largest, the UI's saved repository index, about
+//!   60 bytes a repository): it is written and read whole.
 //! - Writes are atomic and durable before they return: readers, other nodes and a crash
 //!   see the old record or the new one, never a part.
 //! - [`Storage::create_record`](super::Storage::create_record) creates only when the key is

@@ -17,6 +17,15 @@ pub struct Frame<'a> {
 }
 
 pub fn page(frame: &Frame<'_>, content: Markup) -> Markup {
+    frame_with(frame, None, content)
+}
+
+/// A page that the browser loads again after `seconds`.
+pub fn page_refreshing(frame: &Frame<'_>, seconds: u64, content: Markup) -> Markup {
+    frame_with(frame, Some(seconds), content)
+}
+
+fn frame_with(frame: &Frame<'_>, refresh: Option<u64>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -24,6 +33,9 @@ pub fn page(frame: &Frame<'_>, content: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
+                @if let Some(seconds) = refresh {
+                    meta http-equiv="refresh" content=(seconds);
+                }
                 title { (frame.title) " · wharf" }
                 link rel="stylesheet" href="/ui/static/style.css";
                 script src="/ui/static/app.js" defer {}
@@ -32,7 +44,7 @@ pub fn page(frame: &Frame<'_>, content: Markup) -> Markup {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/ui/" { "wharf" }
-                    nav { (account(frame)) }
+                    nav { a href="/ui/storage" { "Storage" } (account(frame)) }
                 }
                 main id="main" { (content) }
             }

@@ -5,3 +5,4 @@ pub mod image;
 pub mod layout;
 pub mod repo;
 pub mod repos;
+pub mod storage;

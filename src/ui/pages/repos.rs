@@ -42,3 +42,20 @@ pub fn render(frame: &Frame<'_>, query: &str, repos: &Page<RepoSummary>) -> Mark
         },
     )
 }
+
+/// While the repository names are read from storage for the first time on this root: says
+/// so, and the browser asks again after `seconds` (a refresh, which the CSP allows: it is
+/// not a script).
+pub fn still_reading(frame: &Frame<'_>, seconds: u64) -> Markup {
+    super::layout::page_refreshing(
+        frame,
+        seconds,
+        html! {
+            h1 { "Repositories" }
+            p.empty role="status" {
+                "Reading the list of repositories from storage for the first time. "
+                "This page reloads itself in a moment; later visits, after restarts too, list at once."
+            }
+        },
+    )
+}

@@ -10,6 +10,7 @@ mod repo_delete;
 mod root_lock;
 mod stream;
 mod uploads;
+mod walk;
 
 use std::fs;
 use std::io;
@@ -177,27 +178,18 @@ fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Walks `repositories/` for directories holding `_layers` or `_manifests`, as registry:2's
-/// catalog does (it skips every `_`-prefixed directory, and lists names nested in others).
-fn walk_repositories(base: &Path, prefix: &str, out: &mut Vec<RepoName>) -> io::Result<()> {
-    for name in sorted_names(base)? {
-        let path = base.join(&name);
-        if name.starts_with('_') || !path.is_dir() {
-            continue;
-        }
-        let full = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        if path.join("_layers").is_dir() || path.join("_manifests").is_dir() {
-            if let Ok(repo) = RepoName::parse(&full) {
-                out.push(repo);
-            }
-        }
-        walk_repositories(&path, &full, out)?;
-    }
-    Ok(())
+/// A tag's `current/link` and when it was last written (tags are written by rename, so
+/// the file's time is the push's); `None` when there is no such tag. What both a tag's
+/// page and retention's listing read.
+fn read_dated(path: &Path) -> io::Result<Option<(Vec<u8>, SystemTime)>> {
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(Some((bytes, file.metadata()?.modified()?)))
 }
 
 /// Writes a link file holding `value` (a digest), unless it already does.
@@ -320,21 +312,10 @@ impl Storage for FsStorage {
     ) -> StorageResult<Option<(Digest, Option<SystemTime>)>> {
         let path = self.layout.tag(repo, tag);
         let p = path.clone();
-        let read = blocking("read tag", move || {
-            let mut file = match fs::File::open(&p) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let mut bytes = Vec::new();
-            io::Read::read_to_end(&mut file, &mut bytes)?;
-            // Tags are written by rename, so the file's time is the push's.
-            Ok(Some((bytes, file.metadata()?.modified().ok())))
-        })
-        .await?;
+        let read = blocking("read tag", move || read_dated(&p)).await?;
         match read {
             None => Ok(None),
-            Some((bytes, at)) => Ok(Some((parse_digest_file(path, &bytes)?, at))),
+            Some((bytes, at)) => Ok(Some((parse_digest_file(path, &bytes)?, Some(at)))),
         }
     }
 
@@ -442,13 +423,7 @@ impl Storage for FsStorage {
 
     async fn list_repositories(&self) -> StorageResult<Vec<RepoName>> {
         let base = self.layout.repositories();
-        blocking("list repositories", move || {
-            let mut out = Vec::new();
-            walk_repositories(&base, "", &mut out)?;
-            out.sort();
-            Ok(out)
-        })
-        .await
+        blocking("list repositories", move || walk::list_repositories(&base)).await
     }
 
     async fn delete_repository(&self, repo: &RepoName) -> StorageResult<bool> {
@@ -565,10 +540,9 @@ impl Storage for FsStorage {
             let mut out = Vec::with_capacity(tags.len());
             for tag in tags {
                 let path = layout.tag(&repo, &tag);
-                let Some(bytes) = atomic::read_optional(&path)? else {
+                let Some((bytes, pushed)) = read_dated(&path)? else {
                     continue; // deleted since the listing
                 };
-                let pushed = fs::metadata(&path)?.modified()?;
                 let digest = parse_digest_file(path, &bytes).map_err(io::Error::other)?;
                 out.push(DatedTag {
                     tag,

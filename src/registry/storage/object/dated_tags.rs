@@ -1,14 +1,12 @@
 //! A repository's tags with their digests and last push times, for retention: one listing
-//! of the repository's `_manifests/tags/` keys (their last-modified times), then one read
-//! per tag for the digest its `current/link` holds.
-
-use std::time::SystemTime;
+//! of the repository's `_manifests/tags/` keys, then for each tag the read a tag's page
+//! makes (`read_tag_dated`: the digest its `current/link` holds, and when it was written).
 
 use futures_util::TryStreamExt;
 
-use super::{parse_digest, unavailable, ObjectStorage};
+use super::{unavailable, ObjectStorage};
 use crate::registry::reference::{RepoName, Tag};
-use crate::registry::storage::{DatedTag, StorageResult};
+use crate::registry::storage::{DatedTag, Storage, StorageResult};
 
 const OP: &str = "list dated tags";
 
@@ -36,13 +34,14 @@ pub(super) async fn list_tags_dated(
         if (current.as_str(), link.as_str()) != ("current", "link") {
             continue;
         }
-        let Some(bytes) = s.read_optional(OP, &meta.location).await? else {
+        // The read dates the tag as a tag's page sees it (the same object's last-modified).
+        let Some((digest, Some(pushed))) = s.read_tag_dated(repo, &tag).await? else {
             continue; // deleted since the listing
         };
         out.push(DatedTag {
             tag,
-            digest: parse_digest(&meta.location, &bytes)?,
-            pushed: SystemTime::from(meta.last_modified),
+            digest,
+            pushed,
         });
     }
     out.sort_by(|a, b| a.tag.as_str().cmp(b.tag.as_str()));

@@ -75,6 +75,8 @@ pub struct ObjectStorage {
 
 /// How many blob sizes are remembered (about 100 bytes each).
 const SIZES_CACHED: u64 = 100_000;
+/// Listings one walk of `repositories/` runs at once.
+const CONCURRENT_LISTINGS: usize = 16;
 
 /// What the backend takes from the config beside the client.
 struct Settings<'a> {
@@ -436,22 +438,34 @@ impl Storage for ObjectStorage {
 
     async fn list_repositories(&self) -> StorageResult<Vec<RepoName>> {
         // One listing per namespace level, like a directory walk: listing every key under
-        // repositories/ would read every link and tag of the registry.
+        // repositories/ would read every link and tag of the registry. A level's
+        // listings run several at once: one after another, 10,000 repositories are
+        // 10,000 round trips in a row.
         let mut out = Vec::new();
-        let mut pending = vec![String::new()];
-        while let Some(name) = pending.pop() {
-            let key = self.keys.repo_named(&name);
-            let (dirs, _) = self.children("list repositories", &key).await?;
-            if dirs.iter().any(|d| d == "_layers" || d == "_manifests") {
-                if let Ok(repo) = RepoName::parse(&name) {
-                    out.push(repo);
+        let mut level = vec![String::new()];
+        while !level.is_empty() {
+            let listed: Vec<_> = futures_util::stream::iter(level)
+                .map(|name| async move {
+                    let key = self.keys.repo_named(&name);
+                    let listed = self.children("list repositories", &key).await;
+                    listed.map(|(dirs, _)| (name, dirs))
+                })
+                .buffer_unordered(CONCURRENT_LISTINGS)
+                .try_collect()
+                .await?;
+            level = Vec::new();
+            for (name, dirs) in listed {
+                if dirs.iter().any(|d| d == "_layers" || d == "_manifests") {
+                    if let Ok(repo) = RepoName::parse(&name) {
+                        out.push(repo);
+                    }
                 }
-            }
-            for d in dirs.into_iter().filter(|d| !d.starts_with('_')) {
-                pending.push(match name.is_empty() {
-                    true => d,
-                    false => format!("{name}/{d}"),
-                });
+                for d in dirs.into_iter().filter(|d| !d.starts_with('_')) {
+                    level.push(match name.is_empty() {
+                        true => d,
+                        false => format!("{name}/{d}"),
+                    });
+                }
             }
         }
         out.sort();
