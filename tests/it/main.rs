@@ -25,6 +25,7 @@ mod deletes;
 mod front_door;
 mod fs_storage;
 mod gc;
+mod gc_load;
 mod gen_registry;
 mod htpasswd;
 mod http2_windows;
