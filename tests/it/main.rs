@@ -26,6 +26,7 @@ mod front_door;
 mod fs_storage;
 mod gc;
 mod gc_kill;
+mod gc_load;
 mod gc_online;
 mod gen_registry;
 mod htpasswd;

@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 
 use super::layout::Layout;
-use super::{atomic, sorted_names};
+use super::sorted_names;
 use crate::registry::reference::{Digest, RepoName};
 use crate::registry::storage::{BlobEntry, LinkEntry, LinkKind};
 
@@ -91,9 +91,17 @@ fn links_of(layout: &Layout, repo: &RepoName, kind: LinkKind) -> io::Result<Vec<
 
 /// Removes the blob's `data`, then its now empty directories (as registry:2's
 /// `garbage-collect` removes the blob's directory). `false` when it was already gone.
+///
+/// Not synced: a deletion a crash undoes leaves an unreferenced blob, which the next run
+/// collects (every link to it was removed, durably, before). Syncing each directory made
+/// `scripts/bench --gc-only` (10,000 deletions) take 55 s instead of 21 s.
 pub(super) fn delete_blob(layout: &Layout, digest: &Digest) -> io::Result<bool> {
     let data = layout.blob(digest);
-    let removed = atomic::remove_file(&data)?;
+    let removed = match fs::remove_file(&data) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    };
     if let Some(dir) = data.parent() {
         remove_empty(dir);
         if let Some(prefix) = dir.parent() {
