@@ -260,6 +260,15 @@ async fn healthz_shares_one_probe_between_close_calls() {
     assert_eq!(r.status(), StatusCode::OK);
     // Every probe stages a file in `wharf/tmp` and removes it again, which touches the directory.
     let staging = s.root.join("wharf/tmp");
+    // So does the GC scheduler once at start-up, writing `gc/since`: wait for it to finish.
+    let since = s.root.join("wharf/records/gc/since");
+    for _ in 0..500 {
+        let staged = std::fs::read_dir(&staging).map_or(0, |d| d.count());
+        if since.exists() && staged == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let before = std::fs::metadata(&staging).unwrap().modified().unwrap();
     let calls = (0..20).map(|_| async {
         let r = s.http.get(s.url("/healthz")).send().await.unwrap();

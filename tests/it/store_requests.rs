@@ -63,6 +63,13 @@ async fn a_small_push_and_its_pull_cost_few_store_requests(backend: Backend) {
     };
     let relay = StoreRelay::in_front_of(&mut store).await;
     let s = TestServer::start_on_store(&store, "").await;
+    // The GC scheduler's start-up (write `gc/since`, read it and `gc/last`) is not the push's.
+    for _ in 0..500 {
+        if relay.requests().iter().any(|r| r.contains("/gc/last")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     relay.reset();
 
     let layer = bytes_of(100_000, 71);

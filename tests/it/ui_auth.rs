@@ -416,7 +416,7 @@ async fn the_storage_page_shows_the_usage_of_what_the_viewer_may_pull() {
     alice.login("alice", "a-pass").await;
     let page = alice.get("/ui/storage").await;
     // The default schedule (daily), its next run, and no run yet.
-    assert!(page.body.contains("every 1day"), "{}", page.body);
+    assert!(page.body.contains("every day"), "{}", page.body);
     assert!(page.body.contains("Next run"), "{}", page.body);
     assert!(
         page.body.contains("Last run</dt><dd>none yet"),

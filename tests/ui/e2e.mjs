@@ -108,6 +108,9 @@ try {
   }
   await usage.getByRole("rowheader", { name: "3 repositories" }).waitFor();
   await page.getByRole("heading", { name: "Garbage collection" }).waitFor();
+  // alice may delete everywhere: she sees the collector's schedule and last run.
+  await page.getByText("Schedule", { exact: true }).waitFor();
+  await page.getByText("Last run", { exact: true }).waitFor();
   await shot(page, "storage");
 
   // Deleting a tag, with the confirmation.

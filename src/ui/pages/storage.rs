@@ -83,7 +83,7 @@ fn gc_status(gc: Option<&GcView>) -> Markup {
         dl.facts {
             dt { "Schedule" }
             dd { @match gc.interval {
-                Some(every) => { "every " (humantime::format_duration(every)) }
+                Some(every) => { "every " (period(every)) }
                 None => { "none (" code { "wharf gc" } " only)" }
             } }
             @if let Some(at) = gc.running_since { dt { "Running since" } dd { (date(at)) } }
@@ -99,5 +99,31 @@ fn gc_status(gc: Option<&GcView>) -> Markup {
                 }
             } }
         }
+    }
+}
+
+/// A schedule's period as people say it ("day", "6 hours"); humantime's form otherwise.
+fn period(every: std::time::Duration) -> String {
+    let secs = every.as_secs();
+    let units = [(86_400, "day"), (3_600, "hour"), (60, "minute")];
+    match units.iter().find(|(unit, _)| secs > 0 && secs % unit == 0) {
+        Some(&(unit, name)) if secs == unit => name.to_owned(),
+        Some(&(unit, name)) => format!("{} {name}s", secs / unit),
+        None => humantime::format_duration(every).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn periods_read_as_people_say_them() {
+        let p = |s| super::period(Duration::from_secs(s));
+        assert_eq!(p(86_400), "day");
+        assert_eq!(p(2 * 86_400), "2 days");
+        assert_eq!(p(6 * 3_600), "6 hours");
+        assert_eq!(p(90 * 60), "90 minutes");
+        assert_eq!(p(90), "1m 30s");
     }
 }
