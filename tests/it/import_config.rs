@@ -159,6 +159,30 @@ fn run_logged(cmd: &mut Command, dir: &Path) {
     }
 }
 
+/// Converts `fixture`, serves it over TLS with a test CA and logs in and pushes through it
+/// with podman; returns the directory the converted config runs in.
+fn push_through_tls_fixture(fixture: &str) -> tempfile::TempDir {
+    let (dir, work, trust) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let pki = Pki::new();
+    std::fs::write(trust.path().join("ca.crt"), &pki.ca_pem).unwrap();
+    let config = import(fixture, dir.path(), None);
+    make_named_files(&config, &pki);
+    let wharf = serve(&config, dir.path());
+    let cert_dir = trust.path().display().to_string();
+    push_through(
+        &wharf,
+        dir.path(),
+        work.path(),
+        &["--cert-dir", &cert_dir],
+        true,
+    );
+    dir
+}
+
 /// Logs in (when `login`), pushes a small image and reads it back with podman.
 fn push_through(wharf: &WharfProcess, dir: &Path, work: &Path, tls: &[&str], login: bool) {
     // 127.0.0.1, not localhost: Go clients try ::1 first, where another test's server may
@@ -218,24 +242,7 @@ fn a_push_through_the_converted_nginx_auth_proxy() {
     if !have_program("podman", "podman") {
         return;
     }
-    let (dir, work, trust) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let pki = Pki::new();
-    std::fs::write(trust.path().join("ca.crt"), &pki.ca_pem).unwrap();
-    let config = import("nginx-auth-proxy", dir.path(), None);
-    make_named_files(&config, &pki);
-    let wharf = serve(&config, dir.path());
-    let cert_dir = trust.path().display().to_string();
-    push_through(
-        &wharf,
-        dir.path(),
-        work.path(),
-        &["--cert-dir", &cert_dir],
-        true,
-    );
+    push_through_tls_fixture("nginx-auth-proxy");
 }
 
 #[test]
@@ -277,24 +284,7 @@ fn a_push_through_the_converted_deploy_tls_htpasswd() {
     if !have_program("podman", "podman") {
         return;
     }
-    let (dir, work, trust) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let pki = Pki::new();
-    std::fs::write(trust.path().join("ca.crt"), &pki.ca_pem).unwrap();
-    let config = import("deploy-tls-htpasswd", dir.path(), None);
-    make_named_files(&config, &pki);
-    let wharf = serve(&config, dir.path());
-    let cert_dir = trust.path().display().to_string();
-    push_through(
-        &wharf,
-        dir.path(),
-        work.path(),
-        &["--cert-dir", &cert_dir],
-        true,
-    );
+    let dir = push_through_tls_fixture("deploy-tls-htpasswd");
     let repo = dir
         .path()
         .join("var/lib/registry/docker/registry/v2/repositories/team/app");
