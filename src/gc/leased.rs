@@ -216,6 +216,59 @@ mod tests {
         ));
     }
 
+    /// A lease of `duration` (short, so renewals happen within a test).
+    fn short(storage: &Arc<dyn Storage>, holder: &str, duration: Duration) -> Lease {
+        Lease::new(storage.clone(), lease_key(), holder.into(), duration)
+    }
+
+    #[tokio::test]
+    async fn a_run_longer_than_its_lease_keeps_it_by_renewing() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).unwrap());
+        let lease_for = Duration::from_millis(1500);
+        let (mut a, mut b) = (
+            short(&storage, "host/1/a", lease_for),
+            short(&storage, "host/1/b", lease_for),
+        );
+        // Four checks 0.6 s apart: the run outlasts its lease, which renewals keep alive.
+        let work = async {
+            let mut taken = Vec::new();
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                taken.push(b.hold().await.unwrap());
+            }
+            taken
+        };
+        match with_lease(&mut a, work).await.unwrap() {
+            Leased::Ran(taken) => assert_eq!(taken, [false; 4], "another collector got in"),
+            other => panic!("{other:?}"),
+        }
+        // Released at the end: the other one takes it at once.
+        assert!(b.hold().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_lease_is_taken_stops_at_its_next_renewal() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).unwrap());
+        let lease_for = Duration::from_millis(300);
+        let mut a = short(&storage, "host/1/a", lease_for);
+        let mut b = short(&storage, "host/1/b", lease_for);
+        // As if the record were lost and another node took it: the run must not go on.
+        let work = async {
+            storage.delete_record(&lease_key()).await.unwrap();
+            assert!(b.hold().await.unwrap());
+            std::future::pending::<()>().await
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(10), with_lease(&mut a, work))
+            .await
+            .expect("the run stopped");
+        assert!(matches!(outcome.unwrap(), Leased::Lost));
+        // Its release left the other holder's record alone.
+        let (holder, _) = a.holder().await.unwrap().unwrap();
+        assert_eq!(holder, "host/1/b");
+    }
+
     #[tokio::test]
     async fn the_last_run_round_trips_through_its_record() {
         let dir = tempfile::tempdir().unwrap();
