@@ -24,6 +24,8 @@ use wharf::server::{describe_root, open_storage};
 
 pub async fn run(path: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
     let (config, _) = Config::load(path.as_deref())?;
+    // The collection logs each phase's duration (`[log] level`, `RUST_LOG`) on stderr.
+    crate::cli::init_logging(&config);
     for root in crate::repo_cmd::storage_roots(&config) {
         let name = describe_root(&config.storage.backend, &root);
         println!("storage {name}");
