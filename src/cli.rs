@@ -403,7 +403,7 @@ async fn check_storage(config: &Config) -> anyhow::Result<String> {
     Ok(main)
 }
 
-fn init_logging(config: &Config) {
+pub(crate) fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
     use std::io::IsTerminal;

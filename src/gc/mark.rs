@@ -4,9 +4,14 @@
 //! the repository keeps names it, or while it is recent (written or touched within the
 //! grace period: an upload whose manifest is still coming); an untagged revision stays
 //! while it is recent (a child pushed by digest before its index). What stays is live.
+//! Repositories are marked a few at a time, and a manifest is read once per run however
+//! many repositories share it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::config::Untagged;
 use crate::registry::manifest::Manifest;
@@ -49,46 +54,60 @@ pub async fn mark(
     untagged: Untagged,
     inputs: &Inputs<'_>,
 ) -> StorageResult<Marked> {
-    let mut by_repo: HashMap<&RepoName, Vec<&LinkEntry>> = HashMap::new();
+    let mut by_repo: HashMap<&RepoName, Vec<LinkEntry>> = HashMap::new();
     for link in inputs.links {
-        by_repo.entry(&link.repo).or_default().push(link);
+        by_repo.entry(&link.repo).or_default().push(link.clone());
     }
-    let mut marked = Marked::default();
+    let mut jobs = Vec::new();
     for repo in storage.list_repositories().await? {
         let links = by_repo.remove(&repo).unwrap_or_default();
-        mark_repo(storage, &repo, &links, untagged, inputs, &mut marked).await?;
+        jobs.push((repo, links));
     }
     // Links of a repository that vanished since the enumeration: judged on their own.
-    for (repo, links) in by_repo {
-        let repo = repo.clone();
-        mark_repo(storage, &repo, &links, untagged, inputs, &mut marked).await?;
+    jobs.extend(
+        by_repo
+            .into_iter()
+            .map(|(repo, links)| (repo.clone(), links)),
+    );
+    // Repositories a few at a time: each is a handful of small reads, and one at a time
+    // leaves a cold disk (or an object store's round trips) mostly waiting. Owned items and
+    // a plain async fn in the stream: closures borrowing their items make the future `Send`
+    // only for some lifetimes, and the server spawns collections.
+    let manifests = Manifests::default();
+    let mut repos = futures_util::stream::iter(jobs)
+        .map(|(repo, links)| mark_repo(storage, repo, links, untagged, inputs, &manifests))
+        .buffered(super::CONCURRENT);
+    let mut marked = Marked::default();
+    while let Some(one) = repos.try_next().await? {
+        marked.live.extend(one.live);
+        marked.untagged.extend(one.untagged);
+        marked.stale_layers.extend(one.stale_layers);
     }
     Ok(marked)
 }
 
+/// What one repository's mark found (merged into [`Marked`]).
+#[derive(Default)]
+struct RepoMarked {
+    live: HashSet<Digest>,
+    untagged: Vec<(RepoName, Digest)>,
+    stale_layers: Vec<(RepoName, Digest)>,
+}
+
 async fn mark_repo(
     storage: &dyn Storage,
-    repo: &RepoName,
-    links: &[&LinkEntry],
+    repo: RepoName,
+    links: Vec<LinkEntry>,
     untagged: Untagged,
     inputs: &Inputs<'_>,
-    marked: &mut Marked,
-) -> StorageResult<()> {
-    // Lists, not iterator closures, across the awaits below: a closure held over an await
-    // makes the future `Send` only for some lifetimes, and the server spawns this.
-    let revisions: Vec<&LinkEntry> = links
-        .iter()
-        .copied()
-        .filter(|l| l.kind == LinkKind::Manifest)
-        .collect();
-    let layers: Vec<&LinkEntry> = links
-        .iter()
-        .copied()
-        .filter(|l| l.kind == LinkKind::Layer)
-        .collect();
+    manifests: &Manifests,
+) -> StorageResult<RepoMarked> {
+    let (revisions, layers): (Vec<LinkEntry>, Vec<LinkEntry>) = links
+        .into_iter()
+        .partition(|l| l.kind == LinkKind::Manifest);
     let mut roots = Vec::new();
-    for tag in storage.list_tags(repo).await?.unwrap_or_default() {
-        if let Some(d) = storage.read_tag(repo, &tag).await? {
+    for tag in storage.list_tags(&repo).await?.unwrap_or_default() {
+        if let Some(d) = storage.read_tag(&repo, &tag).await? {
             roots.push(d);
         }
     }
@@ -97,40 +116,82 @@ async fn mark_repo(
             roots.push(revision.digest.clone());
         }
     }
-    let reached = reach(storage, repo, roots, &mut marked.live).await?;
+    let named = reach(storage, &repo, roots, manifests).await?;
+    let mut marked = RepoMarked::default();
     if untagged == Untagged::Delete {
         for l in &revisions {
-            if !reached.named.contains(&l.digest) {
+            if !named.contains(&l.digest) {
                 marked.untagged.push((repo.clone(), l.digest.clone()));
             }
         }
     }
     for layer in layers {
-        if reached.named.contains(&layer.digest) || inputs.recent(layer) {
-            marked.live.insert(layer.digest.clone());
+        if named.contains(&layer.digest) || inputs.recent(&layer) {
+            marked.live.insert(layer.digest);
         } else {
-            marked
-                .stale_layers
-                .push((repo.clone(), layer.digest.clone()));
+            marked.stale_layers.push((repo.clone(), layer.digest));
         }
     }
-    Ok(())
+    marked.live.extend(named);
+    Ok(marked)
 }
 
-/// What one repository's kept manifests reach.
-struct Reached {
-    /// The manifests reached and every blob they name.
-    named: HashSet<Digest>,
+/// What a manifest names, as the mark needs it.
+struct Names {
+    blobs: Vec<Digest>,
+    children: Vec<Digest>,
+    subject: Option<Digest>,
 }
 
-/// Walks the manifests reachable from `roots` in `repo`, adding each and its blobs to
-/// `live`.
+/// Every manifest the run has read, by digest (`None`: its bytes are gone). Manifests are
+/// content-addressed, so one read serves every repository that shares it (a base image's
+/// index in many repositories).
+#[derive(Default)]
+struct Manifests(Mutex<HashMap<Digest, Option<Arc<Names>>>>);
+
+impl Manifests {
+    async fn names(
+        &self,
+        storage: &dyn Storage,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> StorageResult<Option<Arc<Names>>> {
+        if let Some(known) = self.lock().get(digest) {
+            return Ok(known.clone());
+        }
+        // Two repositories may read the same manifest at once: harmless, same bytes.
+        let names = match storage.read_small_blob(digest).await? {
+            None => None,
+            Some(bytes) => {
+                // A manifest we cannot read could name anything: stop rather than guess.
+                let m = Manifest::parse(&bytes, None).map_err(|e| StorageError::Corrupt {
+                    what: format!(
+                        "manifest {digest} in {repo} cannot be read for collection: {e:?}"
+                    ),
+                })?;
+                Some(Arc::new(Names {
+                    blobs: m.blobs.into_iter().map(|(d, _)| d).collect(),
+                    children: m.children.into_iter().map(|(d, _)| d).collect(),
+                    subject: m.subject,
+                }))
+            }
+        };
+        self.lock().insert(digest.clone(), names.clone());
+        Ok(names)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Option<Arc<Names>>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The manifests reachable from `roots` in `repo` and every blob they name.
 async fn reach(
     storage: &dyn Storage,
     repo: &RepoName,
     roots: Vec<Digest>,
-    live: &mut HashSet<Digest>,
-) -> StorageResult<Reached> {
+    manifests: &Manifests,
+) -> StorageResult<HashSet<Digest>> {
     let mut reached = HashSet::new();
     let mut named = HashSet::new();
     let mut queue: VecDeque<Digest> = roots.into();
@@ -143,19 +204,14 @@ async fn reach(
             queue.push_back(referrer);
         }
         // A link whose bytes are gone reaches nothing more.
-        let Some(bytes) = storage.read_small_blob(&digest).await? else {
+        let Some(m) = manifests.names(storage, repo, &digest).await? else {
             continue;
         };
-        // A manifest we cannot read could name anything: stop rather than guess.
-        let m = Manifest::parse(&bytes, None).map_err(|e| StorageError::Corrupt {
-            what: format!("manifest {digest} in {repo} cannot be read for collection: {e:?}"),
-        })?;
-        named.extend(m.blobs.into_iter().map(|(d, _)| d));
-        queue.extend(m.children.into_iter().map(|(d, _)| d));
-        queue.extend(m.subject);
+        named.extend(m.blobs.iter().cloned());
+        queue.extend(m.children.iter().cloned());
+        queue.extend(m.subject.clone());
     }
-    live.extend(named.iter().cloned());
-    Ok(Reached { named })
+    Ok(named)
 }
 
 /// The digests of `subject`'s referrers in `repo`, from their stored descriptors.

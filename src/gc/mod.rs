@@ -26,14 +26,18 @@
 //!    (which marks from manifests only) would delete their blobs, and so does wharf.
 //! 2. **Unlink.** Each stale layer link and condemned untagged revision goes unless its
 //!    digest was touched since the cut-off (read again now); right after removing it, the
-//!    touches are read once more, and if one arrived meanwhile the link is put back.
+//!    touches are read once more, and if one arrived meanwhile the link is put back. The
+//!    removals are made durable together (`Storage::sync_unlinks`: on disk, one fsync per
+//!    directory that lost an entry) once they are all done, before the sweep.
 //! 3. **Sweep.** After the unlinks, the blobs are listed: a blob outside the live set and
 //!    written before the cut-off is a candidate. Then **one** enumeration of every link:
 //!    a candidate some repository links is spared. Right before deleting each remaining
 //!    candidate, its touches and its write time are read again; a recent one is spared.
 //!    A run costs a constant number of listings plus a few requests per repository,
-//!    manifest and deletion, never a question per blob and repository; deletions run
-//!    16 at a time. Finally touch records older than the cut-off are deleted.
+//!    manifest and deletion, never a question per blob and repository; each manifest is
+//!    read once per run, however many repositories share it; repositories are marked, and
+//!    deletions made, 16 at a time. Finally touch records older than the cut-off are
+//!    deleted.
 //!
 //! The push path's part (`registry::service`): every operation through which a client
 //! learns or asserts that a blob is in a repository (HEAD or GET of a blob, a mount, a
@@ -69,8 +73,10 @@
 //! swept manifest is not served from a cache.
 //!
 //! **Crashes.** A sweep deletes a manifest's bytes only after its links are gone, and a
-//! blob only after every link to it is gone, so a SIGKILL at any point leaves garbage
-//! (collected by the next run), never a live reference to something missing.
+//! blob only after every link to it is gone, durably (the batch sync of step 2 returns
+//! before the first delete), so a SIGKILL or a power cut at any point leaves garbage
+//! (collected by the next run), never a live reference to something missing. A blob's
+//! own deletion need not be durable: undone by a crash, it is garbage again.
 //!
 //! **Several nodes.** One sweeper at a time per storage: a lease object under `wharf/`
 //! (the records the notifications outbox uses), renewed while the run lasts and expiring
@@ -87,6 +93,7 @@ pub mod leased;
 pub mod mark;
 pub mod metrics;
 pub mod mirror_roots;
+mod phase_log;
 pub mod retention;
 pub mod schedule;
 pub mod sweep;
@@ -94,9 +101,15 @@ pub mod sweep;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
+use self::phase_log::Phase;
 use crate::config::GcConfig;
 use crate::registry::service::touch;
 use crate::registry::storage::{Storage, StorageResult};
+
+/// How many repositories the mark reads, or deletions (or re-checks) the sweep makes, at
+/// once: on an object store each is a round trip or two, on a cold disk a read, and a run
+/// must not crowd out the requests the registry serves.
+const CONCURRENT: usize = 16;
 
 /// One collection: `T0` taken before anything is read, then the mark, then the sweep.
 pub async fn collect(
@@ -117,18 +130,24 @@ pub async fn collect_at(
     let cutoff = t0
         .checked_sub(config.grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
+    let phase = Phase::start("touches");
     let mut touched: HashMap<_, SystemTime> = HashMap::new();
     for t in touch::list_all(storage).await? {
         let latest = touched.entry(t.digest).or_insert(t.at);
         *latest = (*latest).max(t.at);
     }
+    phase.done(touched.len());
+    let phase = Phase::start("list links");
     let links = storage.list_all_links().await?;
+    phase.done(links.len());
     let inputs = mark::Inputs {
         links: &links,
         touched: &touched,
         cutoff,
     };
+    let phase = Phase::start("mark");
     let marked = mark::mark(storage, config.untagged, &inputs).await?;
+    phase.done(marked.live.len());
     sweep::sweep(storage, &marked, cutoff, dry_run).await
 }
 

@@ -9,13 +9,11 @@ use std::time::SystemTime;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::mark::Marked;
+use super::phase_log::Phase;
+use super::CONCURRENT;
 use crate::registry::reference::{Digest, RepoName};
 use crate::registry::service::touch;
 use crate::registry::storage::{BlobEntry, LinkKind, RecordKey, Storage, StorageResult};
-
-/// How many deletions (or re-checks) are in flight at once: on an object store each is a
-/// round trip or two, and a run must not crowd out the requests the registry serves.
-const CONCURRENT: usize = 16;
 
 /// What a run deleted (or, dry, would delete).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -41,6 +39,7 @@ pub async fn sweep(
     // Links before bytes: a crash in between leaves garbage, never a link to nothing.
     // Owned items and plain async fns in the streams: closures borrowing their items make
     // the future `Send` only for some lifetimes, and the server spawns collections.
+    let phase = Phase::start("unlink");
     let unlinked: Vec<_> = futures_util::stream::iter(condemned(marked))
         .map(|(kind, repo, digest)| unlink_entry(storage, kind, repo, digest, cutoff, dry_run))
         .buffer_unordered(CONCURRENT)
@@ -60,7 +59,14 @@ pub async fn sweep(
     }
     swept.manifests_unlinked.sort();
     swept.layers_unlinked.sort();
+    if !dry_run {
+        // The removals were not made durable one by one: all at once now, before any blob
+        // goes, so a crash from here on cannot bring back a link to deleted bytes.
+        storage.sync_unlinks().await?;
+    }
+    phase.done(swept.manifests_unlinked.len() + swept.layers_unlinked.len());
 
+    let phase = Phase::start("list blobs");
     let candidates: Vec<BlobEntry> = storage
         .list_blobs()
         .await?
@@ -68,12 +74,16 @@ pub async fn sweep(
         .filter(|b| !marked.live.contains(&b.digest) && b.modified < cutoff)
         .filter(|b| !kept_linked.contains(&b.digest))
         .collect();
+    phase.done(candidates.len());
+    let phase = Phase::start("list links again");
     let linked = linked_now(storage, marked, dry_run).await?;
+    phase.done(linked.len());
     // A candidate some repository links now is spared.
     let (spared, candidates): (Vec<_>, Vec<_>) = candidates
         .into_iter()
         .partition(|b| linked.contains(&b.digest));
     swept.spared += spared.len();
+    let phase = Phase::start("delete blobs");
     let deleted: Vec<Option<BlobEntry>> = futures_util::stream::iter(candidates)
         .map(|blob| delete_unless_touched(storage, blob, cutoff, dry_run))
         .buffer_unordered(CONCURRENT)
@@ -84,8 +94,11 @@ pub async fn sweep(
     swept.spared += before - swept.blobs.len();
     swept.blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
     swept.bytes = swept.blobs.iter().map(|b| b.size).sum();
+    phase.done(swept.blobs.len());
     if !dry_run {
+        let phase = Phase::start("clear touches");
         swept.touches_cleared = clear_touches(storage, cutoff).await?;
+        phase.done(swept.touches_cleared);
     }
     Ok(swept)
 }
@@ -150,7 +163,8 @@ async fn linked_now(
 
 /// Removes a condemned link unless its digest was touched since the cut-off; after
 /// removing it, looks at the touches again and puts the link back if one arrived meanwhile
-/// (a push that checked the link before it went). `false` when the link stays.
+/// (a push that checked the link before it went). `false` when the link stays. The removal
+/// is durable only after [`Storage::sync_unlinks`], which [`sweep`] calls once for all.
 async fn unlink_unless_touched(
     storage: &dyn Storage,
     kind: LinkKind,
@@ -166,7 +180,7 @@ async fn unlink_unless_touched(
     if dry_run {
         return Ok(true);
     }
-    if !storage.unlink(repo, kind, digest).await? {
+    if !storage.unlink_unsynced(repo, kind, digest).await? {
         return Ok(true);
     }
     if touched(touch::latest(storage, digest).await?) {
@@ -190,14 +204,15 @@ async fn delete_unless_touched(
     {
         return Ok(None);
     }
-    match storage.blob_modified(&blob.digest).await? {
-        Some(written) if written < cutoff => {}
-        _ => return Ok(None),
-    }
-    if dry_run || storage.delete_blob(&blob.digest).await? {
-        return Ok(Some(blob));
-    }
-    Ok(None)
+    let gone = match dry_run {
+        true => (storage.blob_modified(&blob.digest).await?).is_some_and(|w| w < cutoff),
+        false => {
+            storage
+                .delete_blob_written_before(&blob.digest, cutoff)
+                .await?
+        }
+    };
+    Ok(gone.then_some(blob))
 }
 
 async fn delete_record(storage: &dyn Storage, key: RecordKey) -> StorageResult<bool> {

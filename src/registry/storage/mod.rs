@@ -326,6 +326,22 @@ pub trait Storage: Send + Sync + 'static {
     /// Removes a link; `false` when there was none.
     async fn unlink(&self, repo: &RepoName, kind: LinkKind, digest: &Digest)
         -> StorageResult<bool>;
+    /// Removes a link like [`Storage::unlink`], except that a crash may bring it back until
+    /// [`Storage::sync_unlinks`] returns: the collector removes thousands of stale links and
+    /// makes them durable together, before it deletes any blob. On an object store every
+    /// delete is durable when it returns, so this is [`Storage::unlink`].
+    async fn unlink_unsynced(
+        &self,
+        repo: &RepoName,
+        kind: LinkKind,
+        digest: &Digest,
+    ) -> StorageResult<bool> {
+        self.unlink(repo, kind, digest).await
+    }
+    /// Makes every removal [`Storage::unlink_unsynced`] made so far durable.
+    async fn sync_unlinks(&self) -> StorageResult<()> {
+        Ok(())
+    }
 
     async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>>;
     /// What a tag points at, and when it was last written (pushed) as storage dates the
@@ -492,5 +508,20 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_blob(&self, digest: &Digest) -> StorageResult<bool> {
         let _ = digest;
         Err(no_enumeration("delete blob"))
+    }
+
+    /// [`Storage::delete_blob`] only if the blob's bytes were last written before `cutoff`
+    /// ([`Storage::blob_modified`] read right before): the collector's last re-check and
+    /// its delete, in one step where the backend can (one blocking call on disk). `false`
+    /// when the blob stays (written since) or was not there.
+    async fn delete_blob_written_before(
+        &self,
+        digest: &Digest,
+        cutoff: std::time::SystemTime,
+    ) -> StorageResult<bool> {
+        match self.blob_modified(digest).await? {
+            Some(written) if written < cutoff => self.delete_blob(digest).await,
+            _ => Ok(false),
+        }
     }
 }

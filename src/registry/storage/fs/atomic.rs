@@ -89,6 +89,12 @@ fn remove_file_with(
     }
 }
 
+/// Removes a file without syncing its directory (a crash may bring it back); `Ok(false)`
+/// when it did not exist.
+pub fn remove_unsynced(path: &Path) -> io::Result<bool> {
+    remove_file_with(path, |_| Ok(()))
+}
+
 /// Reads a file; `Ok(None)` when it does not exist.
 pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match fs::read(path) {

@@ -4,38 +4,43 @@
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::time::SystemTime;
 
 use super::layout::Layout;
+use super::parallel;
 use super::sorted_names;
 use crate::registry::reference::{Digest, RepoName};
 use crate::registry::storage::{BlobEntry, LinkEntry, LinkKind};
 
 /// `blobs/<alg>/<xx>/<hex>/data` for every blob; a directory without `data` (a blob being
-/// deleted, or a crash's leftover) or with a name that is no digest is skipped.
+/// deleted, or a crash's leftover) or with a name that is no digest is skipped. The
+/// `<alg>/<xx>` directories are read by several threads at once (`parallel.rs`).
 pub(super) fn list_blobs(layout: &Layout) -> io::Result<Vec<BlobEntry>> {
     let base = layout.blobs();
-    let mut out = Vec::new();
+    let mut prefixes = Vec::new();
     for alg in sorted_names(&base)? {
         for prefix in sorted_names(&base.join(&alg))? {
-            for hex in sorted_names(&base.join(&alg).join(&prefix))? {
-                let Ok(digest) = Digest::parse(&format!("{alg}:{hex}")) else {
-                    continue;
-                };
-                let data = base.join(&alg).join(&prefix).join(&hex).join("data");
-                match fs::metadata(&data) {
-                    Ok(m) => out.push(BlobEntry {
-                        digest,
-                        size: m.len(),
-                        modified: m.modified()?,
-                    }),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            prefixes.push((alg.clone(), prefix));
         }
     }
-    Ok(out)
+    parallel::for_each(&prefixes, |(alg, prefix), out| {
+        let dir = base.join(alg).join(prefix);
+        for hex in sorted_names(&dir)? {
+            let Ok(digest) = Digest::parse(&format!("{alg}:{hex}")) else {
+                continue;
+            };
+            match fs::metadata(dir.join(&hex).join("data")) {
+                Ok(m) => out.push(BlobEntry {
+                    digest,
+                    size: m.len(),
+                    modified: m.modified()?,
+                }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
 }
 
 /// The digests of `repo`'s links of `kind`: `<alg>/<hex>/link` under `_layers` or
@@ -51,15 +56,15 @@ pub(super) fn list_links(
         .collect())
 }
 
-/// Every link of every repository, with its write time.
+/// Every link of every repository, with its write time; several repositories are read at
+/// once (`parallel.rs`).
 pub(super) fn list_all_links(layout: &Layout, repos: &[RepoName]) -> io::Result<Vec<LinkEntry>> {
-    let mut out = Vec::new();
-    for repo in repos {
+    parallel::for_each(repos, |repo, out| {
         for kind in [LinkKind::Layer, LinkKind::Manifest] {
             out.extend(links_of(layout, repo, kind)?);
         }
-    }
-    Ok(out)
+        Ok(())
+    })
 }
 
 fn links_of(layout: &Layout, repo: &RepoName, kind: LinkKind) -> io::Result<Vec<LinkEntry>> {
@@ -89,8 +94,11 @@ fn links_of(layout: &Layout, repo: &RepoName, kind: LinkKind) -> io::Result<Vec<
     Ok(out)
 }
 
-/// Removes the blob's `data`, then its now empty directories (as registry:2's
-/// `garbage-collect` removes the blob's directory). `false` when it was already gone.
+/// Removes the blob's `data`, then its now empty directory (as registry:2's
+/// `garbage-collect` removes the blob's directory; the `<xx>` prefix directory stays, as
+/// registry:2 leaves it: with 256 of them they are seldom empty, and trying cost every
+/// deletion a failing `rmdir` under the one lock of `blobs/<alg>`, which 16 deletions at a
+/// time queued on). `false` when it was already gone.
 ///
 /// Not synced: a deletion a crash undoes leaves an unreferenced blob, which the next run
 /// collects (every link to it was removed, durably, before). Syncing each directory made
@@ -103,15 +111,23 @@ pub(super) fn delete_blob(layout: &Layout, digest: &Digest) -> io::Result<bool> 
         Err(e) => return Err(e),
     };
     if let Some(dir) = data.parent() {
-        remove_empty(dir);
-        if let Some(prefix) = dir.parent() {
-            remove_empty(prefix);
-        }
+        // Best effort: a directory another writer just filled stays.
+        let _ = fs::remove_dir(dir);
     }
     Ok(removed)
 }
 
-/// Best effort: a directory another writer just filled stays.
-fn remove_empty(dir: &Path) {
-    let _ = fs::remove_dir(dir);
+/// [`delete_blob`] if the blob's bytes were last written before `cutoff`, in one step: the
+/// collector's re-check of the write time and the delete, with nothing in between.
+pub(super) fn delete_blob_written_before(
+    layout: &Layout,
+    digest: &Digest,
+    cutoff: SystemTime,
+) -> io::Result<bool> {
+    match fs::metadata(layout.blob(digest)) {
+        Ok(m) if m.modified()? < cutoff => delete_blob(layout, digest),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }

@@ -5,6 +5,8 @@ mod append;
 mod atomic;
 mod enumerate;
 mod layout;
+mod link_removal;
+mod parallel;
 mod records;
 mod repo_delete;
 mod root_lock;
@@ -33,6 +35,8 @@ use crate::registry::reference::{Digest, RepoName, Tag};
 pub struct FsStorage {
     layout: Layout,
     sessions: uploads::Sessions,
+    /// Links removed by [`Storage::unlink_unsynced`], until [`Storage::sync_unlinks`].
+    unsynced: std::sync::Arc<link_removal::Unsynced>,
     /// Held while the root is in use: no other process may open it (`None` for a reader
     /// of wharf's records beside a running server, see [`FsStorage::open_records_reader`]).
     _lock: Option<std::sync::Arc<root_lock::RootLock>>,
@@ -67,6 +71,7 @@ impl FsStorage {
         Ok(Self {
             layout,
             sessions: uploads::Sessions::default(),
+            unsynced: Default::default(),
             _lock: Some(lock),
         })
     }
@@ -83,6 +88,7 @@ impl FsStorage {
         Ok(Self {
             layout: Layout::new(root.to_path_buf()),
             sessions: uploads::Sessions::default(),
+            unsynced: Default::default(),
             _lock: None,
         })
     }
@@ -101,6 +107,7 @@ impl FsStorage {
         Ok(Self {
             layout,
             sessions: uploads::Sessions::default(),
+            unsynced: Default::default(),
             _lock: None,
         })
     }
@@ -284,16 +291,26 @@ impl Storage for FsStorage {
         digest: &Digest,
     ) -> StorageResult<bool> {
         let path = self.layout.link(repo, kind, digest);
+        blocking("remove link", move || link_removal::remove_synced(&path)).await
+    }
+
+    async fn unlink_unsynced(
+        &self,
+        repo: &RepoName,
+        kind: LinkKind,
+        digest: &Digest,
+    ) -> StorageResult<bool> {
+        let path = self.layout.link(repo, kind, digest);
+        let unsynced = self.unsynced.clone();
         blocking("remove link", move || {
-            let removed = atomic::remove_file(&path)?;
-            // The link's `<alg>/<hex>` directory, now empty. registry:2 leaves it; either
-            // way its walks skip directories without a link.
-            if let Some(dir) = path.parent() {
-                let _ = fs::remove_dir(dir);
-            }
-            Ok(removed)
+            Ok(unsynced.remember(link_removal::remove(&path)?))
         })
         .await
+    }
+
+    async fn sync_unlinks(&self) -> StorageResult<()> {
+        let unsynced = self.unsynced.clone();
+        blocking("sync removed links", move || unsynced.sync()).await
     }
 
     async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>> {
@@ -578,6 +595,18 @@ impl Storage for FsStorage {
         let (layout, digest) = (self.layout.clone(), digest.clone());
         blocking("delete blob", move || {
             enumerate::delete_blob(&layout, &digest)
+        })
+        .await
+    }
+
+    async fn delete_blob_written_before(
+        &self,
+        digest: &Digest,
+        cutoff: SystemTime,
+    ) -> StorageResult<bool> {
+        let (layout, digest) = (self.layout.clone(), digest.clone());
+        blocking("delete blob", move || {
+            enumerate::delete_blob_written_before(&layout, &digest, cutoff)
         })
         .await
     }

@@ -6,19 +6,15 @@
 //! It is the one walk of every repository, so it is kept cheap: each directory is read
 //! once (whether it is a repository shows in its own entries, so no `stat` per candidate,
 //! and entry types come from the directory listing itself), and the top-level directories
-//! are walked by several threads at once, which keeps a cold disk's queue busy instead of
-//! waiting for one read at a time.
+//! are walked by several threads at once (`parallel.rs`), which keeps a cold disk's queue
+//! busy instead of waiting for one read at a time.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
+use super::parallel;
 use crate::registry::reference::RepoName;
-
-/// Threads walking at once, at most.
-const WALKERS: usize = 8;
 
 /// Every repository under `base` (registry:2's `repositories/`), sorted.
 pub(super) fn list_repositories(base: &Path) -> io::Result<Vec<RepoName>> {
@@ -26,28 +22,7 @@ pub(super) fn list_repositories(base: &Path) -> io::Result<Vec<RepoName>> {
         Some(listing) => listing.dirs,
         None => return Ok(Vec::new()),
     };
-    let next = AtomicUsize::new(0);
-    let found = Mutex::new(Vec::new());
-    let walkers = WALKERS.min(top.len()).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..walkers)
-            .map(|_| {
-                scope.spawn(|| -> io::Result<()> {
-                    let mut out = Vec::new();
-                    while let Some(name) = top.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        walk(&base.join(name), name, &mut out)?;
-                    }
-                    found.lock().unwrap_or_else(|e| e.into_inner()).extend(out);
-                    Ok(())
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join()
-                .unwrap_or_else(|_| Err(io::Error::other("a walker panicked")))
-        })
-    })?;
-    let mut out = found.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut out = parallel::for_each(&top, |name, out| walk(&base.join(name), name, out))?;
     out.sort();
     Ok(out)
 }
