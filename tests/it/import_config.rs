@@ -159,9 +159,10 @@ fn run_logged(cmd: &mut Command, dir: &Path) {
     }
 }
 
-/// Converts `fixture`, serves it over TLS with a test CA and logs in and pushes through it
-/// with podman; returns the directory the converted config runs in.
-fn push_through_tls_fixture(fixture: &str) -> tempfile::TempDir {
+/// Converts `fixture` (with `s3`: its S3 endpoint and bucket), serves it over TLS with a
+/// test CA and logs in and pushes through it with podman; returns the directory the
+/// converted config runs in.
+fn push_through_tls_fixture(fixture: &str, s3: Option<(&str, &str)>) -> tempfile::TempDir {
     let (dir, work, trust) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
@@ -169,7 +170,7 @@ fn push_through_tls_fixture(fixture: &str) -> tempfile::TempDir {
     );
     let pki = Pki::new();
     std::fs::write(trust.path().join("ca.crt"), &pki.ca_pem).unwrap();
-    let config = import(fixture, dir.path(), None);
+    let config = import(fixture, dir.path(), s3);
     make_named_files(&config, &pki);
     let wharf = serve(&config, dir.path());
     let cert_dir = trust.path().display().to_string();
@@ -242,7 +243,7 @@ fn a_push_through_the_converted_nginx_auth_proxy() {
     if !have_program("podman", "podman") {
         return;
     }
-    push_through_tls_fixture("nginx-auth-proxy");
+    push_through_tls_fixture("nginx-auth-proxy", None);
 }
 
 #[test]
@@ -253,25 +254,8 @@ fn a_push_through_the_converted_nginx_ui_on_s3() {
     if !have_program("podman", "podman") {
         return;
     }
-    let (dir, work, trust) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let pki = Pki::new();
-    std::fs::write(trust.path().join("ca.crt"), &pki.ca_pem).unwrap();
     let bucket = moto.new_bucket();
-    let config = import("nginx-ui-s3", dir.path(), Some((&moto.endpoint(), &bucket)));
-    make_named_files(&config, &pki);
-    let wharf = serve(&config, dir.path());
-    let cert_dir = trust.path().display().to_string();
-    push_through(
-        &wharf,
-        dir.path(),
-        work.path(),
-        &["--cert-dir", &cert_dir],
-        true,
-    );
+    push_through_tls_fixture("nginx-ui-s3", Some((&moto.endpoint(), &bucket)));
     // Under registry:2's rootdirectory in the bucket.
     let listing = moto.get(&format!("/{bucket}?list-type=2&prefix=docker/"));
     assert!(listing.contains("<Key>docker/"), "{listing}");
@@ -284,7 +268,7 @@ fn a_push_through_the_converted_deploy_tls_htpasswd() {
     if !have_program("podman", "podman") {
         return;
     }
-    let dir = push_through_tls_fixture("deploy-tls-htpasswd");
+    let dir = push_through_tls_fixture("deploy-tls-htpasswd", None);
     let repo = dir
         .path()
         .join("var/lib/registry/docker/registry/v2/repositories/team/app");
