@@ -91,7 +91,7 @@ pub async fn run(path: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
             tags_deleted: 0,
             objects_freed: swept.blobs.len(),
             bytes_freed: swept.bytes,
-            links_removed: swept.manifests_unlinked.len() + swept.layers_unlinked.len(),
+            links_removed: swept.manifests_unlinked.len(),
         };
         leased::write_last(&*storage, &run).await;
     }
@@ -130,9 +130,6 @@ fn print(swept: &Swept, dry_run: bool) {
     let verb = if dry_run { "would delete" } else { "deleted" };
     for (repo, digest) in &swept.manifests_unlinked {
         println!("{verb} untagged manifest {repo}@{digest}");
-    }
-    for (repo, digest) in &swept.layers_unlinked {
-        println!("{verb} layer link {repo}@{digest} (no manifest of {repo} names it)");
     }
     for blob in &swept.blobs {
         println!("{verb} blob {} ({} bytes)", blob.digest, blob.size);

@@ -1,11 +1,11 @@
 //! The mark: from every repository's tags (and, unless `gc.untagged = "delete"`, every
 //! manifest revision) to the manifests they reach (index children, referrers and subjects)
-//! and those manifests' blobs; then which links stay. A layer link stays while a manifest
-//! the repository keeps names it, or while it is recent (written or touched within the
-//! grace period: an upload whose manifest is still coming); an untagged revision stays
-//! while it is recent (a child pushed by digest before its index). What stays is live.
-//! Repositories are marked a few at a time, and a manifest is read once per run however
-//! many repositories share it.
+//! and those manifests' blobs. An untagged revision stays while it is recent (written or
+//! touched within the grace period: a child pushed by digest before its index). Layer
+//! links are not read: like registry:2's `garbage-collect`, only manifests keep blobs (an
+//! upload whose manifest is still coming is kept by its blob's write time or its touch:
+//! `gc` module docs). Repositories are marked a few at a time, and a manifest is read once
+//! per run however many repositories share it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use crate::config::Untagged;
 use crate::registry::manifest::Manifest;
 use crate::registry::reference::{Digest, RepoName};
-use crate::registry::storage::{LinkEntry, LinkKind, Storage, StorageError, StorageResult};
+use crate::registry::storage::{LinkEntry, Storage, StorageError, StorageResult};
 
 /// What the mark found.
 #[derive(Debug, Default)]
@@ -25,15 +25,12 @@ pub struct Marked {
     pub live: HashSet<Digest>,
     /// Manifest revisions no tag reaches, with `untagged = "delete"`: the sweep unlinks them.
     pub untagged: Vec<(RepoName, Digest)>,
-    /// Layer links no kept manifest of their repository names, older than the grace
-    /// period and untouched: the sweep unlinks them (registry:2 would collect their blobs).
-    pub stale_layers: Vec<(RepoName, Digest)>,
 }
 
-/// What the mark reads besides the repositories: every link (one enumeration), when each
-/// digest was last touched, and the grace cut-off (`T0 - gc.grace`).
+/// What the mark reads besides the repositories: every manifest revision link (one
+/// enumeration), when each digest was last touched, and the grace cut-off (`T0 - gc.grace`).
 pub struct Inputs<'a> {
-    pub links: &'a [LinkEntry],
+    pub revisions: &'a [LinkEntry],
     pub touched: &'a HashMap<Digest, SystemTime>,
     pub cutoff: SystemTime,
 }
@@ -55,7 +52,7 @@ pub async fn mark(
     inputs: &Inputs<'_>,
 ) -> StorageResult<Marked> {
     let mut by_repo: HashMap<&RepoName, Vec<LinkEntry>> = HashMap::new();
-    for link in inputs.links {
+    for link in inputs.revisions {
         by_repo.entry(&link.repo).or_default().push(link.clone());
     }
     let mut jobs = Vec::new();
@@ -63,7 +60,7 @@ pub async fn mark(
         let links = by_repo.remove(&repo).unwrap_or_default();
         jobs.push((repo, links));
     }
-    // Links of a repository that vanished since the enumeration: judged on their own.
+    // Revisions of a repository that vanished since the enumeration: judged on their own.
     jobs.extend(
         by_repo
             .into_iter()
@@ -75,13 +72,12 @@ pub async fn mark(
     // only for some lifetimes, and the server spawns collections.
     let manifests = Manifests::default();
     let mut repos = futures_util::stream::iter(jobs)
-        .map(|(repo, links)| mark_repo(storage, repo, links, untagged, inputs, &manifests))
+        .map(|(repo, revisions)| mark_repo(storage, repo, revisions, untagged, inputs, &manifests))
         .buffered(super::CONCURRENT);
     let mut marked = Marked::default();
     while let Some(one) = repos.try_next().await? {
         marked.live.extend(one.live);
         marked.untagged.extend(one.untagged);
-        marked.stale_layers.extend(one.stale_layers);
     }
     Ok(marked)
 }
@@ -91,48 +87,39 @@ pub async fn mark(
 struct RepoMarked {
     live: HashSet<Digest>,
     untagged: Vec<(RepoName, Digest)>,
-    stale_layers: Vec<(RepoName, Digest)>,
 }
 
 async fn mark_repo(
     storage: &dyn Storage,
     repo: RepoName,
-    links: Vec<LinkEntry>,
+    revisions: Vec<LinkEntry>,
     untagged: Untagged,
     inputs: &Inputs<'_>,
     manifests: &Manifests,
 ) -> StorageResult<RepoMarked> {
-    let (revisions, layers): (Vec<LinkEntry>, Vec<LinkEntry>) = links
+    // Dated, though the dates go unused: it reads every tag in one go (on disk, one
+    // blocking call for them all instead of one per tag).
+    let mut roots: Vec<Digest> = storage
+        .list_tags_dated(&repo)
+        .await?
         .into_iter()
-        .partition(|l| l.kind == LinkKind::Manifest);
-    let mut roots = Vec::new();
-    for tag in storage.list_tags(&repo).await?.unwrap_or_default() {
-        if let Some(d) = storage.read_tag(&repo, &tag).await? {
-            roots.push(d);
-        }
-    }
+        .map(|t| t.digest)
+        .collect();
     for revision in &revisions {
         if untagged == Untagged::Keep || inputs.recent(revision) {
             roots.push(revision.digest.clone());
         }
     }
-    let named = reach(storage, &repo, roots, manifests).await?;
+    let live = reach(storage, &repo, roots, manifests).await?;
     let mut marked = RepoMarked::default();
     if untagged == Untagged::Delete {
         for l in &revisions {
-            if !named.contains(&l.digest) {
+            if !live.contains(&l.digest) {
                 marked.untagged.push((repo.clone(), l.digest.clone()));
             }
         }
     }
-    for layer in layers {
-        if named.contains(&layer.digest) || inputs.recent(&layer) {
-            marked.live.insert(layer.digest);
-        } else {
-            marked.stale_layers.push((repo.clone(), layer.digest));
-        }
-    }
-    marked.live.extend(named);
+    marked.live = live;
     Ok(marked)
 }
 

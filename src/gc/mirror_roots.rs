@@ -177,7 +177,7 @@ pub async fn evict(
         *at = (*at).max(p.at);
     }
     let mut images: Vec<(usize, Image)> = Vec::new();
-    for link in storage.list_all_links().await? {
+    for link in storage.list_all_revisions().await? {
         let Some(ns) = policies
             .iter()
             .position(|p| link.repo.as_str().starts_with(&p.prefix))

@@ -14,44 +14,45 @@
 //! `T0 - gc.grace`. Something is *recent* when it was written or touched after the
 //! cut-off. Then:
 //!
-//! 1. **Mark.** One enumeration of every repository's links (layer links and manifest
-//!    revisions, with their write times), the touch records, and each repository's tags
-//!    and referrers give the live set: manifests reachable from a tag (directly, as an
-//!    index's child, as a referrer of a reached manifest, and a reached referrer's
-//!    subject), from every revision unless `gc.untagged = "delete"`, and from every recent
-//!    revision regardless (a child pushed by digest before its index); their config and
-//!    layer blobs. A layer link stays, and keeps its blob live, while a manifest its
-//!    repository keeps names it or while it is recent (an upload whose manifest has not
-//!    arrived yet). Older layer links are **stale**: registry:2's `garbage-collect`
-//!    (which marks from manifests only) would delete their blobs, and so does wharf.
-//! 2. **Unlink.** Each stale layer link and condemned untagged revision goes unless its
+//! 1. **Mark.** One enumeration of every repository's manifest revision links (with their
+//!    write times), the touch records, and each repository's tags and referrers give the
+//!    live set: manifests reachable from a tag (directly, as an index's child, as a
+//!    referrer of a reached manifest, and a reached referrer's subject), from every
+//!    revision unless `gc.untagged = "delete"`, and from every recent revision regardless
+//!    (a child pushed by digest before its index); their config and layer blobs. Layer
+//!    links are not read: as in registry:2's `garbage-collect`, a layer link no kept
+//!    manifest names keeps nothing, and once its blob is gone it answers `BLOB_UNKNOWN`
+//!    (a mount or a manifest push checks the blob itself, not only the link). Removing
+//!    such links cost a run two block frees each, as much disk work as the blob deletions
+//!    themselves. Meanwhile (concurrently) the blobs are listed, with sizes and write
+//!    times.
+//! 2. **Unlink.** With `untagged = "delete"`, each condemned revision goes unless its
 //!    digest was touched since the cut-off (read again now); right after removing it, the
 //!    touches are read once more, and if one arrived meanwhile the link is put back. The
 //!    removals are made durable together (`Storage::sync_unlinks`: on disk, one fsync per
 //!    directory that lost an entry) once they are all done, before the sweep.
-//! 3. **Sweep.** After the unlinks, the blobs are listed: a blob outside the live set and
-//!    written before the cut-off is a candidate. Then **one** enumeration of every link:
-//!    a candidate some repository links is spared. Right before deleting each remaining
-//!    candidate, its touches and its write time are read again; a recent one is spared.
-//!    A run costs a constant number of listings plus a few requests per repository,
-//!    manifest and deletion, never a question per blob and repository; each manifest is
-//!    read once per run, however many repositories share it; repositories are marked, and
-//!    deletions made, 16 at a time. Finally touch records older than the cut-off are
-//!    deleted.
+//! 3. **Sweep.** A listed blob outside the live set and written before the cut-off is a
+//!    candidate. Right before deleting each, its touches and its write time are read
+//!    again; a recent one is spared. A run costs a constant number of listings plus a few
+//!    requests per repository, manifest and deletion, never a question per blob and
+//!    repository; each manifest is read once per run, however many repositories share
+//!    it; repositories are marked 16 at a time, deletions made 64 at a time. Finally touch
+//!    records older than the cut-off are deleted.
 //!
 //! The push path's part (`registry::service`): every operation through which a client
 //! learns or asserts that a blob is in a repository (HEAD or GET of a blob, a mount, a
-//! manifest push's reference check) **touches** it (a small record, at most once per
-//! node per quarter of the grace period) before the check its answer rests on. An upload
-//! writes the blob (a new write time: the filesystem sets it at the finish, an object
-//! store's PUT or copy is new) before it links it, and a manifest push stores its bytes
-//! (renewing the write time of bytes already there) before it links them.
+//! manifest push's reference check, the mirror linking a blob it had already stored)
+//! **touches** it (a small record, at most once per node per quarter of the grace period)
+//! before the check its answer rests on. An upload writes the blob (a new write time: the
+//! filesystem sets it at the finish, an object store's PUT or copy is new) before it links
+//! it, and a manifest push stores its bytes (renewing the write time of bytes already
+//! there) before it links them.
 //!
-//! The argument: every link that appears after the mark's enumeration was written by an
-//! upload (the blob's write time is recent), a mount or a manifest push (the blob was
-//! touched first, and it was found linked, by induction recent). So a blob that is
-//! linked, or about to be, when the sweep reaches it either appears in the sweep's link
-//! enumeration or is recent at the re-check. A link the unlink step removes while a push
+//! The argument: a blob a push relies on was written by its upload since the cut-off, or
+//! touched since then by the HEAD, mount or reference check the push's next step rests on,
+//! so it is recent when the sweep re-checks it, and spared; a manifest the push stored is
+//! recent the same way, and its revision link (written after its bytes) makes it a root
+//! once the run's enumeration sees it. A revision link the unlink step removes while a push
 //! relies on it: the push touched the digest before its check found the link, so before
 //! the removal, so the second look sees the touch and restores the link. A push that
 //! relies on a blob for longer than three quarters of the grace period between its touch
@@ -72,11 +73,11 @@
 //! above). On shared storage every cached manifest is re-checked against its link, so a
 //! swept manifest is not served from a cache.
 //!
-//! **Crashes.** A sweep deletes a manifest's bytes only after its links are gone, and a
-//! blob only after every link to it is gone, durably (the batch sync of step 2 returns
-//! before the first delete), so a SIGKILL or a power cut at any point leaves garbage
-//! (collected by the next run), never a live reference to something missing. A blob's
-//! own deletion need not be durable: undone by a crash, it is garbage again.
+//! **Crashes.** A sweep deletes a manifest's bytes only after every revision link to it is
+//! gone, durably (the batch sync of step 2 returns before the first delete), and a blob
+//! only when no kept manifest names it, so a SIGKILL or a power cut at any point leaves
+//! garbage (collected by the next run), never a kept manifest naming something missing. A
+//! blob's own deletion need not be durable: undone by a crash, it is garbage again.
 //!
 //! **Several nodes.** One sweeper at a time per storage: a lease object under `wharf/`
 //! (the records the notifications outbox uses), renewed while the run lasts and expiring
@@ -106,9 +107,9 @@ use crate::config::GcConfig;
 use crate::registry::service::touch;
 use crate::registry::storage::{Storage, StorageResult};
 
-/// How many repositories the mark reads, or deletions (or re-checks) the sweep makes, at
-/// once: on an object store each is a round trip or two, on a cold disk a read, and a run
-/// must not crowd out the requests the registry serves.
+/// How many repositories the mark reads, or revisions the sweep unlinks, at once: on an
+/// object store each is a round trip or two, on a cold disk a read, and a run must not
+/// crowd out the requests the registry serves.
 const CONCURRENT: usize = 16;
 
 /// One collection: `T0` taken before anything is read, then the mark, then the sweep.
@@ -137,18 +138,30 @@ pub async fn collect_at(
         *latest = (*latest).max(t.at);
     }
     phase.done(touched.len());
-    let phase = Phase::start("list links");
-    let links = storage.list_all_links().await?;
-    phase.done(links.len());
-    let inputs = mark::Inputs {
-        links: &links,
-        touched: &touched,
-        cutoff,
+    // The blob walk goes on beside the revision walk and the mark's reads: on a cold disk
+    // each is mostly waiting for the device, and on an object store for round trips.
+    let marking = async {
+        let phase = Phase::start("list revisions");
+        let revisions = storage.list_all_revisions().await?;
+        phase.done(revisions.len());
+        let inputs = mark::Inputs {
+            revisions: &revisions,
+            touched: &touched,
+            cutoff,
+        };
+        let phase = Phase::start("mark");
+        let marked = mark::mark(storage, config.untagged, &inputs).await?;
+        phase.done(marked.live.len());
+        Ok(marked)
     };
-    let phase = Phase::start("mark");
-    let marked = mark::mark(storage, config.untagged, &inputs).await?;
-    phase.done(marked.live.len());
-    sweep::sweep(storage, &marked, cutoff, dry_run).await
+    let listing = async {
+        let phase = Phase::start("list blobs");
+        let blobs = storage.list_blobs().await?;
+        phase.done(blobs.len());
+        Ok(blobs)
+    };
+    let (marked, blobs) = futures_util::try_join!(marking, listing)?;
+    sweep::sweep(storage, &marked, blobs, cutoff, dry_run).await
 }
 
 #[cfg(test)]

@@ -65,10 +65,10 @@ pub async fn run(
     let untagged_rules = policies
         .iter()
         .any(|p| p.delete_untagged_older_than.is_some());
-    // One enumeration of every link, only when some policy looks at untagged manifests.
+    // One enumeration of every revision link, only when some policy looks at untagged manifests.
     let mut revisions: HashMap<RepoName, Vec<(Digest, SystemTime)>> = HashMap::new();
     if untagged_rules {
-        for link in storage.list_all_links().await? {
+        for link in storage.list_all_revisions().await? {
             if link.kind == LinkKind::Manifest {
                 let entry = revisions.entry(link.repo).or_default();
                 entry.push((link.digest, link.modified));

@@ -179,7 +179,7 @@ pub async fn run_once(plan: &Plan, lease: &mut Lease, metrics: &GcMetrics, clock
             run.tags_deleted = tags;
             run.objects_freed = swept.blobs.len();
             run.bytes_freed = swept.bytes;
-            run.links_removed = swept.manifests_unlinked.len() + swept.layers_unlinked.len();
+            run.links_removed = swept.manifests_unlinked.len();
             tracing::info!(
                 tags_deleted = tags,
                 blobs = run.objects_freed,

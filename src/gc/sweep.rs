@@ -1,7 +1,7 @@
-//! The sweep: unlinks what the mark condemned (untagged revisions, stale layer links), then
-//! deletes each blob outside the live set that was written before the cut-off and that no
-//! repository links (one enumeration of every link, after the candidates are known),
-//! re-checking its touches and write time right before the delete (module docs).
+//! The sweep: unlinks what the mark condemned (untagged revisions), then deletes each
+//! blob outside the live set that was written before the cut-off, re-checking its touches
+//! and write time right before the delete (module docs). The blobs were listed while the
+//! mark ran.
 
 use std::collections::HashSet;
 use std::time::SystemTime;
@@ -15,23 +15,30 @@ use crate::registry::reference::{Digest, RepoName};
 use crate::registry::service::touch;
 use crate::registry::storage::{BlobEntry, LinkKind, RecordKey, Storage, StorageResult};
 
+/// Deletions (each with its re-check) at once. More than the mark's reads: on disk each is
+/// an unlink and a rmdir that wait for the device (with `discard`, for its trim), and 64
+/// at once took 10,000 deletions from 1.2 s to 0.7 s on the benchmark's cold disk; on an
+/// object store each is a small request.
+const DELETES_AT_ONCE: usize = 64;
+
 /// What a run deleted (or, dry, would delete).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Swept {
     pub manifests_unlinked: Vec<(RepoName, Digest)>,
-    /// Layer links removed: no kept manifest of the repository names them.
-    pub layers_unlinked: Vec<(RepoName, Digest)>,
     pub blobs: Vec<BlobEntry>,
     pub bytes: u64,
-    /// Candidates a re-check kept (linked or touched again since the mark).
+    /// Candidates a re-check kept (touched or written again since the mark).
     pub spared: usize,
     /// Touch records older than the cut-off, deleted (they protect nothing any more).
     pub touches_cleared: usize,
 }
 
+/// `blobs` is every blob, listed after `T0` (a blob written later is missing from it, and
+/// so safe; one rewritten later is caught by the re-check).
 pub async fn sweep(
     storage: &dyn Storage,
     marked: &Marked,
+    blobs: Vec<BlobEntry>,
     cutoff: SystemTime,
     dry_run: bool,
 ) -> StorageResult<Swept> {
@@ -40,53 +47,39 @@ pub async fn sweep(
     // Owned items and plain async fns in the streams: closures borrowing their items make
     // the future `Send` only for some lifetimes, and the server spawns collections.
     let phase = Phase::start("unlink");
-    let unlinked: Vec<_> = futures_util::stream::iter(condemned(marked))
-        .map(|(kind, repo, digest)| unlink_entry(storage, kind, repo, digest, cutoff, dry_run))
+    let condemned = marked.untagged.iter().cloned();
+    let unlinked: Vec<_> = futures_util::stream::iter(condemned)
+        .map(|(repo, digest)| unlink_entry(storage, repo, digest, cutoff, dry_run))
         .buffer_unordered(CONCURRENT)
         .try_collect()
         .await?;
     let mut kept_linked = HashSet::new();
-    for (kind, repo, digest, gone) in unlinked {
-        let entry = (repo, digest.clone());
-        match (gone, kind) {
-            (false, _) => {
+    for (repo, digest, gone) in unlinked {
+        match gone {
+            false => {
                 swept.spared += 1;
-                kept_linked.insert(digest.clone());
+                kept_linked.insert(digest);
             }
-            (true, LinkKind::Manifest) => swept.manifests_unlinked.push(entry),
-            (true, LinkKind::Layer) => swept.layers_unlinked.push(entry),
+            true => swept.manifests_unlinked.push((repo, digest)),
         }
     }
     swept.manifests_unlinked.sort();
-    swept.layers_unlinked.sort();
     if !dry_run {
         // The removals were not made durable one by one: all at once now, before any blob
         // goes, so a crash from here on cannot bring back a link to deleted bytes.
         storage.sync_unlinks().await?;
     }
-    phase.done(swept.manifests_unlinked.len() + swept.layers_unlinked.len());
+    phase.done(swept.manifests_unlinked.len());
 
-    let phase = Phase::start("list blobs");
-    let candidates: Vec<BlobEntry> = storage
-        .list_blobs()
-        .await?
+    let candidates: Vec<BlobEntry> = blobs
         .into_iter()
         .filter(|b| !marked.live.contains(&b.digest) && b.modified < cutoff)
         .filter(|b| !kept_linked.contains(&b.digest))
         .collect();
-    phase.done(candidates.len());
-    let phase = Phase::start("list links again");
-    let linked = linked_now(storage, marked, dry_run).await?;
-    phase.done(linked.len());
-    // A candidate some repository links now is spared.
-    let (spared, candidates): (Vec<_>, Vec<_>) = candidates
-        .into_iter()
-        .partition(|b| linked.contains(&b.digest));
-    swept.spared += spared.len();
     let phase = Phase::start("delete blobs");
     let deleted: Vec<Option<BlobEntry>> = futures_util::stream::iter(candidates)
         .map(|blob| delete_unless_touched(storage, blob, cutoff, dry_run))
-        .buffer_unordered(CONCURRENT)
+        .buffer_unordered(DELETES_AT_ONCE)
         .try_collect()
         .await?;
     let before = deleted.len();
@@ -103,71 +96,25 @@ pub async fn sweep(
     Ok(swept)
 }
 
-/// What the mark condemned: untagged revisions, then stale layer links.
-fn condemned(marked: &Marked) -> Vec<(LinkKind, RepoName, Digest)> {
-    let manifests = marked
-        .untagged
-        .iter()
-        .map(|(r, d)| (LinkKind::Manifest, r, d));
-    let layers = marked
-        .stale_layers
-        .iter()
-        .map(|(r, d)| (LinkKind::Layer, r, d));
-    manifests
-        .chain(layers)
-        .map(|(kind, r, d)| (kind, r.clone(), d.clone()))
-        .collect()
-}
-
-/// [`unlink_unless_touched`] with its item handed back: `(kind, repo, digest, gone)`.
+/// [`unlink_unless_touched`] with its item handed back: `(repo, digest, gone)`.
 async fn unlink_entry(
     storage: &dyn Storage,
-    kind: LinkKind,
     repo: RepoName,
     digest: Digest,
     cutoff: SystemTime,
     dry_run: bool,
-) -> StorageResult<(LinkKind, RepoName, Digest, bool)> {
-    let gone = unlink_unless_touched(storage, kind, &repo, &digest, cutoff, dry_run).await?;
-    Ok((kind, repo, digest, gone))
+) -> StorageResult<(RepoName, Digest, bool)> {
+    let gone = unlink_unless_touched(storage, &repo, &digest, cutoff, dry_run).await?;
+    Ok((repo, digest, gone))
 }
 
-/// Every digest some repository links now (one enumeration). A dry run unlinked nothing,
-/// so the links it would have removed do not count.
-async fn linked_now(
-    storage: &dyn Storage,
-    marked: &Marked,
-    dry_run: bool,
-) -> StorageResult<HashSet<Digest>> {
-    let condemned: HashSet<(LinkKind, &RepoName, &Digest)> = match dry_run {
-        false => HashSet::new(),
-        true => marked
-            .untagged
-            .iter()
-            .map(|(r, d)| (LinkKind::Manifest, r, d))
-            .chain(
-                marked
-                    .stale_layers
-                    .iter()
-                    .map(|(r, d)| (LinkKind::Layer, r, d)),
-            )
-            .collect(),
-    };
-    let links = storage.list_all_links().await?;
-    Ok(links
-        .into_iter()
-        .filter(|l| !condemned.contains(&(l.kind, &l.repo, &l.digest)))
-        .map(|l| l.digest)
-        .collect())
-}
-
-/// Removes a condemned link unless its digest was touched since the cut-off; after
-/// removing it, looks at the touches again and puts the link back if one arrived meanwhile
-/// (a push that checked the link before it went). `false` when the link stays. The removal
-/// is durable only after [`Storage::sync_unlinks`], which [`sweep`] calls once for all.
+/// Removes a condemned revision link unless its digest was touched since the cut-off;
+/// after removing it, looks at the touches again and puts the link back if one arrived
+/// meanwhile (a push that checked the link before it went). `false` when the link stays.
+/// The removal is durable only after [`Storage::sync_unlinks`], which [`sweep`] calls once
+/// for all.
 async fn unlink_unless_touched(
     storage: &dyn Storage,
-    kind: LinkKind,
     repo: &RepoName,
     digest: &Digest,
     cutoff: SystemTime,
@@ -180,6 +127,7 @@ async fn unlink_unless_touched(
     if dry_run {
         return Ok(true);
     }
+    let kind = LinkKind::Manifest;
     if !storage.unlink_unsynced(repo, kind, digest).await? {
         return Ok(true);
     }

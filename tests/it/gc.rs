@@ -93,8 +93,8 @@ async fn gc_deletes_what_a_deleted_image_left_and_the_other_image_still_pulls(ba
     outlive_grace().await;
 
     // The deleted manifest, the blobs only it named (its config and own layer: their
-    // layer links in team/old are stale, so they go first), and the orphan. The shared
-    // layer stays: team/app's manifest names it.
+    // layer links in team/old keep nothing, as in registry:2's collector), and the
+    // orphan. The shared layer stays: team/app's manifest names it.
     let old_own = [sha256(b"old's own"), sha256(b"{\"image\":\"team/old:v1\"}")];
     let mut want = vec![gone.clone(), orphan.clone()];
     want.extend(old_own);

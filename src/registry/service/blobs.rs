@@ -35,23 +35,36 @@ impl Service {
     /// The size of a blob `repo` may serve (`BLOB_UNKNOWN` otherwise). A client that
     /// finds it here may push a manifest naming it without uploading it, so a blob found
     /// is touched and then looked up again (`touch.rs`): the answer rests on a check made
-    /// after the touch. An absent blob costs nothing more.
+    /// after the touch, in the store itself, not in a size cache: another node's collection
+    /// may have deleted the bytes while the repository's layer link stays (`gc` module
+    /// docs). Once touched, the cached size is trusted until the touch is a quarter grace
+    /// old, and no collection deletes the blob before then. An absent blob costs nothing
+    /// more.
     pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> ApiResult<u64> {
         let recent = self.touches.is_recent(digest);
-        let size = self.size_in(repo, digest).await?;
+        let size = self.size_in(repo, digest, false).await?;
         if size.is_none() || recent {
             return size.ok_or_else(|| blob_unknown(digest));
         }
         self.touches.touch(&*self.storage, digest).await?;
-        self.size_in(repo, digest)
+        self.size_in(repo, digest, true)
             .await?
             .ok_or_else(|| blob_unknown(digest))
     }
 
-    async fn size_in(&self, repo: &RepoName, digest: &Digest) -> ApiResult<Option<u64>> {
-        Ok(match self.repo_has_blob(repo, digest).await? {
-            true => self.storage.blob_size(digest).await?,
-            false => None,
+    /// The blob's size when `repo` links it; `fresh` asks the store, past any size cache.
+    async fn size_in(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        fresh: bool,
+    ) -> ApiResult<Option<u64>> {
+        if !self.repo_has_blob(repo, digest).await? {
+            return Ok(None);
+        }
+        Ok(match fresh {
+            true => self.storage.blob_size_fresh(digest).await?,
+            false => self.storage.blob_size(digest).await?,
         })
     }
 

@@ -47,7 +47,7 @@ pub struct LastRun {
     /// Blobs (layers, configs, manifests) deleted, and their bytes.
     pub objects_freed: usize,
     pub bytes_freed: u64,
-    /// Links removed (stale layer links, untagged manifests).
+    /// Links removed (untagged manifests, with `untagged = "delete"`).
     pub links_removed: usize,
 }
 

@@ -94,6 +94,9 @@ impl Service {
         repo: &RepoName,
         digest: &Digest,
     ) -> ApiResult<bool> {
+        // Touched before the check the link rests on, as a mount is: bytes stored long ago
+        // stay through a collection running now (`gc` module docs).
+        self.touches.touch(&*self.storage, digest).await?;
         let Some(size) = self.storage.blob_size(digest).await? else {
             return Ok(false);
         };

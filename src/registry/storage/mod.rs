@@ -28,7 +28,8 @@
 //!   `docker/`: wharf's own state (sessions, staging, referrers, probes, the lock) lives
 //!   under `wharf/` beside it, which registry:2's catalog and garbage collector never visit.
 //! - **Enumeration for garbage collection** ([`Storage::list_blobs`],
-//!   [`Storage::list_links`], [`Storage::list_all_links`], [`Storage::delete_blob`]), on
+//!   [`Storage::list_links`], [`Storage::list_all_links`], [`Storage::list_all_revisions`],
+//!   [`Storage::delete_blob`]), on
 //!   every backend: the filesystem walks registry:2's directories, the object stores list
 //!   the same keys (`object/enumerate.rs`). A listing may miss what is written while it
 //!   runs and may include what is deleted meanwhile; the collector's safety argument (`gc`
@@ -486,6 +487,15 @@ pub trait Storage: Send + Sync + 'static {
     /// collector reads instead of asking each repository about each blob.
     async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
         Err(no_enumeration("list all links"))
+    }
+
+    /// The manifest revision links of [`Storage::list_all_links`] only: what the collector,
+    /// retention and the mirror cache's policy read. A backend whose layout keeps them
+    /// apart (the filesystem) reads only those and skips every `_layers` directory.
+    async fn list_all_revisions(&self) -> StorageResult<Vec<LinkEntry>> {
+        let mut links = self.list_all_links().await?;
+        links.retain(|l| l.kind == LinkKind::Manifest);
+        Ok(links)
     }
 
     /// The size of a stored blob as the store says now, never from a cache: what a

@@ -56,12 +56,16 @@ pub(super) fn list_links(
         .collect())
 }
 
-/// Every link of every repository, with its write time; several repositories are read at
-/// once (`parallel.rs`).
-pub(super) fn list_all_links(layout: &Layout, repos: &[RepoName]) -> io::Result<Vec<LinkEntry>> {
+/// Every link of `kinds` of every repository, with its write time; several repositories
+/// are read at once (`parallel.rs`).
+pub(super) fn list_all_links(
+    layout: &Layout,
+    repos: &[RepoName],
+    kinds: &[LinkKind],
+) -> io::Result<Vec<LinkEntry>> {
     parallel::for_each(repos, |repo, out| {
-        for kind in [LinkKind::Layer, LinkKind::Manifest] {
-            out.extend(links_of(layout, repo, kind)?);
+        for kind in kinds {
+            out.extend(links_of(layout, repo, *kind)?);
         }
         Ok(())
     })

@@ -128,6 +128,15 @@ impl FsStorage {
     pub fn root(&self) -> &Path {
         self.layout.root()
     }
+
+    async fn list_all_links_of(&self, kinds: &'static [LinkKind]) -> StorageResult<Vec<LinkEntry>> {
+        let repos = self.list_repositories().await?;
+        let layout = self.layout.clone();
+        blocking("list links", move || {
+            enumerate::list_all_links(&layout, &repos, kinds)
+        })
+        .await
+    }
 }
 
 /// A root that holds `blobs/` and `repositories/` itself is registry:2's
@@ -573,12 +582,12 @@ impl Storage for FsStorage {
     }
 
     async fn list_all_links(&self) -> StorageResult<Vec<LinkEntry>> {
-        let repos = self.list_repositories().await?;
-        let layout = self.layout.clone();
-        blocking("list links", move || {
-            enumerate::list_all_links(&layout, &repos)
-        })
-        .await
+        self.list_all_links_of(&[LinkKind::Layer, LinkKind::Manifest])
+            .await
+    }
+
+    async fn list_all_revisions(&self) -> StorageResult<Vec<LinkEntry>> {
+        self.list_all_links_of(&[LinkKind::Manifest]).await
     }
 
     async fn blob_modified(&self, digest: &Digest) -> StorageResult<Option<SystemTime>> {
