@@ -69,8 +69,9 @@
 //! not offer; the window is narrowed by keeping it one request long.
 //!
 //! **Caches.** The object stores' blob-size cache forgets a blob the node deletes, and is
-//! not trusted by a manifest push's check for a blob another node may have deleted (see
-//! above). On shared storage every cached manifest is re-checked against its link, so a
+//! not trusted for a blob another node may have deleted: a blob HEAD that touches the
+//! blob, and a manifest push's check, then ask the store itself (a layer link left to a
+//! deleted blob must answer `BLOB_UNKNOWN`, not a remembered size). On shared storage every cached manifest is re-checked against its link, so a
 //! swept manifest is not served from a cache.
 //!
 //! **Crashes.** A sweep deletes a manifest's bytes only after every revision link to it is
