@@ -4,8 +4,9 @@
 //! what would) and how many bytes. It runs beside servers on the same storage: it holds
 //! the GC lease (the one the servers' schedules take, `gc::leased`) for the run, so it
 //! never sweeps at the same time as a scheduled collection, and on the filesystem it opens
-//! the root without its lock (`FsStorage::open_beside_server`). A dry run deletes nothing
-//! and takes no lease.
+//! the root without its lock (`FsStorage::open_beside_server`). With no server holding
+//! that lock when it starts, it deletes at full speed (`gc::Pace`). A dry run deletes
+//! nothing and takes no lease.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use wharf::gc::leased::{self, Leased};
 use wharf::gc::mirror_roots::{self, Eviction, NsPolicy, Why};
 use wharf::gc::retention::Outcome;
 use wharf::gc::sweep::Swept;
+use wharf::gc::Pace;
 use wharf::registry::service::gc_status::{LastRun, RunResult};
 use wharf::registry::service::Service;
 use wharf::registry::storage::fs::FsStorage;
@@ -38,6 +40,12 @@ pub async fn run(path: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
             Some(fs) => fs.clone(),
             None => open_storage(&config.storage.backend, &root).await?,
         };
+        // Full speed only when no server answers from this root now; an object store may
+        // have servers anywhere.
+        let pace = match &fs {
+            Some(fs) if !fs.root_held_elsewhere()? => Pace::Alone,
+            _ => Pace::BesideServers,
+        };
         let service = crate::repo_cmd::service_on(&config, storage.clone())?;
         let policies = mirror_roots::policies(&config, &root);
         if dry_run {
@@ -47,7 +55,7 @@ pub async fn run(path: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
                 println!("(a dry run does not count the blobs the evictions would free)");
             }
             print(
-                &wharf::gc::collect(&*storage, &config.gc, true).await?,
+                &wharf::gc::collect(&*storage, &config.gc, true, pace).await?,
                 true,
             );
             continue;
@@ -60,7 +68,7 @@ pub async fn run(path: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
                 fs.clear_staging().await?;
             }
             let evicted = evict(&service, &policies, &name, false).await?;
-            let swept = wharf::gc::collect(&*storage, &config.gc, false).await?;
+            let swept = wharf::gc::collect(&*storage, &config.gc, false, pace).await?;
             anyhow::Ok((evicted, swept))
         };
         let (evicted, swept) = match leased::with_lease(&mut lease, work).await? {

@@ -90,7 +90,9 @@ async fn collect(s: &FsStorage, untagged: Untagged, at: SystemTime, dry_run: boo
         grace: GRACE,
         untagged,
     };
-    collect_at(s, &config, at, dry_run).await.unwrap()
+    collect_at(s, &config, at, dry_run, super::Pace::BesideServers)
+        .await
+        .unwrap()
 }
 
 fn digests(swept: &Swept) -> Vec<Digest> {
@@ -259,7 +261,7 @@ async fn a_blob_touched_after_the_mark_is_spared_by_the_re_check() {
     let touches = crate::registry::service::touch::Touches::new(Duration::from_secs(60));
     touches.touch(&s, &d).await.unwrap();
     let cutoff = SystemTime::now() - GRACE;
-    let swept = super::sweep::sweep(&s, &marked, blobs, cutoff, false)
+    let swept = super::sweep::sweep(&s, &marked, blobs, cutoff, false, 16)
         .await
         .unwrap();
     assert!(swept.blobs.is_empty() && swept.spared == 1, "{swept:?}");

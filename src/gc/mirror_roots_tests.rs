@@ -182,7 +182,7 @@ async fn an_idle_cached_image_is_deleted_as_events_and_gc_frees_only_what_nobody
         grace: DAY,
         untagged: Untagged::Keep,
     };
-    let swept = crate::gc::collect_at(&*storage, &gc, now, false)
+    let swept = crate::gc::collect_at(&*storage, &gc, now, false, crate::gc::Pace::BesideServers)
         .await
         .unwrap();
     let freed: HashSet<_> = swept.blobs.iter().map(|b| b.digest.clone()).collect();

@@ -158,7 +158,7 @@ pub async fn run_once(plan: &Plan, lease: &mut Lease, metrics: &GcMetrics, clock
         }
         (
             tags_deleted,
-            super::collect(&**storage, &plan.gc, false).await,
+            super::collect(&**storage, &plan.gc, false, super::Pace::BesideServers).await,
         )
     };
     status.started(started);

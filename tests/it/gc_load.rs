@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use wharf::config::{Config, GcConfig};
+use wharf::gc::Pace;
 use wharf::registry::storage::Storage;
 
 use crate::clients::run;
@@ -282,7 +283,7 @@ async fn collector(
 ) -> Result<(usize, usize, u64), String> {
     let (mut runs, mut blobs, mut bytes) = (0, 0, 0);
     while !stop.load(Ordering::Relaxed) {
-        let swept = wharf::gc::collect(&*storage, &gc, false)
+        let swept = wharf::gc::collect(&*storage, &gc, false, Pace::BesideServers)
             .await
             .map_err(|e| format!("collection {runs}: {e}"))?;
         runs += 1;
@@ -350,8 +351,12 @@ async fn gc_under_load(backend: Backend, node_count: usize) {
 
     // Once the grace period is over, one more run frees the rest, and nothing is left after it.
     tokio::time::sleep(Duration::from_secs(GRACE_SECS + 2)).await;
-    let last = wharf::gc::collect(&*storage, &gc, false).await.unwrap();
-    let more = wharf::gc::collect(&*storage, &gc, true).await.unwrap();
+    let last = wharf::gc::collect(&*storage, &gc, false, Pace::BesideServers)
+        .await
+        .unwrap();
+    let more = wharf::gc::collect(&*storage, &gc, true, Pace::BesideServers)
+        .await
+        .unwrap();
     assert!(
         more.blobs.is_empty() && more.manifests_unlinked.is_empty(),
         "a dry run after the last collection still finds {} blobs, {:?}",
@@ -476,4 +481,32 @@ async fn pushes_retags_and_deletes_while_gc_runs_on_s3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushes_to_two_nodes_on_one_bucket_while_gc_runs() {
     gc_under_load(Backend::S3, 2).await
+}
+
+/// A blob another node's collection deleted is unknown on a node that remembers its size:
+/// the repository's layer link stays (only manifests keep blobs), so the HEAD's touch is
+/// followed by a look in the bucket itself, not in the node's size cache.
+#[tokio::test]
+async fn a_blob_another_node_collected_is_unknown_where_its_size_was_cached() {
+    let Some(store) = TestStore::fresh(Backend::S3) else {
+        return;
+    };
+    let extra = "[registry]\ndelete = true\n[gc]\ngrace = \"2s\"\ninterval = \"off\"\n";
+    let a = TestServer::start_on_store(&store, extra).await;
+    let b = TestServer::start_on_store(&store, extra).await;
+    let bytes = b"an upload whose manifest never came";
+    upload(&a.http, &a.base, "team/app", bytes).await.unwrap();
+    let url = b.url(&format!("/v2/team/app/blobs/{}", sha256(bytes)));
+    let head = |url: String| async { b.http.head(url).send().await.unwrap().status() };
+    assert_eq!(head(url.clone()).await, StatusCode::OK, "b learns its size");
+    // Past the grace period, and past b's touch period (a quarter grace, at least 1 s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (storage, gc) = open_store(&store.config(extra)).await;
+    let swept = wharf::gc::collect(&*storage, &gc, false, Pace::BesideServers)
+        .await
+        .unwrap();
+    assert_eq!(swept.blobs.len(), 1, "{swept:?}");
+    assert_eq!(head(url).await, StatusCode::NOT_FOUND);
+    let on_a = a.url(&format!("/v2/team/app/blobs/{}", sha256(bytes)));
+    assert_eq!(head(on_a).await, StatusCode::NOT_FOUND);
 }

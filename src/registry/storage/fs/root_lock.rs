@@ -65,6 +65,18 @@ pub fn lock(root: &Path) -> io::Result<(Arc<RootLock>, bool)> {
     Ok((lock, true))
 }
 
+/// Whether a process holds the root through its `wharf` directory `root` now: a look, not
+/// a hold (the lock is released at once), so a server may start right after.
+pub fn held_elsewhere(root: &Path) -> io::Result<bool> {
+    let file = match File::open(root.join("lock")) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    // The descriptor closes when `file` drops, and the lock with it.
+    Ok(!try_flock(&file)?)
+}
+
 /// An exclusive `flock` without waiting; `false` when someone else holds it.
 fn try_flock(file: &File) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
@@ -101,5 +113,21 @@ mod tests {
         ));
         drop((a, b));
         other.try_lock().unwrap();
+    }
+
+    #[test]
+    fn a_look_at_the_lock_does_not_hold_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!held_elsewhere(dir.path()).unwrap(), "no lock file yet");
+        let (held, _) = lock(dir.path()).unwrap();
+        assert!(held_elsewhere(dir.path()).unwrap());
+        assert!(
+            held_elsewhere(dir.path()).unwrap(),
+            "the look released nothing"
+        );
+        drop(held);
+        assert!(!held_elsewhere(dir.path()).unwrap());
+        let (_again, fresh) = lock(dir.path()).unwrap();
+        assert!(fresh, "the look left no lock behind");
     }
 }
