@@ -115,7 +115,7 @@ impl FsStorage {
     /// Whether another process (a server) holds this root now; see
     /// [`root_lock::held_elsewhere`].
     pub fn root_held_elsewhere(&self) -> io::Result<bool> {
-        root_lock::held_elsewhere(&self.layout.wharf())
+        root_lock::held_elsewhere(self.layout.wharf())
     }
 
     /// Removes what a killed process left in this storage's staging directory; only for
