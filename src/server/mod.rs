@@ -201,7 +201,10 @@ impl Server {
         for registry in registries.values() {
             maintenance::purge_uploads_at_start(registry, config.storage.upload_max_age).await;
         }
-        let windows = window_budget::WindowBudget::new(config.limits.http2_window_budget);
+        let windows = window_budget::WindowBudget::new(
+            config.limits.http2_window_budget,
+            metrics.http2_windows.clone(),
+        );
         let shared =
             build_shared(&config, &registries, metrics.clone(), &[], windows.clone()).await?;
         let admin = match config.admin_address {

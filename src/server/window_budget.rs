@@ -10,9 +10,13 @@
 //! clients slows the later ones down rather than growing the server.
 //!
 //! Windows are settled when a connection starts (hyper cannot change them later), so an
-//! idle connection holds its lease until it closes (`limits.keepalive_timeout`).
+//! idle connection holds its lease until it closes (`limits.keepalive_timeout`), and so
+//! does one that only pulls. `wharf_http2_window_leased_bytes` shows what is held, and
+//! `wharf_http2_windows_reduced` counts connections that got less than configured.
 
 use std::sync::{Arc, Mutex};
+
+use crate::gateway::metrics::Http2WindowMetrics;
 
 /// The windows given without a lease once the budget is spent: hyper's own default for
 /// the stream, twice that for the connection (25 MB/s at a 40 ms round trip).
@@ -38,6 +42,7 @@ pub fn at_most_the_floor(wanted: Windows) -> Windows {
 
 pub struct WindowBudget {
     state: Mutex<State>,
+    metrics: Http2WindowMetrics,
 }
 
 struct State {
@@ -54,13 +59,14 @@ pub struct Lease {
 }
 
 impl WindowBudget {
-    pub fn new(total: u64) -> Arc<Self> {
+    pub fn new(total: u64, metrics: Http2WindowMetrics) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 total,
                 leased: 0,
                 short: false,
             }),
+            metrics,
         })
     }
 
@@ -86,7 +92,11 @@ impl WindowBudget {
             false => (at_most_the_floor(wanted), 0),
         };
         state.leased += bytes;
+        self.metrics.leased_bytes.set(gauge(state.leased));
         let short = granted != wanted;
+        if short {
+            self.metrics.reduced.inc();
+        }
         if short && !state.short {
             tracing::info!(
                 budget = state.total,
@@ -113,7 +123,12 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let mut state = self.budget.lock();
         state.leased -= self.bytes;
+        self.budget.metrics.leased_bytes.set(gauge(state.leased));
     }
+}
+
+fn gauge(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -126,13 +141,23 @@ mod tests {
         connection: 96 * MIB,
     };
 
+    fn budget(total: u64) -> Arc<WindowBudget> {
+        WindowBudget::new(total, Http2WindowMetrics::default())
+    }
+
     fn leased(b: &WindowBudget) -> u64 {
-        b.lock().leased
+        let leased = b.lock().leased;
+        assert_eq!(
+            b.metrics.leased_bytes.get(),
+            leased as i64,
+            "the gauge follows"
+        );
+        leased
     }
 
     #[test]
     fn connections_get_full_windows_while_the_budget_lasts() {
-        let b = WindowBudget::new(2 * u64::from(WANT.connection));
+        let b = budget(2 * u64::from(WANT.connection));
         let (w1, _l1) = b.lease(WANT);
         let (w2, _l2) = b.lease(WANT);
         assert_eq!((w1, w2), (WANT, WANT));
@@ -141,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_short_budget_gives_what_is_left_then_the_floor() {
-        let b = WindowBudget::new(u64::from(WANT.connection) + 40 * u64::from(MIB));
+        let b = budget(u64::from(WANT.connection) + 40 * u64::from(MIB));
         let (_, _l1) = b.lease(WANT);
         let (w2, _l2) = b.lease(WANT);
         assert_eq!(
@@ -155,11 +180,16 @@ mod tests {
         assert_eq!(w3, FLOOR);
         assert_eq!(l3.bytes, 0, "the floor is not leased");
         assert_eq!(leased(&b), u64::from(WANT.connection) + 40 * u64::from(MIB));
+        assert_eq!(
+            b.metrics.reduced.get(),
+            2,
+            "the second and third were reduced"
+        );
     }
 
     #[test]
     fn a_closed_connection_gives_its_share_back() {
-        let b = WindowBudget::new(u64::from(WANT.connection));
+        let b = budget(u64::from(WANT.connection));
         let (_, l1) = b.lease(WANT);
         assert_eq!(b.lease(WANT).0, FLOOR);
         drop(l1);
@@ -169,7 +199,7 @@ mod tests {
 
     #[test]
     fn wanted_windows_under_the_floor_stay_as_they_are() {
-        let b = WindowBudget::new(0);
+        let b = budget(0);
         let small = Windows {
             stream: 65_535,
             connection: 65_535,
@@ -179,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_lower_total_after_a_reload_counts_the_leases_already_given() {
-        let b = WindowBudget::new(4 * u64::from(WANT.connection));
+        let b = budget(4 * u64::from(WANT.connection));
         let (_, _l1) = b.lease(WANT);
         b.set_total(u64::from(WANT.connection));
         assert_eq!(b.lease(WANT).0, FLOOR);
