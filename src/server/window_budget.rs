@@ -80,16 +80,18 @@ impl WindowBudget {
         let mut state = self.lock();
         let left = state.total.saturating_sub(state.leased);
         let connection = u64::from(wanted.connection).min(left);
-        let (granted, bytes) = match connection >= u64::from(FLOOR.connection) {
+        let (granted, bytes) = if wanted.connection <= FLOOR.connection {
+            // No larger than the floor: no lease needed.
+            (wanted, 0)
+        } else if connection >= u64::from(FLOOR.connection) {
             // Both fit in u32: `connection` is at most the wanted connection window.
-            true => {
-                let windows = Windows {
-                    connection: connection as u32,
-                    stream: wanted.stream.min(connection as u32),
-                };
-                (windows, connection)
-            }
-            false => (at_most_the_floor(wanted), 0),
+            let windows = Windows {
+                connection: connection as u32,
+                stream: wanted.stream.min(connection as u32),
+            };
+            (windows, connection)
+        } else {
+            (at_most_the_floor(wanted), 0)
         };
         state.leased += bytes;
         self.metrics.leased_bytes.set(gauge(state.leased));
@@ -200,11 +202,21 @@ mod tests {
     #[test]
     fn wanted_windows_under_the_floor_stay_as_they_are() {
         let b = budget(0);
-        let small = Windows {
-            stream: 65_535,
-            connection: 65_535,
-        };
-        assert_eq!(b.lease(small).0, small);
+        for small in [
+            Windows {
+                stream: 65_535,
+                connection: 65_535,
+            },
+            // A stream window over the floor's, within a connection window under its.
+            Windows {
+                stream: 3 * MIB / 2,
+                connection: 3 * MIB / 2,
+            },
+        ] {
+            let (windows, lease) = b.lease(small);
+            assert_eq!((windows, lease.bytes), (small, 0));
+        }
+        assert_eq!(b.metrics.reduced.get(), 0);
     }
 
     #[test]
