@@ -31,10 +31,13 @@ pub struct Limits {
     /// (its upload speed is at most this per round trip), and on all of a connection's.
     pub http2_stream_window: u32,
     pub http2_connection_window: u32,
+    /// The most the connection windows of all HTTP/2 connections may add up to: what
+    /// uploads may hold in memory in all (`server/window_budget.rs`).
+    pub http2_window_budget: u64,
 }
 
 pub(super) fn validate(check: &Check, raw: &RawLimits) -> Result<Limits, ConfigError> {
-    let (http2_stream_window, http2_connection_window) = http2::windows(check, raw)?;
+    let http2 = http2::windows(check, raw)?;
     let limits = Limits {
         tls_handshake_timeout: check.duration(
             "limits.tls_handshake_timeout",
@@ -60,8 +63,9 @@ pub(super) fn validate(check: &Check, raw: &RawLimits) -> Result<Limits, ConfigE
             &raw.trusted_proxies,
         )?,
         rate_limit_keys: raw.rate_limit_keys.unwrap_or(rate_limits::DEFAULT_MAX_KEYS),
-        http2_stream_window,
-        http2_connection_window,
+        http2_stream_window: http2.stream,
+        http2_connection_window: http2.connection,
+        http2_window_budget: http2.budget,
     };
     for (key, value) in [
         ("limits.header_read_timeout", limits.header_read_timeout),

@@ -277,6 +277,7 @@ pub struct RawLimits {
     /// HTTP/2 receive windows in bytes (see `config/http2.rs`).
     pub http2_stream_window: Option<u64>,
     pub http2_connection_window: Option<u64>,
+    pub http2_window_budget: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -32,6 +32,13 @@ pub struct LimitLabels {
     pub limit: String,
 }
 
+/// What `server/window_budget.rs` reports; clones share the values.
+#[derive(Clone, Default)]
+pub struct Http2WindowMetrics {
+    pub leased_bytes: Gauge,
+    pub reduced: Counter,
+}
+
 /// Every metric wharf keeps. Lives as long as the process: reloads keep counting.
 pub struct Metrics {
     registry: Registry,
@@ -45,6 +52,8 @@ pub struct Metrics {
     login_verifications: Counter,
     rate_limited: Family<LimitLabels, Counter>,
     rate_limit_clients: Family<LimitLabels, Gauge>,
+    /// The HTTP/2 window budget: bytes leased, and connections given less than they asked.
+    pub http2_windows: Http2WindowMetrics,
     /// The pull-through cache's counters, shared by every mirror route.
     pub mirror: std::sync::Arc<crate::mirror::MirrorMetrics>,
 }
@@ -117,10 +126,22 @@ impl Metrics {
             "Clients each rate limit remembers (bounded by limits.rate_limit_keys)",
             rate_limit_clients.clone(),
         );
+        let http2_windows = Http2WindowMetrics::default();
+        registry.register(
+            "http2_window_leased_bytes",
+            "HTTP/2 connection windows leased from limits.http2_window_budget by open connections",
+            http2_windows.leased_bytes.clone(),
+        );
+        registry.register(
+            "http2_windows_reduced",
+            "HTTP/2 connections given smaller windows than configured, the budget being spent",
+            http2_windows.reduced.clone(),
+        );
         let mirror = std::sync::Arc::new(crate::mirror::MirrorMetrics::default());
         mirror.register(&mut registry);
         Self {
             mirror,
+            http2_windows,
             login_verifications,
             rate_limited,
             rate_limit_clients,

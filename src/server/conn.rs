@@ -14,7 +14,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{drain, idle, plain_on_tls, Shared};
+use super::window_budget::{self, Lease, Windows};
+use super::{drain, idle, plain_on_tls, transport, Shared};
 use crate::config::{ListenerConfig, TlsMode};
 use crate::gateway::ConnInfo;
 
@@ -102,10 +103,29 @@ async fn starts_with_tls(stream: &TcpStream, deadline: Duration) -> Option<bool>
     }
 }
 
+/// A connection's HTTP/2 windows and its lease of `limits.http2_window_budget`. Only TLS
+/// connections that chose h2 (ALPN) take a lease: HTTP/2 registry clients (docker, crane,
+/// containerd) speak it over TLS, while a connection that chose HTTP/1.1, or a plain one
+/// (nearly always HTTP/1.1; wharf cannot tell before hyper reads it), would hold a share
+/// it never uses. Those get at most the floor: h2 without TLS is for nearby clients.
+fn http2_windows(conn: &ConnInfo, shared: &Shared) -> (Windows, Option<Lease>) {
+    let wanted = transport::wanted_windows(&shared.limits);
+    let chose_h2 = conn.tls.as_ref().and_then(|t| t.alpn.as_deref()) == Some(b"h2");
+    match chose_h2 {
+        true => {
+            let (windows, lease) = shared.windows.lease(wanted);
+            (windows, Some(lease))
+        }
+        false => (window_budget::at_most_the_floor(wanted), None),
+    }
+}
+
 async fn http<I>(io: I, conn: ConnInfo, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The lease is held until the connection ends.
+    let (windows, _lease) = http2_windows(&conn, &shared);
     let conn = Arc::new(conn);
     let peer = conn.peer;
     let activity = idle::Activity::new();
@@ -132,7 +152,7 @@ where
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    super::transport::tune(&mut builder, &shared.limits);
+    transport::tune(&mut builder, &shared.limits, windows);
     let io = TokioIo::new(idle::Watched::new(io, activity.clone()));
     let connection = builder.serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);

@@ -17,6 +17,7 @@ mod maintenance;
 mod notifications;
 pub(crate) mod plain_on_tls;
 mod transport;
+mod window_budget;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     tls: Option<TlsServers>,
     limits: Limits,
+    /// HTTP/2 windows for all connections; the one budget, kept across reloads.
+    windows: Arc<window_budget::WindowBudget>,
     /// How long shutdown waits for requests in progress; the latest config's, so a
     /// reload changes it.
     shutdown_grace: Duration,
@@ -88,6 +91,9 @@ struct State {
     metrics: Arc<Metrics>,
     /// Open connections per client IP, across all listeners.
     conn_limit: Arc<conn_limit::ConnLimiter>,
+    /// The HTTP/2 window budget, across listeners; its total follows reloads, and leases
+    /// of connections accepted before one count against the new total.
+    windows: Arc<window_budget::WindowBudget>,
     /// Registry engines by storage root, kept across reloads: an engine owns the upload
     /// sessions' locks and the manifest cache of its root, so there must be one per root.
     registries: Mutex<HashMap<PathBuf, Arc<Registry>>>,
@@ -147,13 +153,24 @@ impl Reloader {
             .clone();
         let registries = open_registries(&config, known, &self.state.outboxes).await?;
         let kept = self.state.snapshot().gateway.mirrors();
-        let shared = build_shared(&config, &registries, self.state.metrics.clone(), &kept).await?;
+        let windows = self.state.windows.clone();
+        let shared = build_shared(
+            &config,
+            &registries,
+            self.state.metrics.clone(),
+            &kept,
+            windows,
+        )
+        .await?;
         *self
             .state
             .registries
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = registries;
         self.state.conn_limit.set_caps(caps_of(&config.limits));
+        self.state
+            .windows
+            .set_total(config.limits.http2_window_budget);
         self.state
             .collectors
             .apply(&config, &registries_now(&self.state));
@@ -184,7 +201,12 @@ impl Server {
         for registry in registries.values() {
             maintenance::purge_uploads_at_start(registry, config.storage.upload_max_age).await;
         }
-        let shared = build_shared(&config, &registries, metrics.clone(), &[]).await?;
+        let windows = window_budget::WindowBudget::new(
+            config.limits.http2_window_budget,
+            metrics.http2_windows.clone(),
+        );
+        let shared =
+            build_shared(&config, &registries, metrics.clone(), &[], windows.clone()).await?;
         let admin = match config.admin_address {
             Some(address) => Some(
                 TcpListener::bind(address)
@@ -211,6 +233,7 @@ impl Server {
                 metrics,
                 current: RwLock::new(Arc::new(shared)),
                 conn_limit: conn_limit::ConnLimiter::new(caps_of(&config.limits)),
+                windows,
                 registries: Mutex::new(registries),
                 outboxes,
                 collectors: collector::Collectors::new(gc_metrics),
@@ -337,6 +360,7 @@ async fn build_shared(
     registries: &HashMap<PathBuf, Arc<Registry>>,
     metrics: Arc<Metrics>,
     kept_mirrors: &[Arc<crate::mirror::Mirror>],
+    windows: Arc<window_budget::WindowBudget>,
 ) -> Result<Shared, ServerError> {
     let gateway = Arc::new(Gateway::new(
         config,
@@ -362,6 +386,7 @@ async fn build_shared(
         metrics,
         tls,
         limits: config.limits.clone(),
+        windows,
         shutdown_grace: config.shutdown_grace,
     })
 }

@@ -5,6 +5,7 @@
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 
+use super::window_budget::Windows;
 use crate::config::Limits;
 
 /// The least hyper is told a head may take (HTTP/1.1 buffer, h2 header list).
@@ -39,15 +40,24 @@ fn head_limit(limits: &Limits) -> usize {
     limits.max_header_bytes.max(MIN_HEAD_LIMIT) + HEAD_HEADROOM
 }
 
-pub fn tune(builder: &mut auto::Builder<TokioExecutor>, limits: &Limits) {
+/// The windows `limits` asks for, before the budget has its say.
+pub fn wanted_windows(limits: &Limits) -> Windows {
+    Windows {
+        stream: limits.http2_stream_window,
+        connection: limits.http2_connection_window,
+    }
+}
+
+pub fn tune(builder: &mut auto::Builder<TokioExecutor>, limits: &Limits, windows: Windows) {
     builder.http1().max_buf_size(h1_buffer(limits));
     // Fixed windows rather than hyper's adaptive ones: those start at 64 KiB and double
     // once per round trip, so a push over a 40 ms link would spend its first 300 ms
-    // crawling. See config/http2.rs for the budget behind the defaults.
+    // crawling. See config/http2.rs for the sizes behind the defaults, and
+    // window_budget.rs for how `windows` came from them.
     builder
         .http2()
-        .initial_stream_window_size(limits.http2_stream_window)
-        .initial_connection_window_size(limits.http2_connection_window)
+        .initial_stream_window_size(windows.stream)
+        .initial_connection_window_size(windows.connection)
         .max_frame_size(HTTP2_MAX_FRAME)
         .max_header_list_size(u32::try_from(head_limit(limits)).unwrap_or(u32::MAX));
 }
