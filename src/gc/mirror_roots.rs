@@ -1,10 +1,10 @@
 //! The pull-through cache's policy (`cache_max_age`, `cache_max_size` on a `mirror` route):
 //! which cached images stay GC roots. Run before the mark, like retention: images the
 //! policy no longer keeps are deleted through the repository service (their tags, then
-//! the manifest, each announced as a delete), so the mark no longer reaches them, their
-//! layer links go stale, and the sweep frees their blobs after the grace period. A blob
-//! another repository (local or cached) still links or names stays live: that is the
-//! mark's own guarantee, nothing here weakens it.
+//! the manifest, each announced as a delete), so the mark no longer reaches them and the
+//! sweep frees their blobs after the grace period (their layer links stay, keeping
+//! nothing). A blob a kept manifest of another repository (local or cached) names stays
+//! live: that is the mark's own guarantee, nothing here weakens it.
 //!
 //! An image is a manifest revision in a cached repository (`<ns>/...`). Its last pull is
 //! the latest pull record (`mirror::pulls`), or, with none, when it was fetched (its

@@ -328,8 +328,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn unlink(&self, repo: &RepoName, kind: LinkKind, digest: &Digest)
         -> StorageResult<bool>;
     /// Removes a link like [`Storage::unlink`], except that a crash may bring it back until
-    /// [`Storage::sync_unlinks`] returns: the collector removes thousands of stale links and
-    /// makes them durable together, before it deletes any blob. On an object store every
+    /// [`Storage::sync_unlinks`] returns: the collector may remove thousands of untagged
+    /// revisions and makes the removals durable together, before it deletes any blob. On an object store every
     /// delete is durable when it returns, so this is [`Storage::unlink`].
     async fn unlink_unsynced(
         &self,

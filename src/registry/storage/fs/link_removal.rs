@@ -1,8 +1,9 @@
 //! Removing a link file (`.../<alg>/<hex>/link`) with its directory, made durable at once
 //! ([`FsStorage::unlink`]) or later, together with many others
-//! ([`FsStorage::unlink_unsynced`] then [`FsStorage::sync_unlinks`]): the collector removes
-//! thousands of stale layer links, and one fsync each made a run wait for thousands of
-//! journal commits, where one batch after all of them waits for about one.
+//! ([`FsStorage::unlink_unsynced`] then [`FsStorage::sync_unlinks`]): the collector may
+//! remove thousands of untagged revisions (`gc.untagged = "delete"`), and one fsync each
+//! made a run wait for thousands of journal commits, where one batch after all of them
+//! waits for about one.
 
 use std::collections::HashSet;
 use std::fs;

@@ -68,13 +68,15 @@ pub fn lock(root: &Path) -> io::Result<(Arc<RootLock>, bool)> {
 /// Whether a process holds the root through its `wharf` directory `root` now: a look, not
 /// a hold (the lock is released at once), so a server may start right after.
 pub fn held_elsewhere(root: &Path) -> io::Result<bool> {
-    let file = match File::open(root.join("lock")) {
+    let path = root.join("lock");
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let file = match File::open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
+        Err(e) => return Err(named(e)),
     };
     // The descriptor closes when `file` drops, and the lock with it.
-    Ok(!try_flock(&file)?)
+    Ok(!try_flock(&file).map_err(named)?)
 }
 
 /// An exclusive `flock` without waiting; `false` when someone else holds it.
